@@ -1,0 +1,137 @@
+"""`aegan <command>`: one typer command per pipeline stage.
+
+Heavy imports (torch, mlflow) happen inside the commands, never at import of
+this module, so `aegan --help` is instant. Every command validates params.yaml
+first; a `UserError` becomes one line on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+
+import typer
+
+app = typer.Typer(
+    help="Compare autoencoder/GAN fusion strategies (run the whole pipeline with `dvc repro`).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params file to read")
+
+
+def _user_errors(fn):
+    """Turn a UserError into `error: <message>` + exit 2, with no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from aegan.errors import UserError
+
+        os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+        try:
+            return fn(*args, **kwargs)
+        except UserError as err:
+            typer.echo(f"error: {err}", err=True)
+            raise typer.Exit(err.exit_code) from None
+
+    return wrapper
+
+
+def _params(path: Path):
+    from aegan.params import load_params
+
+    return load_params(path)
+
+
+def _echo_json(obj) -> None:
+    import json
+
+    typer.echo(json.dumps(obj, indent=2, default=str))
+
+
+@app.command()
+@_user_errors
+def prepare(params: Path = ParamsOpt) -> None:
+    """Pack the dataset into data/prepared/dataset.npz with a seeded train/held-out split."""
+    from aegan.stages import run_prepare
+
+    _echo_json(run_prepare(_params(params)))
+
+
+@app.command("train-scorer")
+@_user_errors
+def train_scorer(params: Path = ParamsOpt) -> None:
+    """Train the independent scorer CNN (the offline feature extractor) on the training split."""
+    from aegan.stages import run_train_scorer
+
+    _echo_json(run_train_scorer(_params(params), progress=sys.stderr.isatty()))
+
+
+@app.command("pretrain-ae")
+@_user_errors
+def pretrain_ae(params: Path = ParamsOpt) -> None:
+    """Pretrain the shared autoencoder once and save models/ae.pt."""
+    from aegan.stages import run_pretrain_ae
+
+    _echo_json(run_pretrain_ae(_params(params), progress=sys.stderr.isatty()))
+
+
+@app.command()
+@_user_errors
+def train(
+    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
+    seed: int = typer.Option(..., help="training seed"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Train one strategy under one seed; writes models/runs/<strategy>-<seed>/."""
+    from aegan.stages import run_train
+
+    _echo_json(run_train(_params(params), strategy, seed, progress=sys.stderr.isatty()))
+
+
+@app.command()
+@_user_errors
+def evaluate(
+    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
+    seed: int = typer.Option(..., help="training seed"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Score one trained generator with torch-fidelity (FID, KID, IS, precision/recall)."""
+    from aegan.stages import run_evaluate
+
+    _echo_json(run_evaluate(_params(params), strategy, seed))
+
+
+@app.command()
+@_user_errors
+def reference(params: Path = ParamsOpt) -> None:
+    """Score the real-vs-real floor and an untrained generator under the evaluation protocol."""
+    from aegan.stages import run_reference
+
+    _echo_json(run_reference(_params(params)))
+
+
+@app.command()
+@_user_errors
+def report(params: Path = ParamsOpt) -> None:
+    """Aggregate all runs into reports/summary.json, reports/report.md and the curves."""
+    from aegan.stages import run_report
+
+    run_report(_params(params))
+    typer.echo(Path("reports/report.md").read_text())
+
+
+@app.command("check-params")
+@_user_errors
+def check_params(params: Path = ParamsOpt) -> None:
+    """Validate params.yaml and exit (0: valid, 2: the first problem, in one line)."""
+    _params(params)
+    typer.echo(f"{params}: ok")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

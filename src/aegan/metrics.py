@@ -1,0 +1,126 @@
+"""Evaluation through torch-fidelity (DESIGN 4): every metric comes from `calculate_metrics`.
+
+One `Evaluator` holds the protocol (feature extractor, reference images,
+sample count) so every strategy and seed is scored identically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset
+
+from aegan.errors import UserError
+from aegan.params import EvaluateParams
+
+INCEPTION = "inception-v3-compat"
+INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
+INCEPTION_URL = f"https://github.com/toshas/torch-fidelity/releases/download/v0.2.0/{INCEPTION_FILE}"
+
+# torch-fidelity's keys -> ours
+KEYS = {
+    "frechet_inception_distance": "fid",
+    "kernel_inception_distance_mean": "kid_mean",
+    "kernel_inception_distance_std": "kid_std",
+    "inception_score_mean": "is_mean",
+    "inception_score_std": "is_std",
+    "precision": "precision",
+    "recall": "recall",
+    "f_score": "f_score",
+}
+
+
+class UInt8Images(Dataset):
+    """A fixed set of uint8 images for torch-fidelity; grayscale repeated to RGB for Inception."""
+
+    def __init__(self, images: torch.Tensor, rgb: bool):
+        if images.dtype != torch.uint8 or images.ndim != 4:
+            raise ValueError("expected uint8 images (N, C, H, W)")
+        self.images = images.expand(-1, 3, -1, -1) if rgb and images.shape[1] == 1 else images
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return self.images[i]
+
+
+def inception_weights(params: EvaluateParams) -> Path:
+    """Where the Inception weights are, offline; a one-line error if they are nowhere."""
+    if params.feature_extractor_weights_path:
+        path = Path(params.feature_extractor_weights_path).expanduser()
+        if not path.is_file():
+            raise UserError(
+                f"evaluate.feature_extractor_weights_path: {path} does not exist: point it at {INCEPTION_FILE}"
+            )
+        return path
+    path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+    if not path.is_file():
+        raise UserError(
+            f"Inception weights not available offline ({path} missing): download {INCEPTION_URL} there or set "
+            "evaluate.feature_extractor_weights_path, or use evaluate.feature_extractor: scorer"
+        )
+    return path
+
+
+def check_feature_extractor(params: EvaluateParams) -> None:
+    """Called before any training or evaluation starts, so a missing extractor fails early."""
+    if params.feature_extractor == "inception":
+        inception_weights(params)
+
+
+class Evaluator:
+    def __init__(self, params: EvaluateParams, scorer_path: Path, reference: torch.Tensor, device: torch.device):
+        from aegan.scorer import load_scorer, register_scorer
+
+        self.params = params
+        self.cuda = device.type == "cuda"
+        self.rgb = params.feature_extractor == "inception"
+        if self.rgb:
+            self.extractor = INCEPTION
+            self.weights = str(inception_weights(params))
+        else:
+            load_scorer(scorer_path)  # one-line error if missing or corrupt
+            self.extractor = register_scorer(scorer_path)
+            self.weights = str(scorer_path)
+        self.reference = UInt8Images(reference, self.rgb)
+
+    def _kwargs(self) -> dict:
+        return dict(
+            feature_extractor=self.extractor,
+            feature_extractor_weights_path=self.weights,
+            cuda=self.cuda,
+            batch_size=self.params.batch_size,
+            cache=False,  # reference features are cheap; a cache could go stale across datasets
+            save_cpu_ram=True,  # no DataLoader worker processes for in-memory tensors
+            verbose=False,
+            rng_seed=self.params.sample_seed,
+        )
+
+    def score(self, samples: torch.Tensor, reference: torch.Tensor | None = None) -> dict[str, float]:
+        """FID, KID, IS, precision/recall of uint8 `samples` against the reference split."""
+        import torch_fidelity
+
+        ref = self.reference if reference is None else UInt8Images(reference, self.rgb)
+        n = min(len(samples), len(ref))
+        raw = torch_fidelity.calculate_metrics(
+            input1=UInt8Images(samples, self.rgb),
+            input2=ref,
+            fid=True,
+            kid=True,
+            isc=True,
+            prc=True,
+            kid_subset_size=min(self.params.kid_subset_size, n),
+            prc_neighborhood=self.params.prc_neighborhood,
+            **self._kwargs(),
+        )
+        return {KEYS[k]: float(v) for k, v in raw.items() if k in KEYS}
+
+    def fid(self, samples: torch.Tensor, reference: torch.Tensor | None = None) -> float:
+        """FID alone (the small-sample training curve)."""
+        import torch_fidelity
+
+        ref = self.reference if reference is None else UInt8Images(reference, self.rgb)
+        raw = torch_fidelity.calculate_metrics(input1=UInt8Images(samples, self.rgb), input2=ref, fid=True, **self._kwargs())
+        return float(raw["frechet_inception_distance"])

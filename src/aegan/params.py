@@ -1,0 +1,192 @@
+"""params.yaml, validated by pydantic every time a command starts.
+
+Sections are named after the stages that read them (`prepare`, `train`, ...);
+each strategy's knobs live in a section named after the strategy, defined by
+the `Params` model in the strategy's own module. A wrong type, an unknown key
+or an impossible value becomes a one-line `UserError` (exit code 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+
+from aegan.errors import UserError
+from aegan.paths import PARAMS_FILE
+
+
+class StrictModel(BaseModel):
+    """Unknown keys are errors: a typo must never be silently ignored."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PrepareParams(StrictModel):
+    source: Literal["digits"] = "digits"
+    image_size: Literal[16, 32, 64] = Field(16, description="power-of-two side length of the packed images")
+    channels: Literal[1, 3] = 1
+    heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
+    split_seed: int = 0
+
+
+class ModelParams(StrictModel):
+    """Shared architecture: every generator is the AE decoder built from these."""
+
+    z_dim: int = Field(32, ge=2, le=1024)
+    width: int = Field(32, ge=4, le=1024, description="channels of the widest-resolution conv layer")
+
+
+class ComputeParams(StrictModel):
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: bool = Field(False, description="bf16 autocast on CUDA (ignored on CPU)")
+
+
+class OptimizerParams(StrictModel):
+    lr: float = Field(2e-4, gt=0.0, le=1.0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+
+
+class PretrainAEParams(StrictModel):
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: OptimizerParams = OptimizerParams(lr=1e-3, beta1=0.9, beta2=0.999)
+    seed: int = 0
+
+
+class TrainScorerParams(StrictModel):
+    steps: int = Field(800, ge=1)
+    batch_size: int = Field(64, ge=1)
+    width: int = Field(32, ge=4, le=1024)
+    feature_dim: int = Field(64, ge=2, le=4096)
+    optimizer: OptimizerParams = OptimizerParams(lr=1e-3, beta1=0.9, beta2=0.999)
+    seed: int = 0
+
+
+class TrainParams(StrictModel):
+    """The shared loop. `steps` counts generator updates: the same for every strategy."""
+
+    steps: int = Field(1500, ge=1)
+    batch_size: int = Field(64, ge=1)
+    optimizer: OptimizerParams = OptimizerParams()
+    log_every: int = Field(10, ge=1, description="losses are averaged over this many steps, then logged")
+    eval_every: int = Field(250, ge=0, description="small-sample FID every N steps (0: off)")
+    eval_samples: int = Field(256, ge=16)
+    grid_samples: int = Field(64, ge=1, le=1024)
+    grid_seed: int = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
+
+
+class EvaluateParams(StrictModel):
+    feature_extractor: Literal["scorer", "inception"] = "scorer"
+    feature_extractor_weights_path: Optional[str] = None
+    num_samples: int = Field(400, ge=16, description="generated samples = held-out reference samples")
+    kid_subset_size: int = Field(200, ge=2)
+    prc_neighborhood: int = Field(3, ge=1)
+    batch_size: int = Field(200, ge=1)
+    sample_seed: int = 2020
+
+    @model_validator(mode="after")
+    def _kid_fits(self) -> "EvaluateParams":
+        if self.kid_subset_size > self.num_samples:
+            raise ValueError(
+                f"kid_subset_size ({self.kid_subset_size}) must be <= num_samples ({self.num_samples})"
+            )
+        return self
+
+
+class ReportParams(StrictModel):
+    title: str = "Autoencoder/GAN fusion strategies"
+
+
+def _strategy_sections() -> dict[str, Any]:
+    from aegan.strategies import registry
+
+    return {name: (cls.Params, cls.Params()) for name, cls in registry().items()}
+
+
+class _BaseParams(StrictModel):
+    prepare: PrepareParams = PrepareParams()
+    model: ModelParams = ModelParams()
+    compute: ComputeParams = ComputeParams()
+    pretrain_ae: PretrainAEParams = PretrainAEParams()
+    train_scorer: TrainScorerParams = TrainScorerParams()
+    train: TrainParams = TrainParams()
+    evaluate: EvaluateParams = EvaluateParams()
+    report: ReportParams = ReportParams()
+    strategies: list[str] = Field(default_factory=lambda: ["dcgan"], min_length=1)
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+
+    @model_validator(mode="after")
+    def _known_strategies(self) -> "_BaseParams":
+        from aegan.strategies import registry
+
+        known = sorted(registry())
+        for i, name in enumerate(self.strategies):
+            if name not in known:
+                raise ValueError(f"strategies[{i}] = {name!r} is not a strategy (available: {', '.join(known)})")
+        if len(set(self.strategies)) != len(self.strategies):
+            raise ValueError("strategies lists a strategy twice")
+        if len(set(self.seeds)) != len(self.seeds):
+            raise ValueError("seeds lists a seed twice")
+        return self
+
+
+_PARAMS_MODEL: type[_BaseParams] | None = None
+
+
+def params_model() -> type[_BaseParams]:
+    """The full params model: the stage sections plus one section per registered strategy."""
+    global _PARAMS_MODEL
+    if _PARAMS_MODEL is None:
+        _PARAMS_MODEL = create_model("Params", __base__=_BaseParams, **_strategy_sections())
+    return _PARAMS_MODEL
+
+
+def format_validation_error(err: ValidationError, source: str) -> str:
+    """First error as one line: where, what was given, what is allowed."""
+    e = err.errors()[0]
+    loc = ".".join(str(p) for p in e["loc"])
+    kind = e["type"]
+    if kind == "extra_forbidden":
+        return f"{source}: unknown key '{loc}': remove it or fix its spelling"
+    if kind == "value_error":
+        msg = e["msg"].removeprefix("Value error, ")
+        return f"{source}: {loc + ': ' if loc else ''}{msg}"
+    given = e.get("input")
+    return f"{source}: {loc} = {given!r} is not allowed: {e['msg']}"
+
+
+def validate_params(raw: Any, source: str = str(PARAMS_FILE)) -> _BaseParams:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise UserError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    try:
+        return params_model().model_validate(raw)
+    except ValidationError as err:
+        raise UserError(format_validation_error(err, source)) from None
+
+
+def load_params(path: str | Path = PARAMS_FILE) -> _BaseParams:
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: not found: run the command from the repository root, or pass --params PATH")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" (line {mark.line + 1})" if mark is not None else ""
+        raise UserError(f"{path}: not valid YAML{where}: fix the syntax") from None
+    return validate_params(raw, str(path))
+
+
+def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """`{"a": {"b": 1}}` -> `{"a.b": 1}`, for MLflow params."""
+    out: dict[str, Any] = {}
+    for k, v in obj.items():
+        key = f"{prefix}.{k}" if prefix else k
+        out |= flatten(v, key) if isinstance(v, dict) else {key: v}
+    return out

@@ -1,0 +1,30 @@
+"""Where every stage reads and writes. One place, so stages, tests and dvc.yaml agree."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+PARAMS_FILE = Path("params.yaml")
+PREPARED_DIR = Path("data/prepared")
+DATASET_FILE = PREPARED_DIR / "dataset.npz"
+DATA_CARD_FILE = PREPARED_DIR / "card.json"
+MODELS_DIR = Path("models")
+AE_FILE = MODELS_DIR / "ae.pt"
+AE_INFO_FILE = MODELS_DIR / "ae.json"
+SCORER_FILE = MODELS_DIR / "scorer.pt"
+SCORER_INFO_FILE = MODELS_DIR / "scorer.json"
+REPORTS_DIR = Path("reports")
+EVAL_DIR = REPORTS_DIR / "eval"
+REFERENCE_FILE = EVAL_DIR / "reference.json"
+SUMMARY_FILE = REPORTS_DIR / "summary.json"
+REPORT_FILE = REPORTS_DIR / "report.md"
+CURVES_DIR = REPORTS_DIR / "curves"
+
+
+def run_dir(strategy: str, seed: int) -> Path:
+    """Training outputs of one (strategy, seed): generator, history, run info."""
+    return MODELS_DIR / "runs" / f"{strategy}-{seed}"
+
+
+def eval_file(strategy: str, seed: int) -> Path:
+    return EVAL_DIR / f"{strategy}-{seed}.json"

@@ -1,0 +1,298 @@
+"""What each pipeline stage does. The CLI (`aegan <command>`) only parses arguments and calls these."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import torch
+
+from aegan import paths
+from aegan.atomic import torch_save, write_json, write_text
+from aegan.errors import UserError
+from aegan.nets import NetShape
+
+
+def net_shape(params, card_shape: tuple[int, int, int]) -> NetShape:
+    c, s, _ = card_shape
+    return NetShape(image_size=s, channels=c, z_dim=params.model.z_dim, width=params.model.width)
+
+
+def tracking_tags(stage: str, data, section) -> dict[str, str]:
+    from aegan.tracking import params_hash
+
+    return {"stage": stage, "data_sha256": data.sha256[:12], "params_hash": params_hash(section)}
+
+
+# ------------------------------------------------------------------ prepare
+def run_prepare(params) -> dict:
+    from aegan.data import prepare
+
+    return prepare(params.prepare, paths.DATASET_FILE, paths.DATA_CARD_FILE)
+
+
+# ------------------------------------------------------------------ train_scorer
+def run_train_scorer(params, progress: bool = True) -> dict:
+    from aegan.data import load_packed, to_unit_range
+    from aegan.loop import resolve_device, seed_everything, train_loop
+    from aegan.params import flatten
+    from aegan.scorer import ScorerNet, rotate_batch, save_scorer
+    from aegan.tracking import Run
+
+    p = params.train_scorer
+    device = resolve_device(params.compute.device)
+    data = load_packed(paths.DATASET_FILE)
+    x = to_unit_range(data.train_images, device)
+    labelled = data.labels is not None
+    task = "classes" if labelled else "rotation"
+    num_outputs = data.num_classes if labelled else 4
+    seed_everything(p.seed)
+    net = ScorerNet(data.shape[0], data.shape[1], p.width, p.feature_dim, num_outputs).to(device)
+    opt = torch.optim.Adam(net.parameters(), lr=p.optimizer.lr, betas=(p.optimizer.beta1, p.optimizer.beta2))
+    rot_gen = torch.Generator().manual_seed(p.seed)
+
+    def step(xb, yb=None):
+        if yb is None:
+            xb, yb = rotate_batch(xb, rot_gen)
+        # light augmentation: random shifts of up to 1 pixel keep the scorer from memorising
+        shift = torch.randint(-1, 2, (2,), generator=rot_gen).tolist()
+        xb = torch.roll(xb, shifts=shift, dims=(2, 3))
+        loss = torch.nn.functional.cross_entropy(net(xb), yb)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return {"loss_scorer": loss.detach()}
+
+    tensors = [x, torch.as_tensor(data.train_labels, device=device)] if labelled else [x]
+    run = Run.start("scorer", tracking_tags("train_scorer", data, p.model_dump()), flatten(p.model_dump()))
+    result = train_loop(step, tensors, steps=p.steps, batch_size=p.batch_size, seed=p.seed,
+                        on_log=run.log_metrics, desc="scorer", progress=progress)  # fmt: skip
+    net.eval()
+    accuracy = heldout_accuracy(net, data, device, p.seed)
+    digest = save_scorer(net.cpu(), task, paths.SCORER_FILE)
+    info = {"task": task, "heldout_accuracy": accuracy, "hash": digest, "train_seconds": result.seconds,
+            "steps": result.steps_done, "mlflow_run_id": run.run_id}  # fmt: skip
+    write_json(paths.SCORER_INFO_FILE, info)
+    run.log_metrics({"heldout_accuracy": accuracy})
+    run.set_tags({"scorer_hash": digest, "task": task})
+    run.end()
+    return info
+
+
+@torch.no_grad()
+def heldout_accuracy(net, data, device, seed: int) -> float:
+    from aegan.data import to_unit_range
+    from aegan.scorer import rotate_batch
+
+    x = to_unit_range(data.heldout_images, device)
+    if data.labels is not None:
+        y = torch.as_tensor(data.heldout_labels, device=device)
+    else:
+        x, y = rotate_batch(x, torch.Generator().manual_seed(seed + 1))
+    pred = torch.cat([net(b).argmax(1) for b in x.split(512)])
+    return float((pred == y).float().mean())
+
+
+# ------------------------------------------------------------------ pretrain_ae
+def run_pretrain_ae(params, progress: bool = True) -> dict:
+    from aegan.ae import AETrainer, reconstruction_mse, save_ae
+    from aegan.data import load_packed, to_unit_range
+    from aegan.loop import resolve_device, seed_everything, train_loop
+    from aegan.nets import AutoEncoder, set_autocast
+    from aegan.params import flatten
+    from aegan.tracking import Run
+
+    p = params.pretrain_ae
+    device = resolve_device(params.compute.device)
+    data = load_packed(paths.DATASET_FILE)
+    shape = net_shape(params, data.shape)
+    x = to_unit_range(data.train_images, device)
+    seed_everything(p.seed)
+    ae = AutoEncoder(shape).to(device)
+    set_autocast(ae, "cuda" if params.compute.amp and device.type == "cuda" else None)
+    trainer = AETrainer(ae, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2))
+    section = {"pretrain_ae": p.model_dump(), "model": params.model.model_dump()}
+    run = Run.start("ae", tracking_tags("pretrain_ae", data, section), flatten(section))
+    result = train_loop(trainer, [x], steps=p.steps, batch_size=p.batch_size, seed=p.seed, on_log=run.log_metrics,
+                        desc="autoencoder", progress=progress)  # fmt: skip
+    heldout_mse = reconstruction_mse(ae, to_unit_range(data.heldout_images, device))
+    set_autocast(ae, None)
+    save_ae(ae.cpu(), paths.AE_FILE)
+    info = {"train_seconds": result.seconds, "steps": result.steps_done, "heldout_mse": heldout_mse,
+            "train_mse_last": result.history[-1]["loss_rec"], "mlflow_run_id": run.run_id}  # fmt: skip
+    write_json(paths.AE_INFO_FILE, info)
+    run.log_metrics({"heldout_mse": heldout_mse})
+    run.end()
+    return info
+
+
+# ------------------------------------------------------------------ train
+def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> dict:
+    import numpy as np
+    from torchvision.utils import make_grid
+
+    from aegan.ae import load_ae
+    from aegan.data import load_packed, to_uint8, to_unit_range
+    from aegan.generator import fixed_latents, sample_uint8, save_generator
+    from aegan.loop import resolve_device, seed_everything, train_loop
+    from aegan.metrics import Evaluator, check_feature_extractor
+    from aegan.nets import count_parameters, set_autocast
+    from aegan.params import flatten
+    from aegan.strategies import get_strategy
+    from aegan.tracking import Run
+
+    cls = get_strategy(strategy_name)
+    check_feature_extractor(params.evaluate)
+    tp = params.train
+    device = resolve_device(params.compute.device)
+    data = load_packed(paths.DATASET_FILE)
+    shape = net_shape(params, data.shape)
+    x = to_unit_range(data.train_images, device)
+    ae = load_ae(paths.AE_FILE, shape, device) if cls.uses_ae else None
+    reference = torch.as_tensor(data.heldout_images[: tp.eval_samples])
+    evaluator = Evaluator(params.evaluate, paths.SCORER_FILE, reference, device) if tp.eval_every else None
+
+    seed_everything(seed)
+    strategy = cls(getattr(params, strategy_name), shape, tp.optimizer, ae).to(device)
+    set_autocast(strategy, "cuda" if params.compute.amp and device.type == "cuda" else None)
+    strategy.setup(x)
+
+    out_dir = paths.run_dir(strategy_name, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    grid_eps = fixed_latents(tp.grid_samples, shape.z_dim, tp.grid_seed).to(device)
+    section = {"model": params.model.model_dump(), "train": tp.model_dump(), strategy_name: getattr(params, strategy_name).model_dump()}
+    logged_params = flatten(section)
+    logged_params |= {"strategy": strategy_name, "seed": seed, "generator_parameters": count_parameters(strategy.generator)}
+    tags = tracking_tags("train", data, section) | {"strategy": strategy_name, "seed": str(seed)}
+    run = Run.start(f"{strategy_name}-{seed}", tags, logged_params)
+
+    def grid_image():
+        grid = make_grid(to_uint8(strategy.generate(grid_eps)).float() / 255, nrow=int(np.ceil(np.sqrt(len(grid_eps)))), padding=1)
+        return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+    def on_eval(step: int) -> dict[str, float]:
+        samples = sample_uint8(strategy.generate, tp.eval_samples, shape.z_dim, seed=step, device=device)
+        fid = evaluator.fid(samples)
+        run.log_metrics({"fid_small": fid}, step)
+        run.log_image(grid_image(), key="samples", step=step)
+        return {"fid_small": fid}
+
+    try:
+        result = train_loop(strategy.train_step, [x], steps=tp.steps, batch_size=tp.batch_size, seed=seed,
+                            log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
+                            on_eval=on_eval if evaluator else None, desc=f"{strategy_name}-{seed}", progress=progress)  # fmt: skip
+    except BaseException:
+        run.end("KILLED")
+        raise
+    status = "diverged" if result.diverged else "finished"
+    set_autocast(strategy, None)
+    save_generator(strategy.cpu(), out_dir / "generator.pt")
+    strategy.to(device)
+    write_history_csv(result.history, out_dir / "history.csv")
+    from PIL import Image
+
+    from aegan.atomic import atomic_path
+
+    with atomic_path(out_dir / "samples.png", suffix=".png") as tmp:
+        Image.fromarray(grid_image()).save(tmp, format="PNG")
+    info = {
+        "strategy": strategy_name, "seed": seed, "status": status, "diverged_at": result.diverged_at,
+        "steps": result.steps_done, "train_seconds": result.seconds - result.eval_seconds,
+        "eval_seconds": result.eval_seconds, "images_per_second": result.images_per_second,
+        "generator_parameters": count_parameters(strategy.generator), "uses_ae": cls.uses_ae,
+        "mlflow_run_id": run.run_id,
+    }  # fmt: skip
+    write_json(out_dir / "run.json", info)
+    run.log_artifact(out_dir / "samples.png")
+    run.log_artifact(out_dir / "generator.pt")
+    if result.diverged:
+        run.set_tags({"diverged": "true", "diverged_at": str(result.diverged_at)})
+    run.end("FAILED" if result.diverged else "FINISHED")
+    return info
+
+
+def write_history_csv(history: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    from aegan.atomic import atomic_path
+
+    df = pd.DataFrame(history).groupby("step", as_index=False).first() if history else pd.DataFrame({"step": []})
+    with atomic_path(path, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False)
+
+
+# ------------------------------------------------------------------ evaluate
+def _evaluator_and_reference(params, device):
+    from aegan.data import load_packed
+    from aegan.metrics import Evaluator, check_feature_extractor
+
+    check_feature_extractor(params.evaluate)
+    data = load_packed(paths.DATASET_FILE)
+    n = params.evaluate.num_samples
+    if n > len(data.heldout_images) or n > len(data.train_images):
+        raise UserError(
+            f"evaluate.num_samples = {n} exceeds the held-out split ({len(data.heldout_images)} images) or the "
+            f"training split ({len(data.train_images)}): lower it or raise prepare.heldout_fraction"
+        )
+    reference = torch.as_tensor(data.heldout_images[:n])
+    return data, Evaluator(params.evaluate, paths.SCORER_FILE, reference, device)
+
+
+def run_evaluate(params, strategy_name: str, seed: int) -> dict:
+    import json
+
+    from aegan.generator import load_generator, sample_uint8
+    from aegan.loop import resolve_device
+    from aegan.strategies import get_strategy
+    from aegan.tracking import Run
+
+    get_strategy(strategy_name)
+    device = resolve_device(params.compute.device)
+    data, evaluator = _evaluator_and_reference(params, device)
+    shape = net_shape(params, data.shape)
+    run_dir = paths.run_dir(strategy_name, seed)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise UserError(f"{info_path}: not found: run `aegan train --strategy {strategy_name} --seed {seed}` first")
+    info = json.loads(info_path.read_text())
+    result = {k: info[k] for k in ("strategy", "seed", "status", "steps", "train_seconds", "images_per_second",
+                                   "generator_parameters", "uses_ae", "diverged_at")}  # fmt: skip
+    metrics: dict[str, float | None] = {}
+    if info["status"] == "finished":
+        gen, _ = load_generator(run_dir / "generator.pt", shape, device)
+        samples = sample_uint8(gen.generate, params.evaluate.num_samples, shape.z_dim, params.evaluate.sample_seed, device)
+        metrics = evaluator.score(samples)
+    result["metrics"] = metrics
+    result["feature_extractor"] = evaluator.extractor
+    write_json(paths.eval_file(strategy_name, seed), result)
+    run = Run.resume(info["mlflow_run_id"])
+    run.log_metrics({f"final_{k}": v for k, v in metrics.items() if v is not None})
+    run.set_tags({"feature_extractor": evaluator.extractor})
+    run.end("FINISHED" if info["status"] == "finished" else "FAILED")
+    return result
+
+
+def run_reference(params) -> dict:
+    """The floor (real train split vs held-out) and an untrained generator, under the same protocol."""
+    from aegan.generator import sample_uint8
+    from aegan.loop import resolve_device, seed_everything
+    from aegan.nets import Decoder
+
+    device = resolve_device(params.compute.device)
+    data, evaluator = _evaluator_and_reference(params, device)
+    n = params.evaluate.num_samples
+    real = evaluator.score(torch.as_tensor(data.train_images[:n]))
+    shape = net_shape(params, data.shape)
+    seed_everything(0)
+    untrained = Decoder(shape).to(device).eval()
+    fake = sample_uint8(lambda e: untrained(e), n, shape.z_dim, params.evaluate.sample_seed, device)
+    out = {"real_vs_real": real, "untrained_generator": evaluator.score(fake), "feature_extractor": evaluator.extractor,
+           "num_samples": n}  # fmt: skip
+    write_json(paths.REFERENCE_FILE, out)
+    return out
+
+
+def run_report(params) -> dict:
+    from aegan.report import run_report as _run
+
+    return _run(params)
