@@ -1,0 +1,35 @@
+# `make run`: set up (venv + package) and run the whole comparison with `dvc repro`.
+# `make test`: set up the same way if needed and run the test suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export MLFLOW_DISABLE_TELEMETRY := true
+export DVC_NO_ANALYTICS := 1
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+.PHONY: setup run test test-fast ui bench clean-results
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup
+	dvc repro
+
+test: setup
+	$(BIN)/pytest
+
+test-fast: setup  ## everything but the end-to-end `dvc repro` tests
+	$(BIN)/pytest -m "not e2e"
+
+ui: setup  ## MLflow UI on http://127.0.0.1:5000, runs grouped by the `strategy` tag
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: setup
+	$(BIN)/python bench/throughput.py
+
+clean-results:  ## remove pipeline outputs (not the DVC cache, not mlflow.db)
+	rm -rf data/prepared/dataset.npz models reports/eval reports/curves

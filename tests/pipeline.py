@@ -1,0 +1,60 @@
+"""Helpers for end-to-end tests: a throwaway copy of the repo where `dvc repro` can run."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+COPIED = ["src", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore"]
+
+
+def copy_repo(dest: Path) -> Path:
+    """src, dvc.yaml, params.yaml and DVC config in a fresh git repo at `dest` (no data, models or results)."""
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in COPIED:
+        src = REPO / name
+        if src.is_dir():
+            shutil.copytree(src, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+        else:
+            (dest / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(src, dest / name)
+    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
+    return dest
+
+
+def edit_params(repo: Path, **sections) -> dict:
+    """Merge `sections` into repo/params.yaml (one level deep for dict sections)."""
+    path = repo / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for key, value in sections.items():
+        if isinstance(value, dict) and isinstance(params.get(key), dict):
+            params[key] = {**params[key], **value}
+        else:
+            params[key] = value
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    return params
+
+
+def run(cmd: list[str], repo: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run a command in `repo` with this interpreter's bin first on PATH and a private MLflow DB."""
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{repo / 'mlflow.db'}"
+    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
+    env["DVC_NO_ANALYTICS"] = "1"
+    return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+TINY = dict(
+    train_scorer={"steps": 30, "batch_size": 32, "width": 8, "feature_dim": 16},
+    pretrain_ae={"steps": 30, "batch_size": 32},
+    model={"z_dim": 8, "width": 8},
+    train={"steps": 20, "batch_size": 32, "log_every": 5, "eval_every": 10, "eval_samples": 64, "grid_samples": 16},
+    evaluate={"num_samples": 100, "kid_subset_size": 50, "batch_size": 100},
+)

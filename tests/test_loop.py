@@ -1,0 +1,77 @@
+"""The shared loop: it trains, it is deterministic on CPU, and divergence is data, not a crash."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from aegan.ae import AETrainer
+from aegan.errors import UserError
+from aegan.loop import seed_everything, train_loop
+from aegan.nets import AutoEncoder
+from aegan.strategies.dcgan import DCGAN
+
+
+def test_a_few_steps_lower_the_reconstruction_loss(digits16, small_shape):
+    seed_everything(0)
+    ae = AutoEncoder(small_shape)
+    res = train_loop(AETrainer(ae, 1e-3, (0.9, 0.999)), [digits16], steps=100, batch_size=64, seed=0,
+                     log_every=10, progress=False)  # fmt: skip
+    losses = [row["loss_rec"] for row in res.history]
+    assert len(losses) == 10 and res.steps_done == 100 and not res.diverged
+    assert losses[-1] < 0.5 * losses[0]
+
+
+def _train_dcgan(digits, shape, optim, seed, steps=15):
+    seed_everything(seed)
+    s = DCGAN(DCGAN.Params(), shape, optim)
+    train_loop(s.train_step, [digits], steps=steps, batch_size=32, seed=seed, progress=False)
+    return {k: v.clone() for k, v in s.state_dict().items()}
+
+
+def test_same_seed_gives_identical_weights_on_cpu(digits16, small_shape, optim):
+    a = _train_dcgan(digits16, small_shape, optim, seed=3)
+    b = _train_dcgan(digits16, small_shape, optim, seed=3)
+    c = _train_dcgan(digits16, small_shape, optim, seed=4)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+
+
+def test_non_finite_loss_stops_the_run_and_marks_it_diverged(digits16):
+    calls = []
+
+    def step(x):
+        calls.append(1)
+        return {"loss": torch.tensor(math.nan if len(calls) >= 7 else 1.0)}
+
+    res = train_loop(step, [digits16], steps=100, batch_size=8, seed=0, log_every=5, progress=False)
+    assert res.diverged and res.diverged_at == 10 and res.steps_done == 10
+    assert len(calls) == 10  # stopped at the end of the window that saw the NaN
+
+
+def test_divergence_bound(digits16):
+    res = train_loop(lambda x: {"loss": torch.tensor(1e6)}, [digits16], steps=20, batch_size=8, seed=0,
+                     log_every=1, divergence_bound=1e3, progress=False)  # fmt: skip
+    assert res.diverged and res.diverged_at == 1
+
+
+def test_eval_hook_is_called_and_timed(digits16):
+    seen = []
+    res = train_loop(lambda x: {"loss": x.mean()}, [digits16], steps=10, batch_size=8, seed=0, eval_every=4,
+                     on_eval=lambda step: seen.append(step) or {"fid_small": 1.0}, progress=False)  # fmt: skip
+    assert seen == [4, 8, 10]
+    assert [r["step"] for r in res.history if "fid_small" in r] == [4, 8, 10]
+
+
+def test_batches_cover_each_epoch_once(digits16):
+    data = torch.arange(40).float()
+    seen = []
+    train_loop(lambda x: seen.append(x.clone()) or {}, [data], steps=5, batch_size=8, seed=0, progress=False)
+    assert sorted(torch.cat(seen).tolist()) == list(range(40))
+
+
+def test_batch_larger_than_data_is_a_user_error():
+    with pytest.raises(UserError, match="batch_size 64 is larger than the training split"):
+        train_loop(lambda x: {}, [torch.zeros(10, 1)], steps=1, batch_size=64, seed=0, progress=False)

@@ -1,0 +1,25 @@
+"""MLflow: runs are tagged, metrics arrive in batches and are all there."""
+
+from __future__ import annotations
+
+from aegan.tracking import Run, tracking_uri
+
+
+def test_tracking_uri_defaults_to_absolute_sqlite(monkeypatch, tmp_path):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert tracking_uri() == f"sqlite:///{tmp_path.resolve() / 'mlflow.db'}"
+
+
+def test_run_logs_tags_params_and_every_metric(tmp_tracking):
+    run = Run.start("dcgan-0", {"strategy": "dcgan", "seed": "0"}, {"train.steps": 10})
+    for step in range(1, 1201):
+        run.log_metrics({"loss_g": step * 0.5, "loss_d": 1.0}, step)
+    run.end()
+    got = run.client.get_run(run.run_id)
+    assert got.data.tags["strategy"] == "dcgan" and "git_commit" in got.data.tags
+    assert got.data.params["train.steps"] == "10"
+    assert got.info.status == "FINISHED"
+    history = run.client.get_metric_history(run.run_id, "loss_g")
+    assert len(history) == 1200
+    assert sorted(m.step for m in history) == list(range(1, 1201))
