@@ -60,9 +60,14 @@ class Strategy(nn.Module, ABC):
     uses_ae: ClassVar[bool] = False
     generator: Decoder
 
+    @classmethod
+    def needs_ae(cls, params: StrategyParams) -> bool:
+        """Whether these params use the pretrained AE (then its cost is charged to the strategy)."""
+        return cls.uses_ae
+
     def __init__(self, params: StrategyParams, shape: NetShape, optimizer: OptimizerParams, ae: AutoEncoder | None):
         super().__init__()
-        if self.uses_ae and ae is None:
+        if self.needs_ae(params) and ae is None:
             raise ValueError(f"strategy {self.name!r} needs the pretrained autoencoder")
         self.params = params
         self.shape = shape

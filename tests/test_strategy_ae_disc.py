@@ -1,0 +1,223 @@
+"""`ae_disc` (BEGAN): losses, the k_t controller, checkpointing and a short real run."""
+
+from __future__ import annotations
+
+import copy
+import io
+import math
+
+import pytest
+import torch
+from pydantic import ValidationError
+
+from aegan.nets import AutoEncoder, Decoder, count_parameters
+from aegan.strategies import registry
+from aegan.strategies.ae_disc import AEDisc
+from aegan.strategies.dcgan import DCGAN
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny nets: one intra-op thread is as fast, and far faster when other jobs share the cores."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+KEYS = {"loss_d", "loss_g", "k_t", "convergence_M", "energy_real", "energy_fake"}
+
+
+def make(small_shape, optim, ae, seed=0, **params):
+    torch.manual_seed(seed)
+    return AEDisc(AEDisc.Params(**params), small_shape, optim, ae)
+
+
+def snapshot(module):
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def params_equal(module, snap):
+    return all(torch.equal(p, snap[n]) for n, p in module.named_parameters())
+
+
+def close(a, b):
+    torch.testing.assert_close(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), rtol=1e-5, atol=1e-6)
+
+
+def test_registered_with_params_defaults_and_validation():
+    assert registry()["ae_disc"] is AEDisc and AEDisc.name == "ae_disc" and AEDisc.uses_ae
+    p = AEDisc.Params()
+    assert (p.gamma, p.lambda_k, p.init_disc_from_ae) == (0.5, 0.001, False)
+    for bad in ({"gamma": 0.0}, {"gamma": 1.5}, {"lambda_k": -0.1}, {"k0": 0.1}):
+        with pytest.raises(ValidationError):
+            AEDisc.Params(**bad)
+    with pytest.raises(ValidationError):
+        p.gamma = 0.7  # frozen
+
+
+def test_generator_is_a_decoder_with_dcgans_parameter_count(small_shape, optim, pretrained_ae):
+    s = make(small_shape, optim, pretrained_ae)
+    assert isinstance(s.generator, Decoder) and isinstance(s.discriminator, AutoEncoder)
+    assert count_parameters(s.generator) == count_parameters(DCGAN(DCGAN.Params(), small_shape, optim).generator)
+
+
+def test_step_logs_the_formulas(small_shape, optim, pretrained_ae, digits16):
+    """Energies are mean |v - D(v)|; L_D, M and k_{t+1} follow the formulas from the returned energies."""
+    s = make(small_shape, optim, pretrained_ae, gamma=0.7, lambda_k=0.05)
+    assert float(s.k_t) == 0.0  # k_0 = 0
+    real = digits16[:32]
+    s.load_extra_state({"k_t": 0.3})
+    d_before = copy.deepcopy(s.discriminator)  # same params and batch statistics as in the D step
+    out = s.train_step(real)
+
+    assert set(out) == KEYS
+    for k, v in out.items():
+        assert v.dim() == 0 and not v.requires_grad and math.isfinite(float(v)), k
+    er, ef = out["energy_real"], out["energy_fake"]
+    with torch.no_grad():
+        close(er, (real - d_before(real)).abs().mean())
+    close(out["loss_d"], er - 0.3 * ef)
+    close(out["convergence_M"], er + (0.7 * er - ef).abs())
+    close(out["k_t"], (0.3 + 0.05 * (0.7 * er - ef)).clamp(0, 1))
+    close(s.k_t, out["k_t"])
+    assert out["loss_g"] > 0
+
+
+def saturate(s):
+    """Push G's outputs to +-1: a fresh D (outputs near 0) then gives fakes energy near 1."""
+    with torch.no_grad():
+        s.generator.net[-2].weight.mul_(100.0)
+
+
+def test_k_decreases_and_clips_at_zero_when_fakes_have_the_higher_energy(small_shape, optim, pretrained_ae):
+    real = torch.zeros(32, 1, 16, 16)  # a fresh D reconstructs near-zero images well: low L(x)
+    s = make(small_shape, optim, pretrained_ae, lambda_k=0.1)
+    saturate(s)
+    s.load_extra_state({"k_t": 0.5})
+    out = s.train_step(real)
+    er, ef = out["energy_real"], out["energy_fake"]
+    assert ef > 0.5 * er + 0.3, (float(er), float(ef))  # the batch is what the test means it to be
+    close(s.k_t, 0.5 + 0.1 * (0.5 * er - ef))
+    assert s.k_t < 0.5
+    close(out["convergence_M"], er + (ef - 0.5 * er))  # |gamma L(x) - L(G(z))| with a negative inside
+
+    s = make(small_shape, optim, pretrained_ae, lambda_k=10.0)
+    saturate(s)
+    s.load_extra_state({"k_t": 0.5})
+    out = s.train_step(real)
+    assert float(s.k_t) == 0.0 and float(out["k_t"]) == 0.0 and s.extra_state() == {"k_t": 0.0}
+
+
+def test_k_increases_by_the_formula_and_clips_at_one_when_reals_have_the_higher_energy(small_shape, optim, pretrained_ae):
+    real = torch.randint(0, 2, (32, 1, 16, 16)).float() * 2 - 1  # +-1 noise: high L(x); fresh G is near 0: low L(G(z))
+    s = make(small_shape, optim, pretrained_ae, gamma=1.0, lambda_k=0.1)
+    out = s.train_step(real)
+    er, ef = out["energy_real"], out["energy_fake"]
+    assert er > ef + 0.3, (float(er), float(ef))
+    close(s.k_t, 0.1 * (er - ef))  # k_0 = 0, increment lambda_k (gamma L(x) - L(G(z)))
+    assert 0 < s.k_t < 1
+
+    s = make(small_shape, optim, pretrained_ae, gamma=1.0, lambda_k=10.0)
+    s.train_step(real)
+    assert float(s.k_t) == 1.0
+
+
+def test_one_step_changes_g_and_d(small_shape, optim, pretrained_ae, digits16):
+    s = make(small_shape, optim, pretrained_ae)
+    g, d = snapshot(s.generator), snapshot(s.discriminator)
+    s.train_step(digits16[:32])
+    assert all(not torch.equal(p, g[n]) for n, p in s.generator.named_parameters())
+    assert all(not torch.equal(p, d[n]) for n, p in s.discriminator.named_parameters())
+
+
+def test_each_update_moves_only_its_own_network(small_shape, optim, pretrained_ae, digits16, monkeypatch):
+    s = make(small_shape, optim, pretrained_ae)
+    ids = lambda ps: sorted(id(p) for p in ps)  # noqa: E731
+    assert ids(p for grp in s.opt_g.param_groups for p in grp["params"]) == ids(s.generator.parameters())
+    assert ids(p for grp in s.opt_d.param_groups for p in grp["params"]) == ids(s.discriminator.parameters())
+    g, d = snapshot(s.generator), snapshot(s.discriminator)
+    g_grads_at_d_step = []
+    d_step = s.opt_d.step
+
+    def recording_d_step(*a, **k):
+        g_grads_at_d_step.append([p.grad for p in s.generator.parameters()])
+        return d_step(*a, **k)
+
+    monkeypatch.setattr(s.opt_d, "step", recording_d_step)
+    monkeypatch.setattr(s.opt_g, "step", lambda *a, **k: None)
+    s.train_step(digits16[:32])
+    assert all(grad is None for grad in g_grads_at_d_step[0])  # L_D does not backpropagate into G
+    assert params_equal(s.generator, g) and not params_equal(s.discriminator, d)
+
+    s = make(small_shape, optim, pretrained_ae)
+    g, d = snapshot(s.generator), snapshot(s.discriminator)
+    monkeypatch.setattr(s.opt_d, "step", lambda *a, **k: None)
+    s.train_step(digits16[:32])
+    assert params_equal(s.discriminator, d) and not params_equal(s.generator, g)
+
+
+def test_init_disc_from_ae_copies_and_never_touches_the_given_ae(small_shape, optim, pretrained_ae, digits16):
+    ae_before = snapshot(pretrained_ae)
+    flags = [p.requires_grad for p in pretrained_ae.parameters()]
+    s = make(small_shape, optim, pretrained_ae, init_disc_from_ae=True)
+    for k, v in s.discriminator.state_dict().items():
+        assert torch.equal(v, ae_before[k]) and v.data_ptr() != pretrained_ae.state_dict()[k].data_ptr(), k
+    assert s.discriminator.training and all(p.requires_grad for p in s.discriminator.parameters())
+    for i in range(3):
+        s.train_step(digits16[32 * i : 32 * (i + 1)])
+    assert not params_equal(s.discriminator, ae_before)
+    for k, v in pretrained_ae.state_dict().items():
+        assert torch.equal(v, ae_before[k]), k
+    assert [p.requires_grad for p in pretrained_ae.parameters()] == flags and not pretrained_ae.training
+
+    fresh = make(small_shape, optim, pretrained_ae)  # option off: D does not start from the AE
+    assert not params_equal(fresh.discriminator, ae_before)
+
+
+def test_checkpoint_round_trip_restores_k_and_the_next_step(small_shape, optim, pretrained_ae, digits16):
+    a = make(small_shape, optim, pretrained_ae, seed=0, lambda_k=0.05)
+    a.load_extra_state({"k_t": 0.3})
+    for i in range(3):
+        a.train_step(digits16[32 * i : 32 * (i + 1)])
+    buf = io.BytesIO()
+    torch.save(a.checkpoint_state(), buf)
+    buf.seek(0)
+    b = make(small_shape, optim, pretrained_ae, seed=1, lambda_k=0.05)
+    b.load_checkpoint_state(torch.load(buf, weights_only=False))
+    assert 0 < float(a.k_t) < 1 and b.extra_state() == a.extra_state() and torch.equal(b.k_t, a.k_t)
+
+    real = digits16[100:132]
+    torch.manual_seed(123)
+    out_a = a.train_step(real)
+    torch.manual_seed(123)
+    out_b = b.train_step(real)
+    for k in KEYS:
+        assert torch.equal(out_a[k], out_b[k]), k
+    sa, sb = a.state_dict(), b.state_dict()
+    assert all(torch.equal(sa[k], sb[k]) for k in sa) and torch.equal(a.k_t, b.k_t)
+
+
+def test_short_run_on_digits_lowers_the_real_energy_and_keeps_k_in_unit_interval(small_shape, optim, pretrained_ae, digits16):
+    s = make(small_shape, optim, pretrained_ae)
+    g = torch.Generator().manual_seed(0)
+    rows = []
+    for _ in range(200):
+        out = s.train_step(digits16[torch.randint(0, len(digits16), (32,), generator=g)])
+        rows.append({k: float(v) for k, v in out.items()})
+    assert all(math.isfinite(v) for r in rows for v in r.values())
+    assert all(0.0 <= r["k_t"] <= 1.0 for r in rows)
+    first = sum(r["energy_real"] for r in rows[:20]) / 20
+    last = sum(r["energy_real"] for r in rows[-20:]) / 20
+    assert last < 0.7 * first, (first, last)
+
+
+def test_k_stays_in_unit_interval_with_a_fast_controller(small_shape, optim, pretrained_ae, digits16):
+    s = make(small_shape, optim, pretrained_ae, lambda_k=0.5)
+    g = torch.Generator().manual_seed(1)
+    ks = [float(s.train_step(digits16[torch.randint(0, len(digits16), (32,), generator=g)])["k_t"]) for _ in range(30)]
+    assert all(0.0 <= k <= 1.0 for k in ks) and max(ks) > 0
+
+
+def test_needs_the_ae_only_when_initialising_from_it():
+    assert not AEDisc.needs_ae(AEDisc.Params())
+    assert AEDisc.needs_ae(AEDisc.Params(init_disc_from_ae=True))
