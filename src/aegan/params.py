@@ -24,12 +24,35 @@ class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+SourceName = Literal["digits", "mnist", "fashion-mnist", "cifar10", "idx", "npz", "folder"]
+FILE_SOURCES = {"idx": "the IDX images file", "npz": "the .npz file", "folder": "the image folder"}
+TORCHVISION_SOURCES = ("mnist", "fashion-mnist", "cifar10")
+
+
 class PrepareParams(StrictModel):
-    source: Literal["digits"] = "digits"
+    """Which data, and the packed form every source ends in (DESIGN 7; data.py lists the sources)."""
+
+    source: SourceName = "digits"
+    path: Optional[str] = Field(None, description="idx: images file; npz: the .npz file; folder: the image folder")
+    labels_path: Optional[str] = Field(None, description="idx only: the labels file (optional)")
+    root: str = Field("data/raw", description="mnist, fashion-mnist, cifar10: where torchvision finds or downloads them")
+    download: bool = Field(True, description="mnist, fashion-mnist, cifar10: download when not under root")
     image_size: Literal[16, 32, 64] = Field(16, description="power-of-two side length of the packed images")
     channels: Literal[1, 3] = 1
     heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
     split_seed: int = 0
+
+    @model_validator(mode="after")
+    def _paths_fit_source(self) -> "PrepareParams":
+        if self.source in FILE_SOURCES and not self.path:
+            raise ValueError(f"source {self.source!r} needs path: set prepare.path to {FILE_SOURCES[self.source]}")
+        if self.source not in FILE_SOURCES and self.path is not None:
+            raise ValueError(f"path is read only by the idx, npz and folder sources, not {self.source!r}: remove it")
+        if self.labels_path is not None and self.source != "idx":
+            raise ValueError(f"labels_path is read only by the idx source, not {self.source!r}: remove it")
+        if not self.root:
+            raise ValueError("root is empty: set prepare.root to the folder that holds (or will hold) the dataset")
+        return self
 
 
 class ModelParams(StrictModel):

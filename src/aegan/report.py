@@ -78,6 +78,13 @@ def fmt(mean: float, std: float | None = None, digits: int = 3) -> str:
     return f"{mean:.{digits}g} ± {std:.2g}"
 
 
+def data_labels(card: dict) -> str:
+    if not card.get("labels"):
+        return "no labels (scorer: rotation pretext task)"
+    counts = card.get("class_counts", {})
+    return f"{len(counts)} classes ({', '.join(f'{k}: {v}' for k, v in counts.items())})"
+
+
 def markdown(table: pd.DataFrame, reference: dict, card: dict, scorer: dict, ae: dict, title: str, n_seeds: int) -> str:
     fe = reference.get("feature_extractor", "")
     fid_name = "FID (scorer features)" if "scorer" in fe else "FID (Inception)"
@@ -86,8 +93,10 @@ def markdown(table: pd.DataFrame, reference: dict, card: dict, scorer: dict, ae:
         f"# {title}",
         "",
         f"Data: `{card['source']}`, {card['num_train']} train / {card['num_heldout']} held-out images of shape "
-        f"{tuple(card['shape'])}. Scorer: {scorer['task']} task, held-out accuracy {scorer['heldout_accuracy']:.3f} "
-        f"(`{fe}`). AE pretraining: {ae['train_seconds']:.1f} s, held-out MSE {ae['heldout_mse']:.4f}.",
+        f"{tuple(card['shape'])}, {data_labels(card)}, content sha256 `{card['sha256'][:12]}`.",
+        "",
+        f"Scorer: {scorer['task']} task, held-out accuracy {scorer['heldout_accuracy']:.3f} (`{fe}`). "
+        f"AE pretraining: {ae['train_seconds']:.1f} s, held-out MSE {ae['heldout_mse']:.4f}.",
         "",
         f"Mean ± std over training seeds (n of {n_seeds}); {reference['num_samples']} generated samples against "
         f"{reference['num_samples']} held-out images. Scorer-feature numbers are not comparable with published "

@@ -25,10 +25,28 @@ def tracking_tags(stage: str, data, section) -> dict[str, str]:
 
 
 # ------------------------------------------------------------------ prepare
-def run_prepare(params) -> dict:
-    from aegan.data import prepare
+def run_prepare(params, track: bool = True) -> dict:
+    """Load and check everything in memory first: a bad input leaves an earlier data/prepared/ untouched."""
+    from aegan.data import build_dataset, check_dataset_size, write_prepared
 
-    return prepare(params.prepare, paths.DATASET_FILE, paths.DATA_CARD_FILE)
+    prepared = build_dataset(params.prepare)
+    batch_sizes = {f"{k}.batch_size": getattr(params, k).batch_size for k in ("train", "pretrain_ae", "train_scorer")}
+    check_dataset_size(prepared, batch_sizes, {"evaluate.num_samples": params.evaluate.num_samples})
+    card = write_prepared(prepared, paths.DATASET_FILE, paths.DATA_CARD_FILE)
+    if track:
+        log_data_card(card)
+    return card
+
+
+def log_data_card(card: dict) -> None:
+    """The data card as an MLflow run: its scalars as params, the card itself as an artifact."""
+    from aegan.tracking import Run
+
+    logged = {k: v for k, v in card.items() if k not in ("class_counts", "input", "notes")}
+    logged |= {f"input.{k}": v for k, v in card["input"].items() if k != "skipped_files"}
+    run = Run.start("data", {"stage": "prepare", "data_sha256": card["sha256"][:12], "source": card["source"]}, logged)
+    run.log_artifact(paths.DATA_CARD_FILE)
+    run.end()
 
 
 # ------------------------------------------------------------------ train_scorer
@@ -148,12 +166,14 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     data = load_packed(paths.DATASET_FILE)
     shape = net_shape(params, data.shape)
     x = to_unit_range(data.train_images, device)
-    ae = load_ae(paths.AE_FILE, shape, device) if cls.uses_ae else None
+    strategy_params = getattr(params, strategy_name)
+    uses_ae = cls.needs_ae(strategy_params)
+    ae = load_ae(paths.AE_FILE, shape, device) if uses_ae else None
     reference = torch.as_tensor(data.heldout_images[: tp.eval_samples])
     evaluator = Evaluator(params.evaluate, paths.SCORER_FILE, reference, device) if tp.eval_every else None
 
     seed_everything(seed)
-    strategy = cls(getattr(params, strategy_name), shape, tp.optimizer, ae).to(device)
+    strategy = cls(strategy_params, shape, tp.optimizer, ae).to(device)
     set_autocast(strategy, "cuda" if params.compute.amp and device.type == "cuda" else None)
     strategy.setup(x)
 
@@ -199,7 +219,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         "strategy": strategy_name, "seed": seed, "status": status, "diverged_at": result.diverged_at,
         "steps": result.steps_done, "train_seconds": result.seconds - result.eval_seconds,
         "eval_seconds": result.eval_seconds, "images_per_second": result.images_per_second,
-        "generator_parameters": count_parameters(strategy.generator), "uses_ae": cls.uses_ae,
+        "generator_parameters": count_parameters(strategy.generator), "uses_ae": uses_ae,
         "mlflow_run_id": run.run_id,
     }  # fmt: skip
     write_json(out_dir / "run.json", info)

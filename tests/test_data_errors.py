@@ -1,0 +1,261 @@
+"""Bad input to `aegan prepare`: one line naming the file or key and the fix, exit code 2, no traceback,
+and an earlier data/prepared/ left exactly as it was. Every input is a small file written here."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from typer.testing import CliRunner
+
+from aegan.cli import app
+from test_data_sources import pattern_images, write_folder, write_idx
+
+SMALL_BATCHES = {"train": {"batch_size": 8}, "pretrain_ae": {"batch_size": 8}, "train_scorer": {"batch_size": 8},
+                 "evaluate": {"num_samples": 16, "kid_subset_size": 8}}  # fmt: skip
+
+
+@pytest.fixture()
+def workdir(tmp_path, monkeypatch):
+    """A working directory holding an earlier data/prepared/ that a failed prepare must not touch."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    prepared = tmp_path / "data" / "prepared"
+    prepared.mkdir(parents=True)
+    (prepared / "dataset.npz").write_bytes(b"earlier packed file")
+    (prepared / "card.json").write_text('{"earlier": true}\n')
+    return tmp_path
+
+
+def fails(workdir: Path, prepare: dict, extra: dict | None = None) -> str:
+    """Run `aegan prepare` with these params; assert the error contract; return the message."""
+    before = {p.name: p.read_bytes() for p in (workdir / "data" / "prepared").iterdir()}
+    (workdir / "params.yaml").write_text(yaml.safe_dump({"prepare": prepare, **SMALL_BATCHES, **(extra or {})}))
+    result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    assert result.stdout == ""
+    assert "Traceback" not in result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    after = {p.name: p.read_bytes() for p in (workdir / "data" / "prepared").iterdir()}
+    assert after == before  # untouched, and no temp file left behind
+    return lines[0].removeprefix("error: ")
+
+
+# ---------------------------------------------------------------- params
+def test_unknown_source(workdir):
+    msg = fails(workdir, {"source": "imagenet"})
+    assert msg.startswith("params.yaml: prepare.source = 'imagenet' is not allowed: Input should be 'digits', ")
+    assert "'folder'" in msg
+
+
+@pytest.mark.parametrize("size", [20, 128, 0])
+def test_size_not_a_supported_power_of_two(workdir, size):
+    msg = fails(workdir, {"image_size": size})
+    assert msg == f"params.yaml: prepare.image_size = {size} is not allowed: Input should be 16, 32 or 64"
+
+
+def test_channels_other_than_one_or_three(workdir):
+    assert "prepare.channels = 4 is not allowed: Input should be 1 or 3" in fails(workdir, {"channels": 4})
+
+
+@pytest.mark.parametrize("source", ["idx", "npz", "folder"])
+def test_file_source_without_path(workdir, source):
+    msg = fails(workdir, {"source": source})
+    assert msg.startswith(f"params.yaml: prepare: source '{source}' needs path: set prepare.path to ")
+
+
+def test_path_given_to_a_source_that_ignores_it(workdir):
+    assert "path is read only by the idx, npz and folder sources, not 'digits': remove it" in fails(
+        workdir, {"source": "digits", "path": "x.npz"})
+    assert "labels_path is read only by the idx source, not 'npz'" in fails(
+        workdir, {"source": "npz", "path": "x.npz", "labels_path": "y"})
+
+
+# ---------------------------------------------------------------- paths and folders
+@pytest.mark.parametrize("source, what", [("idx", "the IDX images file"), ("npz", "the .npz file"),
+                                          ("folder", "the image folder")])  # fmt: skip
+def test_path_does_not_exist(workdir, source, what):
+    msg = fails(workdir, {"source": source, "path": "no/such/thing"})
+    assert msg == f"prepare.path: no/such/thing does not exist: point prepare.path at {what}"
+
+
+def test_labels_path_does_not_exist(workdir):
+    write_idx(workdir / "imgs", pattern_images(40))
+    msg = fails(workdir, {"source": "idx", "path": "imgs", "labels_path": "lbls"})
+    assert msg == "prepare.labels_path: lbls does not exist: point prepare.labels_path at the IDX labels file " \
+                  "(or remove prepare.labels_path)"
+
+
+def test_empty_folder(workdir):
+    (workdir / "empty").mkdir()
+    (workdir / "empty" / ".DS_Store").write_bytes(b"hidden files do not count")
+    msg = fails(workdir, {"source": "folder", "path": "empty"})
+    assert msg == "prepare.path: empty is an empty folder: put image files (png, jpg, jpeg, bmp, webp) in it, " \
+                  "or in class sub-folders"
+
+
+def test_folder_without_image_files(workdir):
+    (workdir / "docs" / "sub").mkdir(parents=True)
+    (workdir / "docs" / "readme.txt").write_text("no images here")
+    (workdir / "docs" / "sub" / "data.csv").write_text("1,2")
+    msg = fails(workdir, {"source": "folder", "path": "docs"})
+    assert msg.startswith("prepare.path: docs has no image file (png, jpg, jpeg, bmp, webp) in it or its sub-folders")
+
+
+def test_folder_with_no_readable_image(workdir):
+    (workdir / "bad").mkdir()
+    (workdir / "bad" / "a.png").write_text("not a png at all")
+    (workdir / "bad" / "b.jpg").write_bytes(b"")
+    msg = fails(workdir, {"source": "folder", "path": "bad"})
+    assert msg.startswith("prepare.path: none of the 2 image files in bad could be read (first: a.png (")
+    assert msg.endswith("): replace them with valid images")
+
+
+def test_folder_path_is_a_file(workdir):
+    (workdir / "one.png").write_bytes(b"x")
+    assert fails(workdir, {"source": "folder", "path": "one.png"}).startswith(
+        "prepare.path: one.png is a file, not a folder: point it at a folder of images")
+
+
+def test_loose_images_next_to_class_folders(workdir):
+    root = write_folder(workdir / "mixed", pattern_images(4, 16, 16), classes=["a", "b"])
+    Image.fromarray(pattern_images(1, 16, 16)[0]).save(root / "loose.png")
+    assert "holds both image files and class sub-folders (a/, ...): move the loose images" in fails(
+        workdir, {"source": "folder", "path": "mixed"})
+
+
+def test_not_an_image_is_skipped_with_a_count_not_refused(workdir):
+    """The documented policy (data.py): a file with an image extension that is not an image is skipped."""
+    from aegan.data import build_dataset
+    from aegan.params import PrepareParams
+
+    root = write_folder(workdir / "imgs", pattern_images(5, 16, 16))
+    (root / "fake.webp").write_text("<html>a web page saved as .webp</html>")
+    card = build_dataset(PrepareParams(source="folder", path="imgs")).card
+    assert card["num_images"] == 5 and card["input"]["skipped_unreadable"] == 1
+
+
+# ---------------------------------------------------------------- IDX
+def test_idx_wrong_magic_number(workdir):
+    Image.fromarray(pattern_images(1)[0]).save(workdir / "digit.png")  # an image, not an IDX file
+    msg = fails(workdir, {"source": "idx", "path": "digit.png"})
+    assert msg.startswith("digit.png: not an IDX file (magic number 0x89504e47, expected 00 00 <type> <dims>")
+    assert msg.endswith("point prepare.path at an IDX file, gzip-compressed or not")
+
+
+def test_idx_wrong_magic_number_in_gzip_labels(workdir):
+    write_idx(workdir / "imgs.gz", pattern_images(40), compress=True)
+    (workdir / "lbls.gz").write_bytes(gzip.compress(b"\x00\x00\x07\x01" + b"\x00" * 44))  # type 0x07 does not exist
+    msg = fails(workdir, {"source": "idx", "path": "imgs.gz", "labels_path": "lbls.gz"})
+    assert msg.startswith("lbls.gz: not an IDX file (magic number 0x00000701") and "prepare.labels_path" in msg
+
+
+def test_idx_truncated_body(workdir):
+    good = write_idx(workdir / "imgs", pattern_images(40)).read_bytes()
+    (workdir / "imgs").write_bytes(good[:-100])
+    msg = fails(workdir, {"source": "idx", "path": "imgs"})
+    assert msg == ("imgs: truncated IDX file: the header declares 40 x 28 x 28 values (31360 bytes), the body has "
+                   "31260 bytes: download or export it again")
+
+
+def test_idx_truncated_gzip(workdir):
+    good = write_idx(workdir / "imgs.gz", pattern_images(40), compress=True).read_bytes()
+    (workdir / "imgs.gz").write_bytes(good[: len(good) // 2])
+    assert fails(workdir, {"source": "idx", "path": "imgs.gz"}).startswith("imgs.gz: corrupt or truncated gzip (")
+
+
+def test_idx_labels_and_images_swapped(workdir):
+    write_idx(workdir / "imgs", pattern_images(40))
+    write_idx(workdir / "lbls", np.zeros(40, np.uint8))
+    msg = fails(workdir, {"source": "idx", "path": "lbls", "labels_path": "imgs"})
+    assert msg.startswith("lbls: IDX array of shape (40,), expected images")
+    assert msg.endswith("check that prepare.path is the images file (and labels_path the labels)")
+
+
+def test_idx_count_mismatch(workdir):
+    write_idx(workdir / "imgs", pattern_images(40))
+    write_idx(workdir / "lbls", np.zeros(39, np.uint8))
+    msg = fails(workdir, {"source": "idx", "path": "imgs", "labels_path": "lbls"})
+    assert msg == "lbls: 39 labels for 40 images in imgs: give exactly one label per image"
+
+
+# ---------------------------------------------------------------- npz
+def test_npz_without_images(workdir):
+    np.savez(workdir / "d.npz", x=np.zeros((40, 8, 8), np.uint8), y=np.zeros(40))
+    msg = fails(workdir, {"source": "npz", "path": "d.npz"})
+    assert msg == ("d.npz: no array named 'images' (found: x, y): "
+                   "save it with numpy.savez(path, images=..., labels=...)")
+
+
+def test_npz_count_mismatch(workdir):
+    np.savez(workdir / "d.npz", images=np.zeros((40, 8, 8), np.uint8), labels=np.zeros(41, np.int64))
+    assert fails(workdir, {"source": "npz", "path": "d.npz"}) == \
+        "d.npz: labels: 41 labels for 40 images in d.npz: images: give exactly one label per image"
+
+
+def test_npz_not_an_archive(workdir):
+    (workdir / "d.npz").write_text("plain text")
+    assert fails(workdir, {"source": "npz", "path": "d.npz"}).startswith("d.npz: not a readable .npz file (")
+    np.save(workdir / "single.npy", np.zeros((40, 8, 8), np.uint8))
+    assert fails(workdir, {"source": "npz", "path": "single.npy"}).startswith(
+        "single.npy: a single array (.npy), not an .npz archive")
+
+
+@pytest.mark.parametrize("images, expected", [
+    (np.full((40, 8, 8), 2.0, np.float32), "d.npz: images: float values span [2, 2], expected [0, 1]: rescale them"),
+    (np.zeros((40, 8, 8), np.int64), "d.npz: images: dtype int64, expected uint8 (0..255) or float in [0, 1]"),
+    (np.zeros((40, 64), np.uint8), "d.npz: images: shape (40, 64), expected N x H x W, N x H x W x C or N x C x H x W"),
+    (np.zeros((40, 8, 8, 5), np.uint8), "d.npz: images: shape (40, 8, 8, 5) is not N x H x W, N x H x W x C or"),
+])  # fmt: skip
+def test_npz_bad_images(workdir, images, expected):
+    np.savez(workdir / "d.npz", images=images)
+    assert fails(workdir, {"source": "npz", "path": "d.npz"}).startswith(expected)
+
+
+# ---------------------------------------------------------------- too small for the protocol
+def test_smaller_than_one_batch(workdir):
+    write_folder(workdir / "imgs", pattern_images(20, 16, 16))
+    msg = fails(workdir, {"source": "folder", "path": "imgs"}, {"train": {"batch_size": 64}})
+    assert msg == "imgs: 15 training / 5 held-out images, fewer training images than train.batch_size = 64: " \
+                  "add images or lower train.batch_size"
+    msg = fails(workdir, {"source": "folder", "path": "imgs"}, {"train_scorer": {"batch_size": 16}})
+    assert "fewer training images than train_scorer.batch_size = 16" in msg
+
+
+def test_smaller_than_the_evaluation_sample_count(workdir):
+    np.savez(workdir / "d.npz", images=pattern_images(100, 16, 16))
+    msg = fails(workdir, {"source": "npz", "path": "d.npz"}, {"evaluate": {"num_samples": 400, "kid_subset_size": 8}})
+    assert msg == ("d.npz: 75 training / 25 held-out images, fewer than evaluate.num_samples = 400 in a split: "
+                   "add images, lower evaluate.num_samples (and evaluate.kid_subset_size), or change "
+                   "prepare.heldout_fraction")
+
+
+# ---------------------------------------------------------------- torchvision sources, offline
+@pytest.mark.parametrize("source, where", [("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw"),
+                                           ("cifar10", "cifar-10-batches-py")])  # fmt: skip
+def test_torchvision_source_not_there_and_no_download(workdir, source, where):
+    msg = fails(workdir, {"source": source, "root": "local", "download": False})
+    assert msg.startswith(f"{source}: not found (or corrupt) in local/{where}/ and prepare.download is false: "
+                          "put a local copy there (")
+    assert msg.endswith(f"or set prepare.root to the folder that holds {where}/")
+
+
+@pytest.mark.parametrize("source, cls", [("mnist", "MNIST"), ("cifar10", "CIFAR10")])
+def test_torchvision_download_fails_offline(workdir, monkeypatch, source, cls):
+    import urllib.error
+
+    import torchvision.datasets
+
+    def offline(self):
+        raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(getattr(torchvision.datasets, cls), "download", offline)  # never touch the network
+    msg = fails(workdir, {"source": source, "root": "cache"})
+    assert "and the download failed (URLError: <urlopen error [Errno -3] Temporary failure in name resolution>): " \
+           "put a local copy there" in msg
+    assert msg.startswith(f"{source}: not found (or corrupt) in cache/")
