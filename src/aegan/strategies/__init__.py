@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Callable
 if TYPE_CHECKING:
     from aegan.strategies.base import Strategy
 
-BUILTIN_MODULES = ["dcgan", "ae_init", "ae_disc", "ae_manifold"]
+BUILTIN_MODULES = ["dcgan", "ae_init", "ae_disc", "ae_hybrid", "ae_manifold", "vaegan"]
 
 _REGISTRY: dict[str, type["Strategy"]] = {}
 

@@ -1,0 +1,93 @@
+"""`vaegan`: a VAE whose decoder is also a GAN generator (Larsen et al. 2016, Algorithm 1).
+
+Trains its own VAE from scratch (the pretrained AE is not used). With
+(mu, log sigma^2) = Enc(x), z = mu + sigma * eps, x~ = Dec(z), x_p = Dec(z_p), z_p ~ N(0, I):
+
+    L_prior = KL(q(z|x) || N(0, I))    = 1/2 sum_j (mu_j^2 + sigma_j^2 - 1 - log sigma_j^2)
+    L_llike = ||D_l(x) - D_l(x~)||^2   = 1/2 sum over the features of D's hidden layer D_l
+    L_GAN   = -E[log D(x)] - E[log(1 - D(x~))] - E[log(1 - D(x_p))]          (D's loss)
+    L_G     = -E[log D(x~)] - E[log D(x_p)]                                  (non-saturating, Dec's)
+
+both per image (summed over latent dims / features), averaged over the batch: a unit-variance
+Gaussian log-likelihood in feature space, so beta = 1 is the ELBO's own balance of the two.
+Updates, all from one forward pass and applied together as in the paper:
+
+    Enc <- grad_Enc(beta L_prior + L_llike)        (no GAN gradient reaches the encoder)
+    Dec <- grad_Dec(gamma L_llike + L_G)
+    D   <- grad_D(L_GAN)                           (D never sees L_llike)
+"""
+
+from __future__ import annotations
+
+import torch
+from pydantic import Field
+from torch import nn
+
+from aegan.losses import bce
+from aegan.nets import Decoder, Discriminator, Encoder
+from aegan.strategies import register_strategy
+from aegan.strategies.base import Strategy, StrategyParams
+
+
+class VAEGANParams(StrategyParams):
+    beta: float = Field(1.0, ge=0.0, description="weight of the KL prior term in the encoder's loss")
+    # L_llike is a per-image sum over D_l's 1024 features (~400 at init, ~80 after 200 steps on digits): 0.01 puts
+    # gamma L_llike at the scale of L_G (~1.4-2.5), the balance Larsen's 1e-6 strikes between their summed losses.
+    gamma: float = Field(0.01, ge=0.0, description="weight of L_llike against L_GAN in the decoder's loss")
+
+
+def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
+    """KL(N(mu, diag(exp(logvar))) || N(0, I)), summed over latent dims, averaged over the batch."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
+
+
+@register_strategy("vaegan")
+class VAEGAN(Strategy):
+    Params = VAEGANParams
+    uses_ae = False
+
+    def __init__(self, params, shape, optimizer, ae=None):
+        super().__init__(params, shape, optimizer, ae)
+        self.encoder = Encoder(shape, out_dim=2 * shape.z_dim)
+        self.generator = Decoder(shape)
+        self.discriminator = Discriminator(shape)
+        self.opt_enc = self.adam(self.encoder.parameters())
+        self.opt_dec = self.adam(self.generator.parameters())
+        self.opt_d = self.adam(self.discriminator.parameters())
+
+    def losses(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Every loss term of one step, from one forward pass, with its graph."""
+        mu, logvar = self.encoder(real).chunk(2, dim=1)
+        z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
+        x_tilde = self.generator(z)
+        x_p = self.generator(self.sample_prior(real.shape[0]))
+
+        d_real = self.discriminator(real)
+        d_tilde, d_p = self.discriminator(torch.cat([x_tilde, x_p])).chunk(2)
+        f_real, f_tilde = self.discriminator.features(torch.cat([real, x_tilde])).chunk(2)  # one batch: shared BN stats
+        return {
+            "kl": kl_standard_normal(mu, logvar),
+            "loss_llike": 0.5 * (f_real - f_tilde).pow(2).sum(1).mean(),
+            "loss_g": bce(d_tilde, 1.0) + bce(d_p, 1.0),
+            "loss_d": bce(d_real, 1.0) + bce(d_tilde, 0.0) + bce(d_p, 0.0),
+            "d_real": torch.sigmoid(d_real).mean(),
+            "d_fake": torch.sigmoid(d_p).mean(),
+        }
+
+    @staticmethod
+    def set_grads(loss: torch.Tensor, module: nn.Module) -> None:
+        """.grad of `module`'s parameters = d loss / d parameters, and nothing else anywhere."""
+        params = list(module.parameters())
+        for param, grad in zip(params, torch.autograd.grad(loss, params, retain_graph=True)):
+            param.grad = grad
+
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        p, out = self.params, self.losses(real)
+        out["loss_enc"] = p.beta * out["kl"] + out["loss_llike"]
+        out["loss_dec"] = p.gamma * out["loss_llike"] + out["loss_g"]
+        self.set_grads(out["loss_enc"], self.encoder)
+        self.set_grads(out["loss_dec"], self.generator)
+        self.set_grads(out["loss_d"], self.discriminator)
+        for opt in (self.opt_enc, self.opt_dec, self.opt_d):  # all gradients first, then the steps
+            opt.step()
+        return {k: v.detach() for k, v in out.items()}
