@@ -20,10 +20,9 @@ from typing import Literal
 
 import torch
 
-from aegan.losses import bce
-from aegan.nets import Decoder, Discriminator
 from aegan.strategies import register_strategy
-from aegan.strategies.base import Strategy, StrategyParams
+from aegan.strategies.base import StrategyParams
+from aegan.strategies.dcgan import DCGAN
 
 
 class AEInitParams(StrategyParams):
@@ -32,21 +31,17 @@ class AEInitParams(StrategyParams):
 
 
 @register_strategy("ae_init")
-class AEInit(Strategy):
+class AEInit(DCGAN):
     Params = AEInitParams
     uses_ae = True
 
     def __init__(self, params, shape, optimizer, ae):
-        super().__init__(params, shape, optimizer, ae)
-        self.generator = Decoder(shape)
+        super().__init__(params, shape, optimizer, ae)  # dcgan's G, D and optimizers
         self.generator.load_state_dict(ae.decoder.state_dict())  # copies values: ae is never touched
-        self.discriminator = Discriminator(shape)
         if params.init_disc_from_encoder:
             self.discriminator.trunk.load_state_dict(ae.encoder.trunk.state_dict())
         # frozen encoder copy for setup(), deliberately not a submodule (not checkpointed, not optimized)
         object.__setattr__(self, "_encoder", copy.deepcopy(ae.encoder).requires_grad_(False).eval())
-        self.opt_g = self.adam(self.generator.parameters())
-        self.opt_d = self.adam(self.discriminator.parameters())
 
     @torch.no_grad()
     def setup(self, train_images: torch.Tensor, batch_size: int = 512) -> None:
@@ -54,19 +49,4 @@ class AEInit(Strategy):
             encoder = self._encoder.to(train_images.device).eval()
             self.prior.fit(torch.cat([encoder(b).float() for b in train_images.split(batch_size)]))
 
-    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        fake = self.generator(self.sample_prior(real.shape[0]))
-
-        d_real, d_fake = self.discriminator(real), self.discriminator(fake.detach())
-        loss_d = bce(d_real, 1.0) + bce(d_fake, 0.0)
-        self.update(self.opt_d, loss_d)
-
-        loss_g = bce(self.discriminator(fake), 1.0)
-        self.update(self.opt_g, loss_g)
-
-        return {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "d_real": torch.sigmoid(d_real).mean().detach(),
-            "d_fake": torch.sigmoid(d_fake).mean().detach(),
-        }
+    # train_step is dcgan's: after the AE-based start, ae_init trains exactly like the control.
