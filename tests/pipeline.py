@@ -24,6 +24,7 @@ def copy_repo(dest: Path) -> Path:
         else:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
+    (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)  # the prepare stage depends on it
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
 

@@ -8,10 +8,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,12 +16,10 @@ import yaml
 from PIL import Image
 
 from aegan.params import validate_params
-
-REPO = Path(__file__).resolve().parents[1]
-VENV_BIN = Path(sys.executable).parent
+from pipeline import copy_repo, run
 
 PARAMS = {
-    "prepare": {"source": "folder", "path": "data/shapes", "image_size": 16, "channels": 3,
+    "prepare": {"source": "folder", "path": "data/raw/shapes", "image_size": 16, "channels": 3,
                 "heldout_fraction": 0.25, "split_seed": 0},
     "model": {"z_dim": 8, "width": 8},
     "compute": {"device": "cpu"},
@@ -52,36 +46,14 @@ def colour_shapes(folder: Path, n: int = 80) -> None:
         Image.fromarray(img).save(folder / f"shape{i:03d}.png")
 
 
-def copy_repo(dst: Path) -> None:
-    skip = shutil.ignore_patterns("__pycache__", "*.egg-info")
-    shutil.copytree(REPO / "src", dst / "src", ignore=skip)
-    for name in ("dvc.yaml", "pyproject.toml", ".dvcignore"):
-        shutil.copy2(REPO / name, dst / name)
-    (dst / ".dvc").mkdir()
-    for name in ("config", ".gitignore"):  # not the cache or tmp
-        shutil.copy2(REPO / ".dvc" / name, dst / ".dvc" / name)
-
-
 @pytest.mark.e2e
 def test_dvc_repro_on_rgb_folder_without_labels(tmp_path):
-    repo = tmp_path / "repo"
-    repo.mkdir()
-    copy_repo(repo)
+    repo = copy_repo(tmp_path / "repo")
     # every section written out in full: dvc reads the params each stage declares from the file itself
     full = validate_params(PARAMS).model_dump(mode="json")
     (repo / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
-    colour_shapes(repo / "data" / "shapes")
-    env = os.environ | {
-        "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "PYTHONPATH": str(repo / "src"),  # the copy's code, which dvc.yaml's deps hash
-        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-        "DVC_NO_ANALYTICS": "1",
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "OMP_NUM_THREADS": "1",  # tiny networks: threads only contend
-    }
-    subprocess.run(["git", "init", "-q"], cwd=repo, check=True, env=env)
-    out = subprocess.run(["dvc", "repro"], cwd=repo, env=env, capture_output=True, text=True, timeout=600)
+    colour_shapes(repo / "data" / "raw" / "shapes")
+    out = run(["dvc", "repro"], repo, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
 
     card = json.loads((repo / "data/prepared/card.json").read_text())

@@ -23,6 +23,8 @@ def load_ae(path: str | Path, shape: NetShape, device: torch.device | str = "cpu
         raise UserError(f"{path}: pretrained autoencoder not found: run `aegan pretrain-ae` (or `dvc repro pretrain_ae`)")
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
+        if bundle.get("kind") != "aegan-ae":  # a generator, scorer or checkpoint
+            raise ValueError("not an autoencoder")
         saved = NetShape(**bundle["shape"])
     except Exception as err:
         raise UserError(f"{path}: not a valid autoencoder checkpoint ({type(err).__name__}): re-run `aegan pretrain-ae`") from None

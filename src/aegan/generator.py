@@ -53,7 +53,8 @@ def load_generator(path: str | Path, shape: NetShape | None = None, device="cpu"
         raise UserError(f"{path}: generator not found: run the matching `aegan train` stage first")
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
-        assert bundle.get("format") == FORMAT
+        if bundle.get("format") != FORMAT:  # an AE, scorer or checkpoint
+            raise ValueError("not a generator")
         saved = NetShape(**bundle["shape"])
     except Exception as err:
         raise UserError(f"{path}: not a valid generator file ({type(err).__name__}): re-run its train stage") from None

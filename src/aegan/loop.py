@@ -3,9 +3,15 @@
 It knows nothing of any strategy: it draws batches from tensors held on the
 device (no per-sample DataLoader for small datasets), calls `step_fn(*batch)`,
 averages what it returns over `log_every` steps, and hands the averages to
-`on_log`. Every `eval_every` steps it calls `on_eval`. A non-finite loss stops
-the run at once and marks it diverged: for a stability study that is a
-result, not a crash.
+`on_log`. Every `eval_every` steps it calls `on_eval`. A non-finite loss (or
+one larger than `divergence_bound`) stops the run at once and marks it
+diverged: for a stability study that is a result, not a crash.
+
+Every `checkpoint_every` steps, and after the last step, it hands
+`on_checkpoint(step, loop_state)` everything of its own needed to continue
+bit-identically: step, history, the partial log window, the batch sampler and
+every RNG. `train_loop(..., state=loop_state)` continues from there; what the
+step function owns (networks, optimizers) the caller saves and restores.
 """
 
 from __future__ import annotations
@@ -71,6 +77,16 @@ class BatchSampler:
         self._order: torch.Tensor | None = None
         self._pos = n
 
+    def state(self) -> dict:
+        order = None if self._order is None else self._order.cpu()
+        return {"generator": self.generator.get_state(), "order": order, "pos": self._pos}
+
+    def load_state(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+        order = state["order"]
+        self._order = None if order is None else order.to(self.tensors[0].device)
+        self._pos = state["pos"]
+
     def next(self) -> tuple[torch.Tensor, ...]:
         if self._pos + self.batch_size > self.n:
             self._order = torch.randperm(self.n, generator=self.generator).to(self.tensors[0].device)
@@ -78,6 +94,27 @@ class BatchSampler:
         idx = self._order[self._pos : self._pos + self.batch_size]
         self._pos += self.batch_size
         return tuple(t[idx] for t in self.tensors)
+
+
+def rng_state() -> dict:
+    """torch (CPU and CUDA), numpy and python RNG states, in types `torch.load(weights_only=True)` accepts."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        "numpy": [kind, torch.from_numpy(keys.astype(np.int64)), int(pos), int(has_gauss), float(gauss)],
+        "python": random.getstate(),
+    }
+
+
+def set_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    kind, keys, pos, has_gauss, gauss = state["numpy"]
+    np.random.set_state((kind, keys.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
 
 
 def train_loop(
@@ -92,16 +129,38 @@ def train_loop(
     eval_every: int = 0,
     on_eval: Callable[[int], dict[str, float]] | None = None,
     divergence_bound: float = math.inf,
+    checkpoint_every: int = 0,
+    on_checkpoint: Callable[[int, dict], None] | None = None,
+    state: dict | None = None,
     desc: str = "train",
     progress: bool = True,
 ) -> LoopResult:
+    """Run steps 1..`steps`, or, given a `state` from `on_checkpoint`, the steps after it."""
     sampler = BatchSampler(data, batch_size, seed)
     result = LoopResult()
     sums: dict[str, torch.Tensor] = {}
     window = 0
+    start_step, spent = 0, 0.0
+    if state is not None:
+        start_step, spent = state["step"], state["seconds"]
+        result.history = [dict(row) for row in state["history"]]
+        result.steps_done, result.images_seen, result.eval_seconds = start_step, state["images_seen"], state["eval_seconds"]
+        device = data[0].device
+        sums, window = {k: v.to(device) for k, v in state["sums"].items()}, state["window"]
+        sampler.load_state(state["sampler"])
+        set_rng_state(state["rng"])
+
+    def loop_state(step: int) -> dict:
+        return {
+            "step": step, "history": [dict(row) for row in result.history],
+            "sums": {k: v.detach().cpu() for k, v in sums.items()}, "window": window,
+            "images_seen": result.images_seen, "eval_seconds": result.eval_seconds,
+            "seconds": spent + time.perf_counter() - start, "sampler": sampler.state(), "rng": rng_state(),
+        }  # fmt: skip
+
     start = time.perf_counter()
-    bar = tqdm(total=steps, desc=desc, disable=not progress, mininterval=1.0, dynamic_ncols=True)
-    for step in range(1, steps + 1):
+    bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    for step in range(start_step + 1, steps + 1):
         out = step_fn(*sampler.next())
         for k, v in out.items():
             sums[k] = sums[k] + v if k in sums else v.detach().float().clone()
@@ -127,6 +186,8 @@ def train_loop(
             result.history.append({"step": step, **on_eval(step)})
             result.eval_seconds += time.perf_counter() - t0
         result.steps_done = step
+        if on_checkpoint and ((checkpoint_every and step % checkpoint_every == 0) or step == steps):
+            on_checkpoint(step, loop_state(step))
     bar.close()
-    result.seconds = time.perf_counter() - start
+    result.seconds = spent + time.perf_counter() - start
     return result

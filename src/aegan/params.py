@@ -100,6 +100,8 @@ class TrainParams(StrictModel):
     eval_samples: int = Field(256, ge=16)
     grid_samples: int = Field(64, ge=1, le=1024)
     grid_seed: int = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
+    checkpoint_every: int = Field(200, ge=0, description="resumable checkpoint every N steps (0: only after the last step)")
+    divergence_bound: float = Field(1e4, gt=0.0, description="a logged loss above this magnitude (or non-finite) ends the run as diverged")
 
 
 class EvaluateParams(StrictModel):

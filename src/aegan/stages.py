@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import torch
 
 from aegan import paths
-from aegan.atomic import torch_save, write_json, write_text
+from aegan.atomic import remove_stale_temps, torch_save, write_json, write_text
 from aegan.errors import UserError
 from aegan.nets import NetShape
 
@@ -150,6 +151,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     from torchvision.utils import make_grid
 
     from aegan.ae import load_ae
+    from aegan.checkpoint import checkpoint_path, fingerprint, kill_point_for_tests, load_checkpoint, remove_checkpoint, save_checkpoint
     from aegan.data import load_packed, to_uint8, to_unit_range
     from aegan.generator import fixed_latents, sample_uint8, save_generator
     from aegan.loop import resolve_device, seed_everything, train_loop
@@ -157,10 +159,11 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     from aegan.nets import count_parameters, set_autocast
     from aegan.params import flatten
     from aegan.strategies import get_strategy
-    from aegan.tracking import Run
+    from aegan.tracking import Run, check_tracking
 
     cls = get_strategy(strategy_name)
     check_feature_extractor(params.evaluate)
+    check_tracking()
     tp = params.train
     device = resolve_device(params.compute.device)
     data = load_packed(paths.DATASET_FILE)
@@ -179,12 +182,32 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
 
     out_dir = paths.run_dir(strategy_name, seed)
     out_dir.mkdir(parents=True, exist_ok=True)
+    for name in ("generator.pt", "history.csv", "samples.png", "run.json"):
+        remove_stale_temps(out_dir / name)  # left by a killed earlier run
     grid_eps = fixed_latents(tp.grid_samples, shape.z_dim, tp.grid_seed).to(device)
     section = {"model": params.model.model_dump(), "train": tp.model_dump(), strategy_name: getattr(params, strategy_name).model_dump()}
     logged_params = flatten(section)
     logged_params |= {"strategy": strategy_name, "seed": seed, "generator_parameters": count_parameters(strategy.generator)}
     tags = tracking_tags("train", data, section) | {"strategy": strategy_name, "seed": str(seed)}
-    run = Run.start(f"{strategy_name}-{seed}", tags, logged_params)
+
+    # resume a killed run of the same params (checkpoint.py), else start fresh
+    ckpt_path = checkpoint_path(strategy_name, seed)
+    fp = fingerprint(strategy_name, seed, params, data.sha256)
+    ckpt = load_checkpoint(ckpt_path, strategy_name, shape, fp)
+    run = None
+    if ckpt is not None:
+        try:
+            strategy.load_checkpoint_state(ckpt["strategy_state"])
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise UserError(f"{ckpt_path}: does not fit strategy {strategy_name!r} ({type(err).__name__}): delete it") from None
+        try:
+            run = Run.resume(ckpt["mlflow_run_id"])
+        except Exception as err:  # e.g. the tracking DB was deleted: keep the weights, open a new run
+            print(f"{ckpt_path}: MLflow run {ckpt['mlflow_run_id']} not found ({type(err).__name__}): logging to a new run",
+                  file=sys.stderr)  # fmt: skip
+        print(f"{ckpt_path}: resuming at step {ckpt['step']} of {tp.steps}", file=sys.stderr)
+    if run is None:
+        run = Run.start(f"{strategy_name}-{seed}", tags, logged_params)
 
     def grid_image():
         grid = make_grid(to_uint8(strategy.generate(grid_eps)).float() / 255, nrow=int(np.ceil(np.sqrt(len(grid_eps)))), padding=1)
@@ -197,10 +220,27 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         run.log_image(grid_image(), key="samples", step=step)
         return {"fid_small": fid}
 
+    def on_checkpoint(step: int, loop_state: dict) -> None:
+        run.flush()  # metrics up to this step are in MLflow before the checkpoint claims them
+        save_checkpoint(ckpt_path, {"strategy": strategy_name, "seed": seed, "shape": shape.as_dict(), "fingerprint": fp,
+                                    "mlflow_run_id": run.run_id, "step": step, "loop_state": loop_state,
+                                    "strategy_state": strategy.checkpoint_state()})  # fmt: skip
+
+    step_count = ckpt["step"] if ckpt else 0
+
+    def train_step(*batch):
+        nonlocal step_count
+        out = strategy.train_step(*batch)
+        step_count += 1
+        kill_point_for_tests(f"step:{step_count}")
+        return out
+
     try:
-        result = train_loop(strategy.train_step, [x], steps=tp.steps, batch_size=tp.batch_size, seed=seed,
+        result = train_loop(train_step, [x], steps=tp.steps, batch_size=tp.batch_size, seed=seed,
                             log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
-                            on_eval=on_eval if evaluator else None, desc=f"{strategy_name}-{seed}", progress=progress)  # fmt: skip
+                            on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
+                            checkpoint_every=tp.checkpoint_every, on_checkpoint=on_checkpoint,
+                            state=ckpt["loop_state"] if ckpt else None, desc=f"{strategy_name}-{seed}", progress=progress)  # fmt: skip
     except BaseException:
         run.end("KILLED")
         raise
@@ -228,6 +268,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     if result.diverged:
         run.set_tags({"diverged": "true", "diverged_at": str(result.diverged_at)})
     run.end("FAILED" if result.diverged else "FINISHED")
+    remove_checkpoint(ckpt_path)
     return info
 
 
@@ -264,9 +305,10 @@ def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     from aegan.generator import load_generator, sample_uint8
     from aegan.loop import resolve_device
     from aegan.strategies import get_strategy
-    from aegan.tracking import Run
+    from aegan.tracking import Run, check_tracking
 
     get_strategy(strategy_name)
+    check_tracking()
     device = resolve_device(params.compute.device)
     data, evaluator = _evaluator_and_reference(params, device)
     shape = net_shape(params, data.shape)

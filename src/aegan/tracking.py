@@ -2,6 +2,8 @@
 
 Tracking URI: $MLFLOW_TRACKING_URI if set, else an absolute sqlite:///<repo>/mlflow.db;
 artifacts under <repo>/mlruns. Metrics are buffered and sent with log_batch.
+Several stages may log to one sqlite DB at once (`dvc repro --jobs`, or parallel
+seeds): writes that find it locked are retried with backoff, never dropped.
 """
 
 from __future__ import annotations
@@ -9,10 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import subprocess
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
+
+T = TypeVar("T")
 
 EXPERIMENT = "aegan"
 
@@ -37,6 +42,43 @@ def params_hash(section: Any) -> str:
     return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def with_retry(fn: Callable[..., T], *args, attempts: int = 12, **kwargs) -> T:
+    """Call `fn`, retrying with jittered exponential backoff (~40 s in all) while sqlite says "database is locked"."""
+    for i in range(attempts):
+        try:
+            return fn(*args, **kwargs)
+        except Exception as err:
+            if "database is locked" not in str(err) or i == attempts - 1:
+                raise
+            time.sleep(min(0.05 * 2**i, 8.0) * (0.5 + random.random()))
+    raise AssertionError("unreachable")
+
+
+def check_tracking() -> None:
+    """Fail before training, in one line, when the tracking URI cannot be reached or written."""
+    from aegan.errors import UserError
+
+    uri = tracking_uri()
+    # MLflow's own HTTP retries back off for minutes; the probe answers in seconds unless the user chose otherwise
+    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
+    quick = {k: v for k, v in quick.items() if k not in os.environ}
+    os.environ.update(quick)
+    try:
+        client = _client()
+        with_retry(client.search_experiments, max_results=1)
+        if uri.startswith("sqlite:"):
+            _experiment_id(client)  # creates the schema and experiment: proves the DB is writable
+    except Exception as err:
+        first = (str(err).strip().splitlines() or [""])[0][:200]
+        raise UserError(
+            f"MLflow tracking URI {uri} cannot be used ({type(err).__name__}: {first}): "
+            "start the tracking server or set MLFLOW_TRACKING_URI to a reachable, writable location"
+        ) from None
+    finally:
+        for k in quick:
+            os.environ.pop(k, None)
+
+
 def _client():
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
@@ -47,14 +89,14 @@ def _client():
 
 
 def _experiment_id(client) -> str:
-    exp = client.get_experiment_by_name(EXPERIMENT)
+    exp = with_retry(client.get_experiment_by_name, EXPERIMENT)
     if exp is not None:
         return exp.experiment_id
     artifacts = (repo_root() / "mlruns").as_uri()
     try:
-        return client.create_experiment(EXPERIMENT, artifact_location=artifacts)
+        return with_retry(client.create_experiment, EXPERIMENT, artifact_location=artifacts)
     except Exception:  # another process created it first
-        return client.get_experiment_by_name(EXPERIMENT).experiment_id
+        return with_retry(client.get_experiment_by_name, EXPERIMENT).experiment_id
 
 
 class Run:
@@ -70,7 +112,7 @@ class Run:
     def start(cls, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> "Run":
         client = _client()
         tags = {"git_commit": git_commit(), **tags}
-        run = client.create_run(_experiment_id(client), run_name=name, tags=tags)
+        run = with_retry(client.create_run, _experiment_id(client), run_name=name, tags=tags)
         self = cls(client, run.info.run_id)
         if params:
             self.log_params(params)
@@ -79,7 +121,7 @@ class Run:
     @classmethod
     def resume(cls, run_id: str) -> "Run":
         client = _client()
-        client.update_run(run_id, status="RUNNING")
+        with_retry(client.update_run, run_id, status="RUNNING")
         return cls(client, run_id)
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -87,7 +129,7 @@ class Run:
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            self.client.log_batch(self.run_id, params=items[i : i + 100])
+            with_retry(self.client.log_batch, self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -99,20 +141,21 @@ class Run:
 
     def flush(self) -> None:
         while self._buffer:
-            batch, self._buffer = self._buffer[:1000], self._buffer[1000:]
-            self.client.log_batch(self.run_id, metrics=batch)
+            # drop a batch from the buffer only once it is stored
+            with_retry(self.client.log_batch, self.run_id, metrics=self._buffer[:1000])
+            self._buffer = self._buffer[1000:]
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():
-            self.client.set_tag(self.run_id, k, str(v))
+            with_retry(self.client.set_tag, self.run_id, k, str(v))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        self.client.log_artifact(self.run_id, str(path), artifact_path)
+        with_retry(self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def log_image(self, image, key: str, step: int) -> None:
         """`image`: HxWxC uint8 numpy array; stored as an artifact per step."""
-        self.client.log_image(self.run_id, image, key=key, step=step)
+        with_retry(self.client.log_image, self.run_id, image, key=key, step=step)
 
     def end(self, status: str = "FINISHED") -> None:
         self.flush()
-        self.client.set_terminated(self.run_id, status=status)
+        with_retry(self.client.set_terminated, self.run_id, status=status)

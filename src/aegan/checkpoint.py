@@ -1,0 +1,89 @@
+"""Resumable training: one checkpoint per (strategy, seed) under checkpoints/, outside every DVC out.
+
+DVC deletes a stage's outs before it runs the stage, so a checkpoint inside
+models/runs/ would vanish exactly when it is needed. checkpoints/ is
+git- and dvc-ignored; the file is removed once its run has finished.
+
+A checkpoint continues a run only when its fingerprint (the params and data
+that define the run) matches; otherwise training starts fresh and says so.
+The resumed run logs into the same MLflow run; metrics of the steps between
+the last checkpoint and the kill are logged twice (same step, same values).
+
+Test hook, used by tests/test_resume.py to kill a run at a chosen point:
+AEGAN_TEST_KILL_AT=step:N (after training step N) or checkpoint-write:N (while
+the checkpoint of step N is written: temp file complete, not yet renamed).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from aegan.atomic import atomic_path, remove_stale_temps
+from aegan.errors import UserError
+
+FORMAT = "aegan-checkpoint/1"
+CHECKPOINT_DIR = Path("checkpoints")
+# knobs that change how a run is checkpointed, not what it computes
+NOT_IN_FINGERPRINT = ("checkpoint_every",)
+
+
+def checkpoint_path(strategy: str, seed: int) -> Path:
+    return CHECKPOINT_DIR / f"{strategy}-{seed}.pt"
+
+
+def fingerprint(strategy: str, seed: int, params, data_sha256: str) -> str:
+    from aegan.tracking import params_hash
+
+    train = {k: v for k, v in params.train.model_dump().items() if k not in NOT_IN_FINGERPRINT}
+    section = {"strategy": strategy, "seed": seed, "model": params.model.model_dump(), "train": train,
+               strategy: getattr(params, strategy).model_dump(), "data_sha256": data_sha256}  # fmt: skip
+    return params_hash(section)
+
+
+def kill_point_for_tests(point: str) -> None:
+    """SIGKILL this process if AEGAN_TEST_KILL_AT names `point` (tests only; a no-op otherwise)."""
+    if os.environ.get("AEGAN_TEST_KILL_AT") == point:
+        os.kill(os.getpid(), signal.SIGKILL)
+
+
+def save_checkpoint(path: Path, bundle: dict[str, Any]) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"format": FORMAT, **bundle}, tmp)
+        kill_point_for_tests(f"checkpoint-write:{bundle['step']}")
+
+
+def load_checkpoint(path: Path, strategy: str, shape, expected_fingerprint: str) -> dict | None:
+    """The checkpoint to resume from, or None (no file, or params changed: then one line on stderr)."""
+    remove_stale_temps(path)
+    if not path.is_file():
+        return None
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+        if bundle.get("format") != FORMAT:
+            raise ValueError("not a checkpoint")
+    except Exception as err:
+        print(f"{path}: unreadable checkpoint ({type(err).__name__}): starting fresh", file=sys.stderr)
+        return None
+    if bundle["strategy"] != strategy:
+        raise UserError(f"{path}: checkpoint of strategy {bundle['strategy']!r}, not {strategy!r}: delete it")
+    if bundle["fingerprint"] != expected_fingerprint:
+        saved = bundle.get("shape")
+        why = f"architecture {saved} != {shape.as_dict()}" if saved != shape.as_dict() else "params or data changed"
+        print(f"{path}: {why} since it was written: starting fresh", file=sys.stderr)
+        return None
+    return bundle
+
+
+def remove_checkpoint(path: Path) -> None:
+    path.unlink(missing_ok=True)
+    remove_stale_temps(path)
+    try:
+        path.parent.rmdir()  # only if empty: other runs may be checkpointing next to it
+    except OSError:
+        pass

@@ -1,0 +1,240 @@
+"""Issue 6: a killed train stage resumes bit-identically; divergence is a result; foreign files are refused.
+
+The kill tests SIGKILL a real `aegan train` subprocess at chosen points through
+the AEGAN_TEST_KILL_AT hook (src/aegan/checkpoint.py) and compare the resumed
+run's generator.pt and history.csv with an uninterrupted run's.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from aegan.errors import UserError
+from aegan.loop import seed_everything, train_loop
+from aegan.strategies.dcgan import DCGAN
+from pipeline import TINY, copy_repo, edit_params
+
+STRATEGY, SEED = "ae_disc", 0  # BEGAN: extra state (k_t) to restore; init from the AE: the AE is loaded too
+STEPS, CKPT_EVERY = 30, 10
+
+
+def _env(**extra) -> dict:
+    env = dict(os.environ)
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1", **extra)
+    env.pop("AEGAN_TEST_KILL_AT", None)
+    env.update(extra)
+    return env
+
+
+def _train(repo: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
+    extra = {"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
+    if kill_at:
+        extra["AEGAN_TEST_KILL_AT"] = kill_at
+    cmd = ["aegan", "train", "--strategy", STRATEGY, "--seed", str(SEED)]
+    return subprocess.run(cmd, cwd=repo, env=_env(**extra), capture_output=True, text=True, timeout=180)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """A repo copy with prepared data, scorer and AE, all tiny, and the uninterrupted reference run's outputs
+    in reference/: one subprocess for the four stages (each start costs ~10 s of imports on a small machine)."""
+    repo = copy_repo(tmp_path_factory.mktemp("resume") / "repo")
+    edit_params(repo, **TINY)
+    edit_params(repo, train={"steps": STEPS, "checkpoint_every": CKPT_EVERY, "log_every": 4, "eval_every": 10},
+                ae_disc={"init_disc_from_ae": True})  # fmt: skip
+    code = ("from aegan.params import load_params; from aegan import stages as s; p = load_params(); "
+            "s.run_prepare(p); s.run_train_scorer(p, progress=False); s.run_pretrain_ae(p, progress=False); "
+            f"s.run_train(p, {STRATEGY!r}, {SEED}, progress=False)")  # fmt: skip
+    env = _env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
+    out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert not (repo / "checkpoints").exists(), "a finished run removes its checkpoint"
+    (repo / "reference").mkdir()
+    for name in ("generator.pt", "history.csv", "run.json"):
+        (repo / "models" / "runs" / f"{STRATEGY}-{SEED}" / name).rename(repo / "reference" / name)
+    return repo
+
+
+def _temp_files(repo: Path) -> list[Path]:
+    return [p for d in ("models", "checkpoints") if (repo / d).exists() for p in (repo / d).rglob(".*") if p.is_file()]
+
+
+def test_killed_train_resumes_to_the_uninterrupted_result(repo):
+    run_dir, ckpt = repo / "models" / "runs" / f"{STRATEGY}-{SEED}", repo / "checkpoints" / f"{STRATEGY}-{SEED}.pt"
+    reference = torch.load(repo / "reference" / "generator.pt", weights_only=True)
+    reference_history = pd.read_csv(repo / "reference" / "history.csv")
+
+    # before the first checkpoint: nothing to resume from yet
+    out = _train(repo, kill_at="step:5")
+    assert out.returncode == -signal.SIGKILL and not ckpt.exists()
+    # during the write of the step-20 checkpoint: the step-10 one survives, plus a stale temp file
+    out = _train(repo, kill_at=f"checkpoint-write:{2 * CKPT_EVERY}")
+    assert out.returncode == -signal.SIGKILL
+    saved = torch.load(ckpt, weights_only=True)
+    assert saved["step"] == CKPT_EVERY and _temp_files(repo)
+    run_id = saved["mlflow_run_id"]
+    # right after a checkpoint
+    out = _train(repo, kill_at=f"step:{2 * CKPT_EVERY + 1}")
+    assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
+    assert f"resuming at step {CKPT_EVERY}" in out.stderr
+    assert torch.load(ckpt, weights_only=True)["step"] == 2 * CKPT_EVERY
+    # and to the end
+    out = _train(repo)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert f"resuming at step {2 * CKPT_EVERY}" in out.stderr
+
+    resumed = torch.load(run_dir / "generator.pt", weights_only=True)
+    for part in ("decoder", "prior"):
+        assert resumed[part].keys() == reference[part].keys()
+        for k in reference[part]:
+            assert torch.equal(resumed[part][k], reference[part][k]), f"{part}.{k} differs after resuming"
+    pd.testing.assert_frame_equal(pd.read_csv(run_dir / "history.csv"), reference_history)
+    assert not ckpt.exists() and not _temp_files(repo)
+    import json
+
+    info = json.loads((run_dir / "run.json").read_text())
+    assert info["status"] == "finished" and info["steps"] == STEPS
+    assert info["mlflow_run_id"] == run_id, "the resumed run continues the same MLflow run"
+
+
+def _dcgan(shape, optim, seed):
+    seed_everything(seed)
+    return DCGAN(DCGAN.Params(), shape, optim)
+
+
+def _roundtrip(obj):
+    """Through torch.save / torch.load(weights_only=True), as a checkpoint file would go."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    buf.seek(0)
+    return torch.load(buf, weights_only=True)
+
+
+def test_loop_state_continues_bit_identically_in_process(digits16, small_shape, optim):
+    """log_every 4 with checkpoints every 10: the partial log window is restored too."""
+    kw = dict(steps=30, batch_size=32, seed=5, log_every=4, progress=False)
+    full = _dcgan(small_shape, optim, 5)
+    ref = train_loop(full.train_step, [digits16], **kw)
+
+    first = _dcgan(small_shape, optim, 5)
+    saved = {}
+
+    def on_checkpoint(step, state):
+        if step == 10:
+            saved.update(_roundtrip({"loop": state, "strategy": first.checkpoint_state()}))
+            raise KeyboardInterrupt  # stands in for the kill
+
+    with pytest.raises(KeyboardInterrupt):
+        train_loop(first.train_step, [digits16], checkpoint_every=10, on_checkpoint=on_checkpoint, **kw)
+    second = _dcgan(small_shape, optim, 99)  # other initial weights: everything must come from the checkpoint
+    second.load_checkpoint_state(saved["strategy"])
+    res = train_loop(second.train_step, [digits16], checkpoint_every=10, on_checkpoint=lambda s, st: None,
+                     state=saved["loop"], **kw)  # fmt: skip
+    assert res.steps_done == 30 and res.history == ref.history
+    a, b = full.state_dict(), second.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_checkpoint_of_other_params_starts_fresh_and_other_strategy_is_refused(tmp_path, small_shape, capsys):
+    from aegan.checkpoint import load_checkpoint, save_checkpoint
+
+    path = tmp_path / "checkpoints" / "dcgan-0.pt"
+    save_checkpoint(path, {"strategy": "dcgan", "seed": 0, "shape": small_shape.as_dict(), "fingerprint": "aaa",
+                           "mlflow_run_id": "x", "step": 10, "loop_state": {}, "strategy_state": {}})  # fmt: skip
+    assert load_checkpoint(path, "dcgan", small_shape, "aaa")["step"] == 10
+    assert load_checkpoint(path, "dcgan", small_shape, "bbb") is None
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "starting fresh" in err
+    with pytest.raises(UserError, match="checkpoint of strategy 'dcgan', not 'ae_disc'"):
+        load_checkpoint(path, "ae_disc", small_shape, "aaa")
+    path.write_bytes(b"garbage")
+    assert load_checkpoint(path, "dcgan", small_shape, "aaa") is None
+
+
+# ------------------------------------------------------------------ divergence
+def test_divergence_bound_stops_the_loop(digits16):
+    huge = lambda x: {"loss": torch.tensor(1e6)}  # noqa: E731
+    res = train_loop(huge, [digits16], steps=20, batch_size=32, seed=0, log_every=5, divergence_bound=1e4, progress=False)
+    assert res.diverged and res.diverged_at == 5 and res.steps_done == 5
+    res = train_loop(huge, [digits16], steps=20, batch_size=32, seed=0, log_every=5, progress=False)
+    assert not res.diverged and res.steps_done == 20
+
+
+def test_diverged_run_is_recorded_evaluated_and_counted(repo, monkeypatch):
+    import json
+
+    from aegan.params import load_params
+    from aegan.report import aggregate, collect_runs
+    from aegan.stages import run_evaluate, run_train
+    from aegan.tracking import Run
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
+    real_step, calls = DCGAN.train_step, []
+
+    def poisoned(self, real):
+        out = real_step(self, real)
+        calls.append(1)
+        return out | {"loss_d": torch.tensor(math.nan)} if len(calls) >= 3 else out
+
+    monkeypatch.setattr(DCGAN, "train_step", poisoned)
+    params = load_params()
+    info = run_train(params, "dcgan", 7, progress=False)  # no exception: divergence is a result
+    assert info["status"] == "diverged" and info["diverged_at"] == 4  # first log window (log_every 4) holding the NaN
+    on_disk = json.loads(Path("models/runs/dcgan-7/run.json").read_text())
+    assert on_disk["status"] == "diverged"
+    mlflow_run = Run.resume(info["mlflow_run_id"]).client.get_run(info["mlflow_run_id"])
+    assert mlflow_run.data.tags["diverged"] == "true"
+    assert not Path("checkpoints/dcgan-7.pt").exists()
+
+    result = run_evaluate(params, "dcgan", 7)
+    assert result["status"] == "diverged" and result["metrics"] == {}
+    runs = collect_runs(["dcgan"], [7])
+    row = aggregate(runs, ae_seconds=0.0).iloc[0]
+    assert row["n"] == 0 and row["diverged"] == 1
+    finished = runs.iloc[0].to_dict() | {"seed": 8, "status": "finished", "fid": 10.0, "kid_mean": 0.1, "is_mean": 1.5,
+                                         "precision": 0.5, "recall": 0.5, "diverged_at": None}  # fmt: skip
+    row = aggregate(pd.concat([runs, pd.DataFrame([finished])], ignore_index=True), ae_seconds=0.0).iloc[0]
+    assert row["n"] == 1 and row["diverged"] == 1 and row["fid_mean"] == 10.0
+
+
+# ------------------------------------------------------------------ refusing foreign files
+@pytest.mark.parametrize("change", [{"z_dim": 16}, {"width": 16}, {"image_size": 32}, {"channels": 3}])
+def test_generator_and_ae_of_another_shape_are_refused(tmp_path, small_shape, optim, change):
+    from aegan.ae import load_ae, save_ae
+    from aegan.generator import load_generator, save_generator
+    from aegan.nets import AutoEncoder, NetShape
+
+    other = NetShape(**(small_shape.as_dict() | change))
+    save_generator(DCGAN(DCGAN.Params(), small_shape, optim), tmp_path / "generator.pt")
+    save_ae(AutoEncoder(small_shape), tmp_path / "ae.pt")
+    for load in (load_generator, load_ae):
+        path = tmp_path / ("generator.pt" if load is load_generator else "ae.pt")
+        with pytest.raises(UserError) as err:
+            load(path, other)
+        msg = str(err.value)
+        assert len(msg.splitlines()) == 1 and str(small_shape) in msg and str(other) in msg
+
+
+def test_a_checkpoint_is_not_a_generator(tmp_path, small_shape):
+    from aegan.ae import load_ae
+    from aegan.checkpoint import save_checkpoint
+    from aegan.generator import load_generator
+
+    path = tmp_path / "x.pt"
+    save_checkpoint(path, {"strategy": "dcgan", "step": 1, "shape": small_shape.as_dict()})
+    with pytest.raises(UserError, match="not a valid generator file"):
+        load_generator(path, small_shape)
+    with pytest.raises(UserError, match="not a valid autoencoder"):
+        load_ae(path, small_shape)

@@ -1,0 +1,86 @@
+"""Issue 6: MLflow under contention (sqlite locked) and an unreachable tracking URI."""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+import time
+
+import pytest
+
+from aegan.errors import UserError
+from aegan.tracking import Run, check_tracking, with_retry
+
+N_METRICS = 2000
+
+
+def _log_many(uri: str, name: str, queue) -> None:
+    import os
+
+    os.environ["MLFLOW_TRACKING_URI"] = uri
+    try:
+        run = Run.start(name, {"strategy": name})
+        run.flush_every = 100  # many small log_batch calls: many chances to meet the other writer's lock
+        for step in range(N_METRICS):
+            run.log_metrics({"loss": float(step)}, step)
+        run.end()
+        queue.put((name, run.run_id, None))
+    except Exception as err:  # reported to the parent, which fails the test with it
+        queue.put((name, None, repr(err)))
+
+
+def test_two_processes_logging_to_one_sqlite_db_lose_nothing(tmp_path, monkeypatch):
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    check_tracking()  # creates the schema once, as the first stage of a pipeline would
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    procs = [ctx.Process(target=_log_many, args=(uri, f"writer{i}", queue)) for i in range(2)]
+    for p in procs:
+        p.start()
+    results = [queue.get(timeout=120) for _ in procs]
+    for p in procs:
+        p.join(timeout=30)
+    assert all(err is None for _, _, err in results), results
+    client = Run.resume(results[0][1]).client
+    for _, run_id, _ in results:
+        history = client.get_metric_history(run_id, "loss")
+        assert sorted(m.step for m in history) == list(range(N_METRICS))
+
+
+def test_retry_waits_out_a_locked_database_and_passes_other_errors():
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise RuntimeError("(sqlite3.OperationalError) database is locked")
+        return "ok"
+
+    assert with_retry(flaky) == "ok" and len(calls) == 3
+    with pytest.raises(ValueError):
+        with_retry(lambda: (_ for _ in ()).throw(ValueError("other")))
+
+
+@pytest.mark.parametrize("env_set", [True, False], ids=["user-env", "default-env"])
+def test_unreachable_tracking_server_is_a_quick_user_error(monkeypatch, env_set):
+    """Without the user's MLFLOW_HTTP_* settings the probe still fails fast (check_tracking sets its own)."""
+    import os
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "http://127.0.0.1:9")  # loopback discard port: nothing listens
+    for k, v in {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "0", "MLFLOW_HTTP_REQUEST_TIMEOUT": "5"}.items():
+        monkeypatch.setenv(k, v) if env_set else monkeypatch.delenv(k, raising=False)
+    t0 = time.monotonic()
+    with pytest.raises(UserError) as err:
+        check_tracking()
+    assert time.monotonic() - t0 < 30
+    assert env_set or "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ, "the probe's settings are undone"
+    msg = str(err.value)
+    assert "http://127.0.0.1:9" in msg and "MLFLOW_TRACKING_URI" in msg and len(msg.splitlines()) == 1
+
+
+def test_unwritable_sqlite_path_is_a_user_error(tmp_path, monkeypatch):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker / 'sub' / 'mlflow.db'}")  # a file as a folder
+    with pytest.raises(UserError, match="cannot be used"):
+        check_tracking()
