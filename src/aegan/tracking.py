@@ -8,6 +8,7 @@ seeds): writes that find it locked are retried with backoff, never dropped.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -80,12 +81,18 @@ def check_tracking() -> None:
 
 
 def _client():
+    return _client_for(tracking_uri())
+
+
+@functools.lru_cache(maxsize=4)
+def _client_for(uri: str):
+    """One client (one SQLAlchemy engine, ~1 s to build) per URI and process."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    mlflow.set_tracking_uri(tracking_uri())
-    return MlflowClient(tracking_uri())
+    mlflow.set_tracking_uri(uri)
+    return MlflowClient(uri)
 
 
 def _experiment_id(client) -> str:
