@@ -14,6 +14,7 @@ from aegan.nets import AutoEncoder, Decoder, count_parameters
 from aegan.params import OptimizerParams
 from aegan.strategies.ae_hybrid import AEHybrid, moment_penalty
 from aegan.strategies.dcgan import DCGAN
+from tensors import batch, same_state
 
 LOGGED = {"loss_d", "loss_g", "loss_rec", "loss_lat"}
 
@@ -21,14 +22,6 @@ LOGGED = {"loss_d", "loss_g", "loss_rec", "loss_lat"}
 def make(shape, optim, ae, seed=0, **params) -> AEHybrid:
     torch.manual_seed(seed)
     return AEHybrid(AEHybrid.Params(**params), shape, optim, ae)
-
-
-def batch(digits16, n=64, seed=0):
-    return digits16[torch.randperm(len(digits16), generator=torch.Generator().manual_seed(seed))[:n]]
-
-
-def same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_params_are_strict():

@@ -13,6 +13,7 @@ from aegan.nets import Decoder, count_parameters
 from aegan.params import OptimizerParams
 from aegan.strategies.dcgan import DCGAN
 from aegan.strategies.vaegan import VAEGAN, kl_standard_normal
+from tensors import batch, same_state
 
 LOGGED = {"loss_d", "loss_g", "kl", "loss_llike", "loss_enc", "loss_dec"}
 GROUPS = {"encoder": "opt_enc", "generator": "opt_dec", "discriminator": "opt_d"}
@@ -21,14 +22,6 @@ GROUPS = {"encoder": "opt_enc", "generator": "opt_dec", "discriminator": "opt_d"
 def make(shape, optim, seed=0, **params) -> VAEGAN:
     torch.manual_seed(seed)
     return VAEGAN(VAEGAN.Params(**params), shape, optim, None)
-
-
-def batch(digits16, n=64, seed=0):
-    return digits16[torch.randperm(len(digits16), generator=torch.Generator().manual_seed(seed))[:n]]
-
-
-def same_state(a: dict, b: dict) -> bool:
-    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def grads(loss, module):
