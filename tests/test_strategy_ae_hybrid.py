@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 
 import pydantic
 import pytest
@@ -14,7 +13,7 @@ from aegan.nets import AutoEncoder, Decoder, count_parameters
 from aegan.params import OptimizerParams
 from aegan.strategies.ae_hybrid import AEHybrid, moment_penalty
 from aegan.strategies.dcgan import DCGAN
-from tensors import batch, same_state
+from tensors import batch, restore_through_bytes, same_state
 
 LOGGED = {"loss_d", "loss_g", "loss_rec", "loss_lat"}
 
@@ -144,11 +143,8 @@ def test_short_run_learns_to_reconstruct(small_shape, digits16):
 def test_checkpoint_round_trip(small_shape, optim, pretrained_ae, digits16, latent_reg):
     a = make(small_shape, optim, pretrained_ae, latent_reg=latent_reg)
     a.train_step(batch(digits16, seed=1))
-    buffer = io.BytesIO()
-    torch.save(a.checkpoint_state(), buffer)
-    buffer.seek(0)
     b = make(small_shape, optim, pretrained_ae, seed=123, latent_reg=latent_reg)
-    b.load_checkpoint_state(torch.load(buffer, weights_only=True))
+    restore_through_bytes(a, b)
     x = batch(digits16, seed=2)
     torch.manual_seed(7)
     out_a = a.train_step(x)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 
 import pydantic
 import pytest
@@ -13,7 +12,7 @@ from aegan.nets import Decoder, count_parameters
 from aegan.params import OptimizerParams
 from aegan.strategies.dcgan import DCGAN
 from aegan.strategies.vaegan import VAEGAN, kl_standard_normal
-from tensors import batch, same_state
+from tensors import batch, restore_through_bytes, same_state
 
 LOGGED = {"loss_d", "loss_g", "kl", "loss_llike", "loss_enc", "loss_dec"}
 GROUPS = {"encoder": "opt_enc", "generator": "opt_dec", "discriminator": "opt_d"}
@@ -137,11 +136,8 @@ def test_short_run_learns_feature_reconstruction(small_shape, digits16):
 def test_checkpoint_round_trip(small_shape, optim, digits16):
     a = make(small_shape, optim)
     a.train_step(batch(digits16, seed=1))
-    buffer = io.BytesIO()
-    torch.save(a.checkpoint_state(), buffer)
-    buffer.seek(0)
     b = make(small_shape, optim, seed=123)
-    b.load_checkpoint_state(torch.load(buffer, weights_only=True))
+    restore_through_bytes(a, b)
     x = batch(digits16, seed=2)
     torch.manual_seed(7)
     out_a = a.train_step(x)

@@ -119,7 +119,7 @@ def reference(params: Path = ParamsOpt) -> None:
 @_user_errors
 def report(params: Path = ParamsOpt) -> None:
     """Aggregate all runs into reports/summary.json, reports/report.md and the curves."""
-    from aegan.stages import run_report
+    from aegan.report import run_report
 
     run_report(_params(params))
     typer.echo(Path("reports/report.md").read_text())

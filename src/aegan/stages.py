@@ -352,9 +352,3 @@ def run_reference(params) -> dict:
            "num_samples": n}  # fmt: skip
     write_json(paths.REFERENCE_FILE, out)
     return out
-
-
-def run_report(params) -> dict:
-    from aegan.report import run_report as _run
-
-    return _run(params)
