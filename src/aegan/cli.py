@@ -118,7 +118,7 @@ def reference(params: Path = ParamsOpt) -> None:
 @app.command()
 @_user_errors
 def report(params: Path = ParamsOpt) -> None:
-    """Aggregate all runs into reports/summary.json, reports/report.md and the curves."""
+    """Write the comparison report: report.md, report.html, figures, summary.json, curves."""
     from aegan.report import run_report
 
     run_report(_params(params))

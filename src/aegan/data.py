@@ -596,9 +596,9 @@ def check_dataset_size(prepared: Prepared, batch_sizes: dict[str, int], num_samp
             )
 
 
-def write_prepared(prepared: Prepared, out_path: Path, card_path: Path) -> dict:
+def write_prepared(prepared: Prepared, out_path: Path, card_path: Path, extra: dict | None = None) -> dict:
     write_packed(out_path, prepared.arrays)
-    card = prepared.card | {"sha256": file_sha256(out_path)}
+    card = prepared.card | {"sha256": file_sha256(out_path)} | (extra or {})
     write_json(card_path, card)
     return card
 

@@ -75,6 +75,7 @@ class Evaluator:
         from aegan.scorer import load_scorer, register_scorer
 
         self.params = params
+        self.device = device
         self.cuda = device.type == "cuda"
         self.rgb = params.feature_extractor == "inception"
         if self.rgb:
@@ -85,6 +86,25 @@ class Evaluator:
             self.extractor = register_scorer(scorer_path)
             self.weights = str(scorer_path)
         self.reference = UInt8Images(reference, self.rgb)
+        self.scorer_path = Path(scorer_path)
+
+    @torch.no_grad()
+    def class_counts(self, samples: torch.Tensor) -> list[int] | None:
+        """How many samples the scorer assigns to each class (mode coverage); None when it learnt no classes.
+
+        Not a torch-fidelity metric: it is the scorer classifier's own prediction, used to spot missing modes.
+        """
+        from aegan.scorer import load_scorer
+
+        if not self.scorer_path.is_file():
+            return None  # e.g. Inception features without a trained scorer
+        net, task = load_scorer(self.scorer_path)
+        if task != "classes":
+            return None
+        net = net.to(self.device)
+        x = samples.to(self.device).float().div(127.5).sub(1.0)
+        pred = torch.cat([net(b).argmax(1) for b in x.split(self.params.batch_size)])
+        return torch.bincount(pred.cpu(), minlength=net.config["num_outputs"]).tolist()
 
     def _kwargs(self) -> dict:
         return dict(

@@ -27,6 +27,8 @@ class StrictModel(BaseModel):
 SourceName = Literal["digits", "mnist", "fashion-mnist", "cifar10", "idx", "npz", "folder"]
 FILE_SOURCES = {"idx": "the IDX images file", "npz": "the .npz file", "folder": "the image folder"}
 TORCHVISION_SOURCES = ("mnist", "fashion-mnist", "cifar10")
+# The code's defaults are the values params.yaml ships with (tested), so the report can list what a run changed.
+DEFAULT_STRATEGIES = ("dcgan", "ae_init", "ae_disc", "ae_hybrid", "ae_manifold", "vaegan")
 
 
 class PrepareParams(StrictModel):
@@ -74,16 +76,16 @@ class OptimizerParams(StrictModel):
 
 
 class PretrainAEParams(StrictModel):
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(500, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerParams = OptimizerParams(lr=1e-3, beta1=0.9, beta2=0.999)
     seed: int = 0
 
 
 class TrainScorerParams(StrictModel):
-    steps: int = Field(800, ge=1)
+    steps: int = Field(400, ge=1)
     batch_size: int = Field(64, ge=1)
-    width: int = Field(32, ge=4, le=1024)
+    width: int = Field(16, ge=4, le=1024)
     feature_dim: int = Field(64, ge=2, le=4096)
     optimizer: OptimizerParams = OptimizerParams(lr=1e-3, beta1=0.9, beta2=0.999)
     seed: int = 0
@@ -92,11 +94,11 @@ class TrainScorerParams(StrictModel):
 class TrainParams(StrictModel):
     """The shared loop. `steps` counts generator updates: the same for every strategy."""
 
-    steps: int = Field(1500, ge=1)
+    steps: int = Field(300, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerParams = OptimizerParams()
     log_every: int = Field(10, ge=1, description="losses are averaged over this many steps, then logged")
-    eval_every: int = Field(250, ge=0, description="small-sample FID every N steps (0: off)")
+    eval_every: int = Field(100, ge=0, description="small-sample FID every N steps (0: off)")
     eval_samples: int = Field(256, ge=16)
     grid_samples: int = Field(64, ge=1, le=1024)
     grid_seed: int = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
@@ -123,7 +125,20 @@ class EvaluateParams(StrictModel):
 
 
 class ReportParams(StrictModel):
-    title: str = "Autoencoder/GAN fusion strategies"
+    """How the report judges the runs; changing these re-runs only the report."""
+
+    title: str = "Autoencoder/GAN fusion strategies on digits"
+    baseline: str = Field("dcgan", description="the strategy every other one is compared with")
+    confidence: float = Field(0.95, gt=0.5, lt=1.0, description="level of the confidence intervals")
+    tail_fraction: float = Field(0.25, gt=0.0, le=1.0, description="last part of training judged for loss oscillation")
+    coverage_min_share: float = Field(
+        0.25, gt=0.0, le=1.0,
+        description="a class counts as covered when its share of the samples is at least this part of its share "
+                    "of the held-out images",
+    )  # fmt: skip
+    collapse_recall_ratio: float = Field(
+        0.5, gt=0.0, le=1.0, description="flag possible mode collapse when recall < this x precision"
+    )
 
 
 def _strategy_sections() -> dict[str, Any]:
@@ -141,7 +156,7 @@ class _BaseParams(StrictModel):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
-    strategies: list[str] = Field(default_factory=lambda: ["dcgan"], min_length=1)
+    strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_STRATEGIES), min_length=1)
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
 
     @model_validator(mode="after")
@@ -156,6 +171,8 @@ class _BaseParams(StrictModel):
             raise ValueError("strategies lists a strategy twice")
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds lists a seed twice")
+        if self.report.baseline not in known:
+            raise ValueError(f"report.baseline = {self.report.baseline!r} is not a strategy (available: {', '.join(known)})")
         return self
 
 
@@ -206,6 +223,12 @@ def load_params(path: str | Path = PARAMS_FILE) -> _BaseParams:
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise UserError(f"{path}: not valid YAML{where}: fix the syntax") from None
     return validate_params(raw, str(path))
+
+
+def differences_from_defaults(params: _BaseParams) -> list[tuple[str, Any, Any]]:
+    """(key, value, default) for every parameter that differs from the code's defaults, sorted by key."""
+    ours, defaults = flatten(params.model_dump()), flatten(validate_params({}).model_dump())
+    return [(k, ours.get(k), defaults.get(k)) for k in sorted(set(ours) | set(defaults)) if ours.get(k) != defaults.get(k)]
 
 
 def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -18,6 +18,8 @@ EVAL_DIR = REPORTS_DIR / "eval"
 REFERENCE_FILE = EVAL_DIR / "reference.json"
 SUMMARY_FILE = REPORTS_DIR / "summary.json"
 REPORT_FILE = REPORTS_DIR / "report.md"
+REPORT_HTML_FILE = REPORTS_DIR / "report.html"
+FIGURES_DIR = REPORTS_DIR / "figures"
 CURVES_DIR = REPORTS_DIR / "curves"
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import torch
 
-from aegan import paths
+from aegan import paths, wall_seconds
 from aegan.atomic import remove_stale_temps, torch_save, write_json, write_text
 from aegan.errors import UserError
 from aegan.nets import NetShape
@@ -33,7 +33,7 @@ def run_prepare(params, track: bool = True) -> dict:
     prepared = build_dataset(params.prepare)
     batch_sizes = {f"{k}.batch_size": getattr(params, k).batch_size for k in ("train", "pretrain_ae", "train_scorer")}
     check_dataset_size(prepared, batch_sizes, {"evaluate.num_samples": params.evaluate.num_samples})
-    card = write_prepared(prepared, paths.DATASET_FILE, paths.DATA_CARD_FILE)
+    card = write_prepared(prepared, paths.DATASET_FILE, paths.DATA_CARD_FILE, {"prepare_wall_seconds": wall_seconds()})
     if track:
         log_data_card(card)
     return card
@@ -43,7 +43,7 @@ def log_data_card(card: dict) -> None:
     """The data card as an MLflow run: its scalars as params, the card itself as an artifact."""
     from aegan.tracking import Run
 
-    logged = {k: v for k, v in card.items() if k not in ("class_counts", "input", "notes")}
+    logged = {k: v for k, v in card.items() if k not in ("class_counts", "input", "notes", "prepare_wall_seconds")}
     logged |= {f"input.{k}": v for k, v in card["input"].items() if k != "skipped_files"}
     run = Run.start("data", {"stage": "prepare", "data_sha256": card["sha256"][:12], "source": card["source"]}, logged)
     run.log_artifact(paths.DATA_CARD_FILE)
@@ -90,7 +90,7 @@ def run_train_scorer(params, progress: bool = True) -> dict:
     accuracy = heldout_accuracy(net, data, device, p.seed)
     digest = save_scorer(net.cpu(), task, paths.SCORER_FILE)
     info = {"task": task, "heldout_accuracy": accuracy, "hash": digest, "train_seconds": result.seconds,
-            "steps": result.steps_done, "mlflow_run_id": run.run_id}  # fmt: skip
+            "steps": result.steps_done, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds()}  # fmt: skip
     write_json(paths.SCORER_INFO_FILE, info)
     run.log_metrics({"heldout_accuracy": accuracy})
     run.set_tags({"scorer_hash": digest, "task": task})
@@ -138,7 +138,8 @@ def run_pretrain_ae(params, progress: bool = True) -> dict:
     set_autocast(ae, None)
     save_ae(ae.cpu(), paths.AE_FILE)
     info = {"train_seconds": result.seconds, "steps": result.steps_done, "heldout_mse": heldout_mse,
-            "train_mse_last": result.history[-1]["loss_rec"], "mlflow_run_id": run.run_id}  # fmt: skip
+            "train_mse_last": result.history[-1]["loss_rec"], "mlflow_run_id": run.run_id,
+            "wall_seconds": wall_seconds()}  # fmt: skip
     write_json(paths.AE_INFO_FILE, info)
     run.log_metrics({"heldout_mse": heldout_mse})
     run.end()
@@ -260,7 +261,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         "steps": result.steps_done, "train_seconds": result.seconds - result.eval_seconds,
         "eval_seconds": result.eval_seconds, "images_per_second": result.images_per_second,
         "generator_parameters": count_parameters(strategy.generator), "uses_ae": uses_ae,
-        "mlflow_run_id": run.run_id,
+        "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds(),
     }  # fmt: skip
     write_json(out_dir / "run.json", info)
     run.log_artifact(out_dir / "samples.png")
@@ -320,18 +321,31 @@ def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     result = {k: info[k] for k in ("strategy", "seed", "status", "steps", "train_seconds", "images_per_second",
                                    "generator_parameters", "uses_ae", "diverged_at")}  # fmt: skip
     metrics: dict[str, float | None] = {}
+    class_counts = None
     if info["status"] == "finished":
         gen, _ = load_generator(run_dir / "generator.pt", shape, device)
         samples = sample_uint8(gen.generate, params.evaluate.num_samples, shape.z_dim, params.evaluate.sample_seed, device)
         metrics = evaluator.score(samples)
+        class_counts = evaluator.class_counts(samples)
     result["metrics"] = metrics
+    result["class_counts"] = class_counts  # the scorer's predicted class of each sample: mode coverage
     result["feature_extractor"] = evaluator.extractor
+    result["train_wall_seconds"] = info.get("wall_seconds")
+    result["wall_seconds"] = wall_seconds()
     write_json(paths.eval_file(strategy_name, seed), result)
     run = Run.resume(info["mlflow_run_id"])
     run.log_metrics({f"final_{k}": v for k, v in metrics.items() if v is not None})
     run.set_tags({"feature_extractor": evaluator.extractor})
     run.end("FINISHED" if info["status"] == "finished" else "FAILED")
     return result
+
+
+def _label_counts(labels, num_classes: int, n: int) -> list[int] | None:
+    import numpy as np
+
+    if labels is None or not num_classes:
+        return None
+    return np.bincount(np.asarray(labels[:n], dtype=np.int64), minlength=num_classes).tolist()
 
 
 def run_reference(params) -> dict:
@@ -343,12 +357,18 @@ def run_reference(params) -> dict:
     device = resolve_device(params.compute.device)
     data, evaluator = _evaluator_and_reference(params, device)
     n = params.evaluate.num_samples
-    real = evaluator.score(torch.as_tensor(data.train_images[:n]))
+    train_real = torch.as_tensor(data.train_images[:n])
     shape = net_shape(params, data.shape)
     seed_everything(0)
     untrained = Decoder(shape).to(device).eval()
     fake = sample_uint8(lambda e: untrained(e), n, shape.z_dim, params.evaluate.sample_seed, device)
-    out = {"real_vs_real": real, "untrained_generator": evaluator.score(fake), "feature_extractor": evaluator.extractor,
-           "num_samples": n}  # fmt: skip
+    out = {
+        "real_vs_real": evaluator.score(train_real), "untrained_generator": evaluator.score(fake),
+        "feature_extractor": evaluator.extractor, "num_samples": n,
+        # class shares the samples are judged against: the held-out labels (the reference split itself)
+        "heldout_class_counts": _label_counts(data.heldout_labels, data.num_classes, n),
+        "class_counts": {"real_vs_real": evaluator.class_counts(train_real), "untrained_generator": evaluator.class_counts(fake)},
+        "wall_seconds": wall_seconds(),
+    }  # fmt: skip
     write_json(paths.REFERENCE_FILE, out)
     return out

@@ -1,0 +1,117 @@
+"""`report`: turn every (strategy, seed) into the answer: tables, figures, a stability analysis.
+
+Writes reports/report.md, a self-contained reports/report.html, PNG figures
+under reports/figures/, reports/summary.json (nested per strategy, for
+`dvc metrics show/diff`) and reports/curves/*.csv (for `dvc plots show`), and
+logs them all to an MLflow run.
+"""
+
+from __future__ import annotations
+
+from aegan import paths
+from aegan.report.tables import aggregate, collect_runs, read_json  # noqa: F401  (used by tests and callers)
+
+
+def real_grid(n: int):
+    """Held-out images as one grid (torchvision's make_grid), HxW or HxWx3 uint8; None when there is no dataset."""
+    import numpy as np
+    import torch
+    from torchvision.utils import make_grid
+
+    from aegan.data import load_packed
+
+    if not paths.DATASET_FILE.is_file():
+        return None
+    images = torch.as_tensor(load_packed(paths.DATASET_FILE).heldout_images[:n])
+    grid = make_grid(images.float() / 255, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
+    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    return arr[..., 0] if images.shape[1] == 1 else arr
+
+
+def write_curves(histories: dict, strategies: list[str], seeds: list[int]) -> None:
+    """Per-strategy mean small-sample FID over seeds, one CSV per strategy, for `dvc plots show`."""
+    import pandas as pd
+
+    from aegan.atomic import atomic_path
+    from aegan.report.tables import mean_curve
+
+    paths.CURVES_DIR.mkdir(parents=True, exist_ok=True)
+    for s in strategies:
+        curve = mean_curve(histories, s, seeds, "fid_small").rename(columns={"mean": "fid_small", "std": "fid_small_std"})
+        with atomic_path(paths.CURVES_DIR / f"{s}.csv", suffix=".csv") as tmp:
+            pd.DataFrame(curve, columns=["step", "fid_small", "fid_small_std"]).to_csv(tmp, index=False)
+
+
+def make_figures(ctx: dict) -> dict:
+    import numpy as np
+
+    from aegan.report import figures as F
+    from aegan.report.compose import class_shares
+
+    strategies, seeds, runs, histories = ctx["params"].strategies, ctx["params"].seeds, ctx["runs"], ctx["histories"]
+    floor = ctx["reference"]["real_vs_real"].get("fid")
+    out = paths.FIGURES_DIR
+    figs = {
+        "fid_curves": F.fid_curves(histories, strategies, seeds, floor, out / "fid_curves.png"),
+        "losses": F.losses(histories, strategies, seeds, out / "losses.png"),
+        "final_fid": F.final_fid(runs, strategies, floor, out / "final_fid.png"),
+        "samples": F.sample_grids(real_grid(ctx["params"].train.grid_samples),
+                                  {(s, seed): paths.run_dir(s, seed) / "samples.png" for s in strategies for seed in seeds},
+                                  strategies, seeds, out / "samples.png"),  # fmt: skip
+    }
+    ref_counts = ctx["reference"].get("heldout_class_counts")
+    shares = class_shares(runs, strategies)
+    if ref_counts and shares:
+        ref = np.asarray(ref_counts, float)
+        figs["class_coverage"] = F.class_coverage(shares, ref / ref.sum(), out / "class_coverage.png")
+    m = F.began_m(histories, strategies, seeds, out / "began_m.png")
+    if m is not None:
+        figs["began_m"] = m
+    return figs
+
+
+def run_report(params) -> dict:
+    import math
+
+    from aegan import wall_seconds
+    from aegan.atomic import write_json, write_text
+    from aegan.params import differences_from_defaults
+    from aegan.report import tables as T
+    from aegan.report.compose import build_document, git_commit, stage_seconds
+    from aegan.report.render import to_html, to_markdown
+    from aegan.tracking import Run
+
+    strategies, seeds, rp = params.strategies, params.seeds, params.report
+    runs = T.collect_runs(strategies, seeds)
+    reference = read_json(paths.REFERENCE_FILE)
+    card, scorer, ae = read_json(paths.DATA_CARD_FILE), read_json(paths.SCORER_INFO_FILE), read_json(paths.AE_INFO_FILE)
+    histories = T.collect_histories(strategies, seeds)
+    table = T.aggregate(runs, ae["train_seconds"])
+    comparisons = T.compare_with_baseline(runs, rp.baseline, rp.confidence) if rp.baseline in strategies else []
+    stab = T.stability(runs, histories, reference, rp)
+    ctx = {
+        "params": params, "runs": runs, "histories": histories, "table": table, "comparisons": comparisons,
+        "stability": stab, "reference": reference, "card": card, "scorer": scorer, "ae": ae,
+        "differences": differences_from_defaults(params), "commit": git_commit(),
+    }  # fmt: skip
+    # stale figures of strategies no longer run must not linger next to the new ones
+    for old in paths.FIGURES_DIR.glob("*.png") if paths.FIGURES_DIR.is_dir() else []:
+        old.unlink()
+    figs = make_figures(ctx)
+    write_curves(histories, strategies, seeds)
+    summary = T.summary_json(table, comparisons, stab, reference, rp.baseline)
+    total, known, expected = stage_seconds(card, scorer, ae, reference, runs)
+    ctx["wall"] = (total + wall_seconds(), known + 1, expected + 1)  # this stage too, up to now
+    doc = build_document(ctx, figs)
+    write_text(paths.REPORT_FILE, to_markdown(doc))
+    write_text(paths.REPORT_HTML_FILE, to_html(doc))
+    write_json(paths.SUMMARY_FILE, summary)
+
+    run = Run.start("report", {"stage": "report", "baseline": rp.baseline})
+    run.log_metrics({f"{s}.fid_mean": v for s, v in zip(table["strategy"], table["fid_mean"]) if math.isfinite(v)})
+    for path in (paths.REPORT_FILE, paths.REPORT_HTML_FILE, paths.SUMMARY_FILE):
+        run.log_artifact(path)
+    for path in figs.values():
+        run.log_artifact(path, "figures")
+    run.end()
+    return summary

@@ -1,0 +1,249 @@
+"""The report's content: which tables, figures and sentences, in which order.
+
+Every sentence that judges a result is computed from the tables (tables.py);
+nothing here is written with a particular outcome in mind.
+"""
+
+from __future__ import annotations
+
+import math
+import subprocess
+
+import numpy as np
+import pandas as pd
+
+from aegan.report import tables as T
+from aegan.report.render import Bullets, Document, Figure, Heading, Paragraph, Table
+
+METRIC_NAMES = {"fid": "FID", "kid_mean": "KID", "is_mean": "IS", "precision": "precision", "recall": "recall"}
+
+
+def fmt(mean, std=None, digits: int = 3) -> str:
+    if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
+        return "n/a"
+    if std is None or not math.isfinite(std):
+        return f"{mean:.{digits}g}"
+    return f"{mean:.{digits}g} ± {std:.2g}"
+
+
+def fid_name(feature_extractor: str) -> str:
+    return "FID (Inception)" if feature_extractor.startswith("inception") else "FID (scorer features)"
+
+
+def git_commit() -> str:
+    """The checked-out commit, and whether tracked files differ from it (dvc.lock does while dvc repro runs)."""
+    try:
+        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
+                               check=True).stdout.strip()  # fmt: skip
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown (not a git checkout, or no commit yet)"
+    return f"`{sha}`" + (" with uncommitted changes to tracked files" if dirty else "")
+
+
+def stage_seconds(card: dict, scorer: dict, ae: dict, reference: dict, runs: pd.DataFrame) -> tuple[float, int, int]:
+    """Sum of the wall times the stages recorded (process start to outputs), and how many of them recorded one."""
+    values = [card.get("prepare_wall_seconds"), scorer.get("wall_seconds"), ae.get("wall_seconds"), reference.get("wall_seconds")]
+    for col in ("train_wall_seconds", "wall_seconds"):
+        values += list(runs[col]) if col in runs else [None] * len(runs)
+    known = [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
+    return sum(known), len(known), len(values)
+
+
+def data_labels(card: dict) -> str:
+    if not card.get("labels"):
+        return "no labels (the scorer learnt the rotation pretext task; class coverage is not available)"
+    counts = card.get("class_counts", {})
+    return f"{len(counts)} classes"
+
+
+# ------------------------------------------------------------------ sections
+def setup_section(doc: Document, ctx: dict) -> None:
+    card, scorer, ae, reference, params = ctx["card"], ctx["scorer"], ctx["ae"], ctx["reference"], ctx["params"]
+    total, known, expected = ctx["wall"]
+    diffs = ctx["differences"]
+    doc.add(Heading("Setup"))
+    items = [
+        f"Data: `{card['source']}`, {card['num_train']} training / {card['num_heldout']} held-out images of shape "
+        f"{tuple(card['shape'])}, {data_labels(card)}; packed file sha256 `{card['sha256'][:12]}`.",
+        f"Scorer (feature extractor `{reference.get('feature_extractor', '?')}`): {scorer['task']} task, "
+        f"held-out accuracy {scorer['heldout_accuracy']:.3f}.",
+        f"Autoencoder pretraining: {ae['train_seconds']:.1f} s, held-out MSE {ae['heldout_mse']:.4f}; its time is "
+        "charged to the strategies that use it.",
+        f"Protocol: {params.train.steps} generator steps, batch {params.train.batch_size}, seeds {params.seeds}; "
+        f"{reference['num_samples']} generated samples scored against {reference['num_samples']} held-out images.",
+        f"Commit: {ctx['commit']}.",
+        f"Pipeline wall time: {total:.0f} s ({total / 60:.1f} min), the sum of the wall times the stages recorded "
+        f"({known} of {expected} stage runs recorded one; DVC's own bookkeeping is not included).",
+    ]
+    if diffs:
+        shown = ", ".join(f"`{k}` = {v!r} (default {d!r})" for k, v, d in diffs)
+        items.append(f"Parameters that differ from the defaults: {shown}.")
+    else:
+        items.append("Parameters: all at their defaults.")
+    doc.add(Bullets(items))
+    if fid_name(reference.get("feature_extractor", "")) == "FID (scorer features)":
+        doc.add(Paragraph("Scores use the scorer's features: they compare strategies with each other here, and are "
+                          "not comparable with published Inception FID."))  # fmt: skip
+
+
+def main_table(doc: Document, ctx: dict) -> None:
+    table, reference = ctx["table"], ctx["reference"]
+    best = T.best_strategies(table)
+    fid_col = fid_name(reference.get("feature_extractor", ""))
+    header = ["strategy", "n", fid_col, "KID", "IS", "precision", "recall", "train s", "img/s", "G params",
+              "AE s charged", "total s"]  # fmt: skip
+    rows = []
+    for _, r in table.iterrows():
+        n = f"{int(r['n'])}" + (f" ({int(r['diverged'])} diverged)" if r["diverged"] else "")
+        cells = [f"`{r['strategy']}`", n]
+        for m in T.METRICS:
+            text = fmt(r[f"{m}_mean"], r[f"{m}_std"])
+            cells.append(f"**{text}**" if r["strategy"] in best[m] else text)
+        cells += [fmt(r["train_seconds_mean"]), _int(r["images_per_second_mean"]), f"{int(r['generator_parameters']):,}",
+                  f"{r['ae_seconds_charged']:.1f}", fmt(r["total_seconds"])]  # fmt: skip
+        rows.append(cells)
+    for name, key in (("real vs real (floor)", "real_vs_real"), ("untrained generator", "untrained_generator")):
+        ref = reference[key]
+        rows.append([f"*{name}*", "", *[fmt(ref.get(m)) for m in T.METRICS], "", "", "", "", ""])
+    n_seeds = len(ctx["params"].seeds)
+    doc.add(Heading("Main table"))
+    doc.add(Table(header, rows, note=(
+        f"Mean ± std over training seeds; n = finished seeds of {n_seeds} (a diverged run has no scores and is not "
+        "averaged). **Bold**: the best mean in its column (lower FID/KID, higher IS/precision/recall). Train s and "
+        "img/s: the strategy's own training; total s adds the AE pretraining it relies on.")))  # fmt: skip
+
+
+def baseline_section(doc: Document, ctx: dict) -> None:
+    rp = ctx["params"].report
+    base = rp.baseline
+    doc.add(Heading(f"Against the `{base}` baseline"))
+    if base not in ctx["params"].strategies:
+        doc.add(Paragraph(f"`{base}` (report.baseline) is not among the strategies run: add it to `strategies` "
+                          "to compare against it."))  # fmt: skip
+        return
+    level = f"{rp.confidence:.0%}"
+    rows = []
+    for c in ctx["comparisons"]:
+        ci = "n/a" if not math.isfinite(c.ci_low) else f"[{c.ci_low:.3g}, {c.ci_high:.3g}]"
+        p = "n/a" if not math.isfinite(c.p_value) else f"{c.p_value:.2g}"
+        rows.append([f"`{c.strategy}`", f"{c.n} vs {c.n_baseline}", fmt(c.delta), ci, p, c.verdict])
+    doc.add(Table(["strategy", "seeds", f"FID − {base}", f"{level} CI", "p (Welch)", "reading"], rows, note=(
+        f"Difference of mean FID over training seeds (negative: better than `{base}`), with a Welch t interval "
+        "(unequal variances). With 3 seeds per side the interval is wide: a difference it cannot separate from 0 "
+        "is reported as no clear difference, not as a win.")))  # fmt: skip
+
+
+def stability_section(doc: Document, ctx: dict) -> None:
+    stab, rp, reference = ctx["stability"], ctx["params"].report, ctx["reference"]
+    doc.add(Heading("Stability"))
+    rows = []
+    for _, r in stab.iterrows():
+        covered = ("n/a" if not r["classes"] else
+                   f"{fmt(r['classes_covered_mean'], r['classes_covered_std'])} of {int(r['classes'])}")  # fmt: skip
+        diverged = f"{int(r['diverged'])} of {int(r['runs'])}"
+        if r["diverged_at"]:
+            diverged += f" (at step {', '.join(map(str, r['diverged_at']))})"
+        m = "n/a" if not math.isfinite(r["began_m_last"]) else f"{r['began_m_first']:.3g} → {r['began_m_last']:.3g}"
+        rows.append([
+            f"`{r['strategy']}`", diverged, fmt(r["fid_std"]),
+            "n/a" if not math.isfinite(r["fid_min"]) else f"{r['fid_min']:.3g} – {r['fid_max']:.3g}",
+            _osc(r["loss_g_tail_std"], r["loss_g_tail_rel"]), _osc(r["loss_d_tail_std"], r["loss_d_tail_rel"]),
+            covered, fmt(r["class_kl_mean"]), f"{int(r['collapse_flags'])} of {int(r['n'])}", m,
+        ])  # fmt: skip
+    header = ["strategy", "diverged", "FID std (seeds)", "FID range", "G loss osc.", "D loss osc.", "classes covered",
+              "class KL", "precision ≫ recall", "BEGAN M first → last"]  # fmt: skip
+    doc.add(Table(header, rows, note=(
+        f"Loss oscillation: std of the logged loss over the last {rp.tail_fraction:.0%} of training (mean over "
+        "seeds), and in brackets relative to the loss's mean magnitude (losses have different scales per strategy). "
+        f"Classes covered: scorer classes whose share of the samples is at least {rp.coverage_min_share:g} x their "
+        "held-out share (mean ± std over seeds); class KL: KL(held-out classes || sample classes), 0 for a perfect "
+        f"match. Precision ≫ recall: runs whose recall < {rp.collapse_recall_ratio:g} x precision, a sign of mode "
+        "collapse. BEGAN M: the convergence measure of Berthelot et al. (2017), only for the strategy that trains "
+        "a BEGAN discriminator.")))  # fmt: skip
+    refs = T.reference_coverage(reference, rp.coverage_min_share)
+    if refs.get("real_vs_real"):
+        (c_real, kl_real), untrained = refs["real_vs_real"], refs.get("untrained_generator")
+        text = f"For scale: real training images cover {c_real} classes (class KL {kl_real:.3g})"
+        if untrained:
+            text += f"; an untrained generator covers {untrained[0]} (class KL {untrained[1]:.3g})"
+        doc.add(Paragraph(text + "."))
+
+
+def _int(x: float) -> str:
+    return f"{x:,.0f}" if math.isfinite(x) else "n/a"
+
+
+def _osc(std: float, rel: float) -> str:
+    if not math.isfinite(std):
+        return "n/a"
+    return f"{std:.3g}" + (f" ({rel:.0%})" if math.isfinite(rel) else "")
+
+
+def findings(doc: Document, ctx: dict) -> None:
+    """Short sentences derived from the tables, so a reader gets the answer before the details."""
+    table, comparisons, stab = ctx["table"], ctx["comparisons"], ctx["stability"]
+    base = ctx["params"].report.baseline
+    items = []
+    fid = table[["strategy", "fid_mean", "fid_std", "n"]].dropna(subset=["fid_mean"]).sort_values("fid_mean")
+    if len(fid):
+        ranking = ", ".join(f"`{r.strategy}` {fmt(r.fid_mean, r.fid_std)}" for r in fid.itertuples())
+        items.append(f"Ranking by mean {fid_name(ctx['reference'].get('feature_extractor', ''))}, lower is better: {ranking}.")
+    better = [c.strategy for c in comparisons if math.isfinite(c.ci_high) and c.ci_high < 0]
+    worse = [c.strategy for c in comparisons if math.isfinite(c.ci_low) and c.ci_low > 0]
+    unclear = [c.strategy for c in comparisons if c.strategy not in better + worse]
+    if comparisons:
+        level = f"{ctx['params'].report.confidence:.0%}"
+        items.append(f"Better than `{base}` with the {level} interval excluding 0: "
+                     + (", ".join(f"`{s}`" for s in better) or "none") + "; worse: "
+                     + (", ".join(f"`{s}`" for s in worse) or "none") + "; not separable at this n: "
+                     + (", ".join(f"`{s}`" for s in unclear) or "none") + ".")  # fmt: skip
+    diverged = stab[stab["diverged"] > 0]
+    items.append("Diverged runs: " + (", ".join(f"`{r.strategy}` {r.diverged} of {r.runs}" for r in diverged.itertuples())
+                                      or "none") + ".")  # fmt: skip
+    flagged = stab[stab["collapse_flags"] > 0]
+    if len(flagged):
+        items.append("Signs of mode collapse (recall far below precision): "
+                     + ", ".join(f"`{r.strategy}` ({r.collapse_flags} of {r.n} runs)" for r in flagged.itertuples()) + ".")
+    doc.add(Heading("Findings"), Bullets(items))
+
+
+def figures_section(doc: Document, figs: dict) -> None:
+    captions = {
+        "fid_curves": "Small-sample FID against training step, mean over seeds with a ± std band (log scale).",
+        "final_fid": "Final FID of each training seed (dots) and their mean (bar); the dashed line is the real-vs-real floor.",
+        "losses": "Generator and discriminator losses per strategy, mean over seeds with a ± std band.",
+        "samples": "The same fixed latent batch through every strategy (columns) and seed (rows), next to held-out images.",
+        "class_coverage": "Which scorer class each generated sample falls in (mean share over seeds): missing classes are dropped modes.",
+        "began_m": "BEGAN's convergence measure M over training, mean ± std over seeds.",
+    }  # fmt: skip
+    titles = {"fid_curves": "Curves", "final_fid": "Final FID per seed", "samples": "Samples", "class_coverage": "Mode coverage", "began_m": "BEGAN convergence"}
+    for key in ("fid_curves", "losses", "final_fid", "samples", "class_coverage", "began_m"):
+        path = figs.get(key)
+        if path is None:
+            continue
+        if key in titles:
+            doc.add(Heading(titles[key]))
+        doc.add(Figure(path, f"figures/{path.name}", captions[key]))
+
+
+def build_document(ctx: dict, figs: dict) -> Document:
+    doc = Document(ctx["params"].report.title)
+    findings(doc, ctx)
+    setup_section(doc, ctx)
+    main_table(doc, ctx)
+    baseline_section(doc, ctx)
+    stability_section(doc, ctx)
+    figures_section(doc, figs)
+    return doc
+
+
+def class_shares(runs: pd.DataFrame, strategies: list[str]) -> dict[str, np.ndarray]:
+    """Mean share of samples per class over a strategy's finished seeds (for the coverage figure)."""
+    out = {}
+    for s in strategies:
+        counts = [np.asarray(c, float) for c in runs.loc[(runs["strategy"] == s) & (runs["status"] == "finished"),
+                                                          "class_counts"] if isinstance(c, list) and sum(c) > 0]  # fmt: skip
+        if counts:
+            out[s] = np.mean([c / c.sum() for c in counts], axis=0)
+    return out

@@ -1,0 +1,296 @@
+"""The numbers of the report: per-run records, per-strategy tables, the baseline comparison, stability.
+
+Everything here is plain pandas/scipy on the stage outputs (reports/eval/*.json,
+models/runs/*/history.csv), so tests can fabricate those files with known
+numbers and check every value. Means and stds are over training seeds
+(DESIGN 3), never over evaluation resamples. A diverged run has no metrics:
+it is counted, never averaged.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from aegan import paths
+from aegan.errors import UserError
+
+METRICS = ["fid", "kid_mean", "is_mean", "precision", "recall"]
+LOWER_IS_BETTER = {"fid": True, "kid_mean": True, "is_mean": False, "precision": False, "recall": False}
+COSTS = ["train_seconds", "images_per_second"]
+LOSSES = ["loss_g", "loss_d"]  # every strategy logs these two (base.Strategy contract)
+
+
+def read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise UserError(f"{path}: not found: run the stage that writes it first (`dvc repro`)")
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise UserError(f"{path}: not valid JSON: re-run the stage that writes it") from None
+
+
+# ------------------------------------------------------------------ per run
+def collect_runs(strategies: list[str], seeds: list[int]) -> pd.DataFrame:
+    """One row per (strategy, seed) from reports/eval/: status, metrics, costs, class counts."""
+    rows = []
+    for s in strategies:
+        for seed in seeds:
+            r = read_json(paths.eval_file(s, seed))
+            metrics = r.get("metrics") or {}
+            row = {k: v for k, v in r.items() if k != "metrics"} | {m: metrics.get(m) for m in METRICS}
+            rows.append(row)
+    runs = pd.DataFrame(rows)
+    for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds"):  # older outputs lack some
+        if optional not in runs:
+            runs[optional] = None
+    for m in METRICS + COSTS:
+        runs[m] = pd.to_numeric(runs[m], errors="coerce")
+    return runs
+
+
+def read_history(strategy: str, seed: int) -> pd.DataFrame:
+    """A run's logged losses and FID curve; non-finite values (a diverging run) become NaN."""
+    path = paths.run_dir(strategy, seed) / "history.csv"
+    if not path.is_file():
+        return pd.DataFrame({"step": []})
+    df = pd.read_csv(path)
+    return df.replace([np.inf, -np.inf], np.nan)
+
+
+def collect_histories(strategies: list[str], seeds: list[int]) -> dict[tuple[str, int], pd.DataFrame]:
+    return {(s, seed): read_history(s, seed) for s in strategies for seed in seeds}
+
+
+def mean_std(values) -> tuple[float, float, int]:
+    """Mean, sample std (ddof 1; 0 for one value) and n of the finite values."""
+    v = pd.to_numeric(pd.Series(values, dtype=float), errors="coerce").dropna()
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return math.nan, math.nan, 0
+    return float(v.mean()), float(v.std(ddof=1)) if n > 1 else 0.0, n
+
+
+# ------------------------------------------------------------------ main table
+def aggregate(runs: pd.DataFrame, ae_seconds: float) -> pd.DataFrame:
+    """One row per strategy: mean/std/n of each metric and cost over the finished seeds; diverged runs counted."""
+    out = []
+    for strategy, g in runs.groupby("strategy", sort=False):
+        ok = g[g["status"] == "finished"]
+        row: dict = {"strategy": strategy, "n": len(ok), "runs": len(g), "diverged": int((g["status"] == "diverged").sum())}
+        for m in METRICS + COSTS:
+            row[f"{m}_mean"], row[f"{m}_std"], _ = mean_std(ok[m])
+        # time and throughput are costs of every run, diverged ones included: they were paid for
+        row["train_seconds_mean"], row["train_seconds_std"], _ = mean_std(g["train_seconds"])
+        row["generator_parameters"] = int(g["generator_parameters"].iloc[0])
+        row["uses_ae"] = bool(g["uses_ae"].iloc[0])
+        row["ae_seconds_charged"] = ae_seconds if row["uses_ae"] else 0.0
+        row["total_seconds"] = row["train_seconds_mean"] + row["ae_seconds_charged"]
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def best_strategies(table: pd.DataFrame) -> dict[str, set[str]]:
+    """Per metric, the strategies whose mean is the best (ties share the mark); none when no finite mean."""
+    best: dict[str, set[str]] = {}
+    for m in METRICS:
+        col = table[f"{m}_mean"]
+        finite = col[np.isfinite(col)]
+        if finite.empty:
+            best[m] = set()
+            continue
+        target = finite.min() if LOWER_IS_BETTER[m] else finite.max()
+        best[m] = set(table.loc[col == target, "strategy"])
+    return best
+
+
+# ------------------------------------------------------------------ against the baseline
+@dataclass
+class Comparison:
+    strategy: str
+    n: int
+    n_baseline: int
+    delta: float  # mean FID of the strategy minus mean FID of the baseline: negative = better
+    ci_low: float
+    ci_high: float
+    p_value: float
+    verdict: str
+
+
+def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
+    """mean(a) - mean(b), its Welch t confidence interval and two-sided p-value (unequal variances)."""
+    from scipy import stats
+
+    delta = float(a.mean() - b.mean())
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = math.sqrt(va + vb)
+    if se == 0.0:  # no spread at all on either side: the difference is exact
+        return delta, delta, delta, 0.0 if delta else 1.0
+    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
+    p = float(2 * stats.t.sf(abs(delta) / se, df))
+    return delta, delta - half, delta + half, p
+
+
+def compare_with_baseline(runs: pd.DataFrame, baseline: str, confidence: float, metric: str = "fid") -> list[Comparison]:
+    """Each strategy's FID against the baseline's, over finished training seeds; says plainly when n is too small."""
+    finished = runs[runs["status"] == "finished"]
+    values = {s: g[metric].dropna().to_numpy(dtype=float) for s, g in finished.groupby("strategy", sort=False)}
+    base = values.get(baseline, np.array([]))
+    out = []
+    for strategy in runs["strategy"].drop_duplicates():
+        if strategy == baseline:
+            continue
+        a = values.get(strategy, np.array([]))
+        if len(a) < 2 or len(base) < 2:
+            delta = float(a.mean() - base.mean()) if len(a) and len(base) else math.nan
+            verdict = (f"n too small to tell: {len(a)} finished seed(s) against {len(base)} for {baseline}; "
+                       "a confidence interval needs at least 2 on each side")  # fmt: skip
+            out.append(Comparison(strategy, len(a), len(base), delta, math.nan, math.nan, math.nan, verdict))
+            continue
+        delta, lo, hi, p = welch_interval(a, base, confidence)
+        level = f"{confidence:.0%}"
+        if hi < 0:
+            verdict = f"lower FID than {baseline} (better; the {level} interval excludes 0)"
+        elif lo > 0:
+            verdict = f"higher FID than {baseline} (worse; the {level} interval excludes 0)"
+        else:
+            verdict = f"no clear difference from {baseline} at n = {len(a)} vs {len(base)} (the {level} interval holds 0)"
+        out.append(Comparison(strategy, len(a), len(base), delta, lo, hi, p, verdict))
+    return out
+
+
+# ------------------------------------------------------------------ stability
+def tail(history: pd.DataFrame, fraction: float) -> pd.DataFrame:
+    """The rows logged in the last `fraction` of the run's steps."""
+    if history.empty or "step" not in history:
+        return history
+    last = history["step"].max()
+    return history[history["step"] > last * (1.0 - fraction)]
+
+
+def loss_oscillation(history: pd.DataFrame, column: str, fraction: float) -> tuple[float, float]:
+    """Std of a loss over the end of training, absolute and relative to its mean magnitude."""
+    if column not in history:
+        return math.nan, math.nan
+    v = tail(history, fraction)[column].dropna()
+    if len(v) < 2:
+        return math.nan, math.nan
+    std, scale = float(v.std(ddof=1)), float(v.abs().mean())
+    return std, std / scale if scale > 0 else math.nan
+
+
+def coverage(counts, reference_counts, min_share: float) -> tuple[int, float]:
+    """Classes covered by the samples and KL(reference || samples) of the class distributions.
+
+    A class is covered when its share of the samples is at least `min_share` times its share of the
+    reference (held-out) images. The KL grows when the samples miss classes the reference has
+    (a smoothed estimate: one pseudo-count per class so a missing class gives a large finite value).
+    """
+    c = np.asarray(counts, dtype=float)
+    r = np.asarray(reference_counts, dtype=float)
+    p_s, p_r = c / c.sum(), r / r.sum()
+    covered = int(((p_s >= min_share * p_r) & (p_r > 0)).sum())
+    q = (c + 1) / (c.sum() + len(c))
+    kl = float(np.sum(np.where(p_r > 0, p_r * np.log(np.where(p_r > 0, p_r, 1) / q), 0.0)))
+    return covered, kl
+
+
+def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.DataFrame:
+    """Per strategy: FID spread over seeds, loss oscillation at the end, divergences, mode-collapse signs, BEGAN's M."""
+    ref_counts = reference.get("heldout_class_counts")
+    out = []
+    for strategy, g in runs.groupby("strategy", sort=False):
+        ok = g[g["status"] == "finished"]
+        fid = ok["fid"].dropna()
+        row: dict = {"strategy": strategy, "n": len(ok), "runs": len(g)}
+        row["fid_std"] = float(fid.std(ddof=1)) if len(fid) > 1 else math.nan
+        row["fid_min"], row["fid_max"] = (float(fid.min()), float(fid.max())) if len(fid) else (math.nan, math.nan)
+        diverged = g[g["status"] == "diverged"]
+        row["diverged"] = len(diverged)
+        row["diverged_at"] = [int(s) for s in diverged["diverged_at"].dropna()] if "diverged_at" in g else []
+        for loss in LOSSES:
+            osc = [loss_oscillation(histories.get((strategy, int(seed)), pd.DataFrame()), loss, rp.tail_fraction)
+                   for seed in g["seed"]]  # fmt: skip
+            row[f"{loss}_tail_std"] = mean_std([o[0] for o in osc])[0]
+            row[f"{loss}_tail_rel"] = mean_std([o[1] for o in osc])[0]
+        covered, kls = [], []
+        if ref_counts is not None and "class_counts" in ok:
+            for counts in ok["class_counts"]:
+                if isinstance(counts, list) and sum(counts) > 0:
+                    c, kl = coverage(counts, ref_counts, rp.coverage_min_share)
+                    covered.append(c)
+                    kls.append(kl)
+        row["classes"] = len(ref_counts) if ref_counts is not None else 0
+        row["classes_covered_mean"], row["classes_covered_std"], _ = mean_std(covered)
+        row["class_kl_mean"], _, _ = mean_std(kls)
+        pr = ok[["precision", "recall"]].dropna()
+        row["collapse_flags"] = int((pr["recall"] < rp.collapse_recall_ratio * pr["precision"]).sum())
+        m_first, m_last = [], []
+        for seed in g["seed"]:
+            h = histories.get((strategy, int(seed)), pd.DataFrame())
+            if "convergence_M" in h and h["convergence_M"].notna().any():
+                m = h["convergence_M"].dropna()
+                m_first.append(float(m.iloc[0]))
+                m_last.append(float(m.iloc[-1]))
+        row["began_m_first"], row["began_m_last"] = mean_std(m_first)[0], mean_std(m_last)[0]
+        out.append(row)
+    return pd.DataFrame(out)
+
+
+def reference_coverage(reference: dict, min_share: float) -> dict[str, tuple[int, float] | None]:
+    """Class coverage of the floor (real images) and of the untrained generator, for scale."""
+    ref_counts = reference.get("heldout_class_counts")
+    out: dict[str, tuple[int, float] | None] = {}
+    for key in ("real_vs_real", "untrained_generator"):
+        counts = (reference.get("class_counts") or {}).get(key)
+        out[key] = coverage(counts, ref_counts, min_share) if ref_counts is not None and counts else None
+    return out
+
+
+# ------------------------------------------------------------------ curves (mean over seeds)
+def mean_curve(histories: dict, strategy: str, seeds: list[int], column: str) -> pd.DataFrame:
+    """step, mean, std (over seeds) of one logged column; empty when no seed logged it."""
+    frames = [h[["step", column]].dropna() for seed in seeds
+              if column in (h := histories.get((strategy, seed), pd.DataFrame()))]  # fmt: skip
+    frames = [f for f in frames if not f.empty]
+    if not frames:
+        return pd.DataFrame({"step": [], "mean": [], "std": []})
+    curve = pd.concat(frames).groupby("step")[column].agg(["mean", "std"]).reset_index()
+    return curve
+
+
+# ------------------------------------------------------------------ summary.json
+def summary_json(table: pd.DataFrame, comparisons: list[Comparison], stab: pd.DataFrame, reference: dict,
+                 baseline: str) -> dict:  # fmt: skip
+    """Nested per strategy for `dvc metrics show/diff`: {strategy: {metric: {mean, std, n}}, ...}."""
+    by_cmp = {c.strategy: c for c in comparisons}
+    by_stab = {r["strategy"]: r for _, r in stab.iterrows()}
+    summary: dict = {}
+    for _, r in table.iterrows():
+        s = r["strategy"]
+        entry = {m: {"mean": r[f"{m}_mean"], "std": r[f"{m}_std"], "n": int(r["n"])} for m in METRICS}
+        entry |= {"diverged": int(r["diverged"]), "train_seconds": r["train_seconds_mean"],
+                  "total_seconds": r["total_seconds"]}  # fmt: skip
+        st = by_stab.get(s)
+        if st is not None:
+            entry["stability"] = {
+                "fid_std": st["fid_std"], "loss_g_tail_std": st["loss_g_tail_std"],
+                "loss_d_tail_std": st["loss_d_tail_std"], "classes_covered": st["classes_covered_mean"],
+                "collapse_flags": int(st["collapse_flags"]),
+            }  # fmt: skip
+        c = by_cmp.get(s)
+        if c is not None:
+            entry[f"fid_minus_{baseline}"] = {"mean": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p_value}
+        summary[s] = entry
+    summary["reference"] = {
+        "real_vs_real": {m: reference["real_vs_real"].get(m) for m in METRICS},
+        "untrained_generator": {m: reference["untrained_generator"].get(m) for m in METRICS},
+    }
+    return summary
