@@ -65,7 +65,9 @@ def test_dvc_repro_on_rgb_folder_without_labels(tmp_path):
 
     scorer = json.loads((repo / "models/scorer.json").read_text())
     assert scorer["task"] == "rotation"
-    assert "Scorer: rotation task" in (repo / "reports/report.md").read_text()
+    report = (repo / "reports/report.md").read_text()
+    assert "rotation task" in report and "class coverage is not available" in report
+    assert (repo / "reports/report.html").is_file() and not (repo / "reports/figures/class_coverage.png").exists()
 
     summary = json.loads((repo / "reports/summary.json").read_text())
     for metric in ("fid", "kid_mean", "is_mean", "precision", "recall"):

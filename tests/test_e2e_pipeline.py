@@ -40,7 +40,26 @@ def test_every_output_exists_and_summary_is_finite(repro):
         for metric in ["fid", "kid_mean", "is_mean", "precision", "recall"]:
             assert math.isfinite(summary[strategy][metric]["mean"]), (strategy, metric)
     report = (repo / "reports/report.md").read_text()
-    assert all(f"| {s} |" in report for s in params["strategies"])
+    assert all(f"| `{s}` |" in report for s in params["strategies"])
+    html = (repo / "reports/report.html").read_text()
+    for fig in ["fid_curves", "losses", "final_fid", "samples", "class_coverage", "began_m"]:
+        assert (repo / f"reports/figures/{fig}.png").is_file(), fig
+        assert f"](figures/{fig}.png)" in report and f'data-file="figures/{fig}.png"' in html, fig
+    for strategy in params["strategies"]:  # the evaluate stage recorded which scorer class each sample fell in
+        counts = json.loads((repo / "reports/eval" / f"{strategy}-0.json").read_text())["class_counts"]
+        assert len(counts) == 10 and sum(counts) == params["evaluate"]["num_samples"]
+
+
+def test_dvc_metrics_and_plots_read_the_report(repro):
+    repo, params = repro
+    r = run(["dvc", "metrics", "show", "--json"], repo)
+    assert r.returncode == 0, r.stderr
+    shown = json.dumps(json.loads(r.stdout))
+    assert all(f'"{s}"' in shown for s in params["strategies"]) and '"fid"' in shown
+    r = run(["dvc", "plots", "show", "--json"], repo)
+    assert r.returncode == 0, r.stderr
+    plotted = json.loads(r.stdout)
+    assert "reports/curves" in json.dumps(plotted) and "fid_small" in json.dumps(plotted)
 
 
 def test_second_repro_is_a_no_op(repro):

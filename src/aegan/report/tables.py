@@ -203,7 +203,10 @@ def coverage(counts, reference_counts, min_share: float) -> tuple[int, float]:
 
 
 def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.DataFrame:
-    """Per strategy: FID spread over seeds, loss oscillation at the end, divergences, mode-collapse signs, BEGAN's M."""
+    """Per strategy: FID spread over seeds, loss oscillation at the end, divergences, mode-collapse signs, BEGAN's M.
+
+    Divergences are counted over all runs; every other measure is over the finished ones (as the main table).
+    """
     ref_counts = reference.get("heldout_class_counts")
     out = []
     for strategy, g in runs.groupby("strategy", sort=False):
@@ -217,7 +220,7 @@ def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.Da
         row["diverged_at"] = [int(s) for s in diverged["diverged_at"].dropna()] if "diverged_at" in g else []
         for loss in LOSSES:
             osc = [loss_oscillation(histories.get((strategy, int(seed)), pd.DataFrame()), loss, rp.tail_fraction)
-                   for seed in g["seed"]]  # fmt: skip
+                   for seed in ok["seed"]]  # fmt: skip
             row[f"{loss}_tail_std"] = mean_std([o[0] for o in osc])[0]
             row[f"{loss}_tail_rel"] = mean_std([o[1] for o in osc])[0]
         covered, kls = [], []
@@ -233,7 +236,7 @@ def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.Da
         pr = ok[["precision", "recall"]].dropna()
         row["collapse_flags"] = int((pr["recall"] < rp.collapse_recall_ratio * pr["precision"]).sum())
         m_first, m_last = [], []
-        for seed in g["seed"]:
+        for seed in ok["seed"]:
             h = histories.get((strategy, int(seed)), pd.DataFrame())
             if "convergence_M" in h and h["convergence_M"].notna().any():
                 m = h["convergence_M"].dropna()

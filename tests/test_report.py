@@ -1,0 +1,257 @@
+"""The report from fabricated run outputs with known numbers (tests/fabricate.py): every value checked."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+import fabricate as F
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory):
+    """Fabricate the stage outputs in a temp dir and run the real report stage on them once."""
+    from aegan.report import run_report
+
+    repo = tmp_path_factory.mktemp("report")
+    mp = pytest.MonkeyPatch()
+    mp.chdir(repo)
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
+    try:
+        params = F.fabricate(repo)
+        run_report(params)
+    finally:
+        mp.undo()
+    summary = json.loads((repo / "reports/summary.json").read_text())  # what `dvc metrics show` reads
+    md = (repo / "reports/report.md").read_text()
+    html = (repo / "reports/report.html").read_text()
+    return repo, summary, md, html
+
+
+def row(md: str, first_cell: str, section: str) -> list[str]:
+    """The cells of the table row starting with `first_cell` in the section headed `section`."""
+    body = md.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
+    for line in body.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if cells[0] == first_cell:
+            return cells
+    raise AssertionError(f"no row {first_cell!r} in section {section!r}")
+
+
+def test_means_stds_and_n_are_over_finished_training_seeds(report):
+    _, summary, md, _ = report
+    assert summary["dcgan"]["fid"] == {"mean": 60.0, "std": 10.0, "n": 3}
+    assert summary["ae_init"]["fid"] == {"mean": 32.0, "std": 2.0, "n": 3}
+    assert summary["ae_disc"]["fid"] == {"mean": 200.0, "std": 0.0, "n": 1}  # the 2 diverged seeds are not averaged
+    assert summary["ae_disc"]["diverged"] == 2
+    assert summary["ae_init"]["kid_mean"]["mean"] == pytest.approx(16.0)
+    assert summary["reference"]["real_vs_real"]["fid"] == 3.0
+    cells = row(md, "`dcgan`", "Main table")
+    assert cells[1:3] == ["3", "60 ± 10"]
+    assert row(md, "`ae_disc`", "Main table")[1] == "1 (2 diverged)"
+    assert row(md, "*real vs real (floor)*", "Main table")[2] == "3"
+
+
+def test_best_value_per_column_is_marked_and_ties_share_it(report):
+    _, _, md, _ = report
+    header = ["strategy", "n", "FID", "KID", "IS", "precision", "recall"]
+    cells = {s: dict(zip(header, row(md, f"`{s}`", "Main table"))) for s in F.STRATEGIES}
+    assert cells["ae_init"]["FID"] == "**32 ± 2**" and not cells["dcgan"]["FID"].startswith("**")
+    assert cells["ae_init"]["KID"].startswith("**")
+    assert cells["dcgan"]["IS"] == "**5 ± 0**" and not cells["ae_init"]["IS"].startswith("**")
+    assert cells["dcgan"]["precision"].startswith("**") and cells["ae_init"]["precision"].startswith("**")
+    assert not cells["ae_disc"]["precision"].startswith("**")
+    assert cells["ae_init"]["recall"].startswith("**")
+
+
+def test_costs_charge_the_ae_pretraining_to_the_strategies_that_use_it(report):
+    _, summary, md, _ = report
+    cells = row(md, "`ae_init`", "Main table")
+    assert cells[7:] == ["10", "640", "1,234", "7.5", "17.5"]
+    assert row(md, "`dcgan`", "Main table")[10:] == ["0.0", "10"]
+    assert summary["ae_init"]["total_seconds"] == pytest.approx(17.5)
+
+
+def test_confidence_interval_against_the_baseline_is_welch_t(report):
+    _, summary, md, _ = report
+    a, b = np.array(F.FID["ae_init"]), np.array(F.FID["dcgan"])
+    ref = stats.ttest_ind(a, b, equal_var=False)
+    ci = ref.confidence_interval(0.95)
+    got = summary["ae_init"]["fid_minus_dcgan"]
+    assert got["mean"] == pytest.approx(-28.0)
+    assert (got["ci_low"], got["ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
+    assert got["p"] == pytest.approx(ref.pvalue)
+    cells = row(md, "`ae_init`", "Against the `dcgan` baseline")
+    assert cells[1:4] == ["3 vs 3", "-28", f"[{ci.low:.3g}, {ci.high:.3g}]"]
+    expected = "lower FID than dcgan" if ci.high < 0 else "no clear difference from dcgan"
+    assert cells[5].startswith(expected)
+
+
+def test_too_few_seeds_for_an_interval_is_said_plainly(report):
+    _, summary, md, _ = report
+    cells = row(md, "`ae_disc`", "Against the `dcgan` baseline")
+    assert cells[3] == "n/a" and cells[5].startswith("n too small to tell: 1 finished seed(s) against 3")
+    assert summary["ae_disc"]["fid_minus_dcgan"]["ci_low"] is None  # NaN is written as null, not as invalid JSON
+
+
+def test_stability_counts_divergence_coverage_collapse_and_began_m(report):
+    _, summary, md, _ = report
+    disc = row(md, "`ae_disc`", "Stability")
+    assert disc[1] == "2 of 3 (at step 40, 60)"
+    assert disc[6] == "1 ± 0 of 10"  # all samples in one class
+    assert disc[8] == "1 of 1"  # recall 0.05 < 0.5 x precision 0.4
+    assert disc[9] == "0.95 → 0.5"  # M of the finished seed, first and last logged value
+    assert row(md, "`dcgan`", "Stability")[6] == "10 ± 0 of 10"
+    assert row(md, "`ae_init`", "Stability")[6] == "9 ± 0 of 10"  # class 9 holds 1% of samples, 10% of held-out
+    assert row(md, "`dcgan`", "Stability")[7] == "0"  # identical class distribution: KL 0
+    assert row(md, "`dcgan`", "Stability")[8] == "0 of 3"
+    assert summary["ae_disc"]["stability"]["collapse_flags"] == 1
+    # loss_g alternates 0.9/1.1 over the last quarter (steps 80, 90, 100): std of [1.1, 0.9, 1.1]
+    assert summary["dcgan"]["stability"]["loss_g_tail_std"] == pytest.approx(np.std([1.1, 0.9, 1.1], ddof=1))
+    assert "Diverged runs: `ae_disc` 2 of 3." in md
+    assert "Signs of mode collapse (recall far below precision): `ae_disc` (1 of 1 runs)." in md
+
+
+def test_every_figure_is_written_referenced_and_embedded(report):
+    repo, _, md, html = report
+    figures = sorted((repo / "reports/figures").glob("*.png"))
+    names = {p.name for p in figures}
+    assert names == {"fid_curves.png", "losses.png", "final_fid.png", "samples.png", "class_coverage.png", "began_m.png"}
+    for p in figures:
+        data = p.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, p.name
+        assert f"](figures/{p.name})" in md, p.name
+        embedded = re.search(rf'<img src="data:image/png;base64,([^"]+)" alt="[^"]*" data-file="figures/{p.name}">', html)
+        assert embedded and base64.b64decode(embedded.group(1)) == data, p.name
+
+
+def test_html_is_self_contained(report):
+    _, _, _, html = report
+    assert "<script" not in html.lower() and "<link" not in html.lower()
+    assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", html), "every resource must be inline"
+    assert "url(" not in html and "@import" not in html and "@font-face" not in html
+    assert html.count("<table>") == 3
+
+
+def test_setup_lists_data_scorer_changed_params_and_wall_time(report):
+    _, _, md, _ = report
+    setup = md.split("## Setup\n", 1)[1].split("\n## ", 1)[0]
+    assert "`digits`, 1348 training / 449 held-out images of shape (1, 16, 16)" in setup
+    assert "held-out accuracy 0.990" in setup
+    assert "`train.grid_samples` = 16 (default 64)" in setup
+    assert "`strategies` = ['dcgan', 'ae_init', 'ae_disc']" in setup
+    # 4 single stages + 9 train + 9 evaluate + the report itself recorded their time
+    assert "(23 of 23 stage runs recorded one" in setup
+
+
+def test_curves_for_dvc_plots(report):
+    repo, _, _, _ = report
+    curve = pd.read_csv(repo / "reports/curves/dcgan.csv")
+    assert list(curve.columns) == ["step", "fid_small", "fid_small_std"]
+    assert curve["step"].tolist() == [50, 100] and curve["fid_small"].tolist() == [40.0, 20.0]
+
+
+def test_report_files_are_logged_to_mlflow(report):
+    repo, _, _, _ = report
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    exp = client.get_experiment_by_name("aegan")
+    (run,) = client.search_runs([exp.experiment_id], "tags.stage = 'report'")
+    logged = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"report.md", "report.html", "summary.json", "figures"} <= logged
+    assert {a.path for a in client.list_artifacts(run.info.run_id, "figures")} >= {"figures/samples.png"}
+    assert run.data.metrics["ae_init.fid_mean"] == pytest.approx(32.0)
+
+
+def test_unit_coverage_and_oscillation():
+    from aegan.report.tables import coverage, loss_oscillation
+
+    assert coverage([10, 10, 10, 10], [1, 1, 1, 1], 0.25) == (4, pytest.approx(0.0))
+    covered, kl = coverage([40, 0, 0, 0], [1, 1, 1, 1], 0.25)
+    assert covered == 1 and kl > 1.0
+    h = pd.DataFrame({"step": [10, 20, 30, 40], "loss_g": [5.0, 5.0, 1.0, 3.0]})
+    std, rel = loss_oscillation(h, "loss_g", 0.5)  # rows with step > 20
+    assert std == pytest.approx(math.sqrt(2.0)) and rel == pytest.approx(math.sqrt(2.0) / 2.0)
+
+
+def test_missing_stage_output_is_a_one_line_error(tmp_path, monkeypatch):
+    from aegan.errors import UserError
+    from aegan.params import validate_params
+    from aegan.report import run_report
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match=r"reports/eval/dcgan-0.json: not found: run the stage that writes it first"):
+        run_report(validate_params({"strategies": ["dcgan"], "seeds": [0]}))
+    Path("reports/eval").mkdir(parents=True)
+    Path("reports/eval/dcgan-0.json").write_text("{not json")
+    with pytest.raises(UserError, match="not valid JSON"):
+        run_report(validate_params({"strategies": ["dcgan"], "seeds": [0]}))
+    assert not Path("reports/report.md").exists()
+
+
+# ------------------------------------------------------------------ in a real browser
+def chromium() -> str | None:
+    import os
+    import shutil
+
+    found = os.environ.get("AEGAN_CHROMIUM") or next(
+        (p for name in ("chromium", "chromium-browser", "google-chrome") if (p := shutil.which(name))), None
+    )
+    if found is None and os.environ.get("AEGAN_REQUIRE_BROWSER") == "1":  # CI installs it: never skip there
+        pytest.fail("headless Chromium not found (apt-get install chromium, or set AEGAN_CHROMIUM)")
+    return found
+
+
+def headless(browser: str, profile: Path, *args: str) -> str:
+    import subprocess
+
+    cmd = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--no-first-run",
+           f"--user-data-dir={profile}", *args]  # fmt: skip
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    return out.stdout
+
+
+# Appended to a copy of the page only: the report itself carries no script.
+PROBE = """<script>window.addEventListener('load', function () {
+  var imgs = Array.prototype.slice.call(document.images);
+  var ok = imgs.filter(function (i) { return i.complete && i.naturalWidth > 0; });
+  document.title = 'PROBE images=' + imgs.length + ' loaded=' + ok.length + ' tables=' +
+    document.querySelectorAll('table tbody tr').length;
+});</script>"""
+
+
+def test_report_renders_in_headless_chromium_and_every_image_loads(report, tmp_path):
+    import os
+
+    from PIL import Image
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium); CI installs it")
+    repo, _, _, html = report
+    page = repo / "reports/report.html"
+    probed = tmp_path / "probed.html"
+    probed.write_text(html.replace("</body>", PROBE + "</body>"))
+    dom = headless(browser, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri())
+    n_images = len(list((repo / "reports/figures").glob("*.png")))
+    rows = html.count("<tr>") - 3  # body rows: all rows less one header row per table
+    assert f"<title>PROBE images={n_images} loaded={n_images} tables={rows}</title>" in dom, dom[:300]
+
+    # the screenshot is kept as a test artifact (CI uploads test-artifacts/)
+    artifacts = Path(os.environ.get("AEGAN_TEST_ARTIFACTS", Path(__file__).resolve().parents[1] / "test-artifacts"))
+    artifacts.mkdir(parents=True, exist_ok=True)
+    shot = artifacts / "report-screenshot.png"
+    headless(browser, tmp_path / "profile", "--window-size=1280,2400", f"--screenshot={shot}", page.as_uri())
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.shape == (2400, 1280)
+    assert pixels.std() > 10, "the screenshot is blank"
