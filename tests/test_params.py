@@ -21,6 +21,24 @@ def test_repo_params_are_valid():
     assert p.seeds == [0, 1, 2]
 
 
+def shipped_params() -> dict:
+    """params.yaml as committed (a researcher's local edits do not count), else the file."""
+    out = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
+    return yaml.safe_load(out.stdout if out.returncode == 0 else (REPO / "params.yaml").read_text())
+
+
+def test_code_defaults_are_the_shipped_params():
+    """The report lists what differs from the defaults: that only means something if both agree."""
+    from aegan.params import differences_from_defaults
+
+    assert differences_from_defaults(validate_params(shipped_params())) == [], (
+        "params.yaml and the defaults in src/aegan/params.py (or a strategy's Params) disagree: change both together"
+    )
+    changed = validate_params({"train": {"steps": 7}, "ae_manifold": {"lambda_m": 2.5}, "seeds": [4]})
+    assert differences_from_defaults(changed) == [("ae_manifold.lambda_m", 2.5, 10.0), ("seeds", [4], [0, 1, 2]),
+                                                  ("train.steps", 7, 300)]  # fmt: skip
+
+
 def test_empty_params_give_the_defaults():
     p = validate_params({})
     assert p.train.optimizer.lr == pytest.approx(2e-4)
@@ -41,6 +59,8 @@ def test_empty_params_give_the_defaults():
         ({"compute": {"device": "tpu"}}, "compute.device = 'tpu' is not allowed"),
         ({"seeds": [0, 0]}, "seeds lists a seed twice"),
         ({"dcgan": {"unknown_knob": 1}}, "unknown key 'dcgan.unknown_knob'"),
+        ({"report": {"baseline": "gan"}}, "report.baseline = 'gan' is not a strategy (available: "),
+        ({"report": {"confidence": 1.0}}, "report.confidence = 1.0 is not allowed"),
     ],
 )
 def test_bad_values_are_refused_in_one_line(raw, expected):

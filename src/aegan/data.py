@@ -526,6 +526,23 @@ def to_uint8(images):
     return images.detach().add(1.0).mul(127.5).round().clamp(0, 255).to("cpu", torch.uint8)
 
 
+def image_grid(images) -> np.ndarray:
+    """uint8 (N, C, H, W) images -> one square-ish uint8 grid (H, W, 3) (torchvision's make_grid), for PNGs."""
+    from torchvision.utils import make_grid
+
+    grid = make_grid(images.float() / 255, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
+    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    from PIL import Image
+
+    from aegan.atomic import atomic_path
+
+    with atomic_path(path, suffix=".png") as tmp:
+        Image.fromarray(image).save(tmp, format="PNG")
+
+
 # ---------------------------------------------------------------- the stage
 @dataclass
 class Prepared:

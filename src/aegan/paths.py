@@ -16,6 +16,7 @@ SCORER_INFO_FILE = MODELS_DIR / "scorer.json"
 REPORTS_DIR = Path("reports")
 EVAL_DIR = REPORTS_DIR / "eval"
 REFERENCE_FILE = EVAL_DIR / "reference.json"
+HELDOUT_GRID_FILE = EVAL_DIR / "heldout_samples.png"
 SUMMARY_FILE = REPORTS_DIR / "summary.json"
 REPORT_FILE = REPORTS_DIR / "report.md"
 REPORT_HTML_FILE = REPORTS_DIR / "report.html"

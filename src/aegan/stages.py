@@ -148,12 +148,9 @@ def run_pretrain_ae(params, progress: bool = True) -> dict:
 
 # ------------------------------------------------------------------ train
 def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> dict:
-    import numpy as np
-    from torchvision.utils import make_grid
-
     from aegan.ae import load_ae
     from aegan.checkpoint import checkpoint_path, fingerprint, kill_point_for_tests, load_checkpoint, remove_checkpoint, save_checkpoint
-    from aegan.data import load_packed, to_uint8, to_unit_range
+    from aegan.data import image_grid, load_packed, save_png, to_uint8, to_unit_range
     from aegan.generator import fixed_latents, sample_uint8, save_generator
     from aegan.loop import resolve_device, seed_everything, train_loop
     from aegan.metrics import Evaluator, check_feature_extractor
@@ -211,8 +208,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         run = Run.start(f"{strategy_name}-{seed}", tags, logged_params)
 
     def grid_image():
-        grid = make_grid(to_uint8(strategy.generate(grid_eps)).float() / 255, nrow=int(np.ceil(np.sqrt(len(grid_eps)))), padding=1)
-        return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+        return image_grid(to_uint8(strategy.generate(grid_eps)))
 
     def on_eval(step: int) -> dict[str, float]:
         samples = sample_uint8(strategy.generate, tp.eval_samples, shape.z_dim, seed=step, device=device)
@@ -250,12 +246,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     save_generator(strategy.cpu(), out_dir / "generator.pt")
     strategy.to(device)
     write_history_csv(result.history, out_dir / "history.csv")
-    from PIL import Image
-
-    from aegan.atomic import atomic_path
-
-    with atomic_path(out_dir / "samples.png", suffix=".png") as tmp:
-        Image.fromarray(grid_image()).save(tmp, format="PNG")
+    save_png(grid_image(), out_dir / "samples.png")
     info = {
         "strategy": strategy_name, "seed": seed, "status": status, "diverged_at": result.diverged_at,
         "steps": result.steps_done, "train_seconds": result.seconds - result.eval_seconds,
@@ -301,15 +292,15 @@ def _evaluator_and_reference(params, device):
 
 
 def run_evaluate(params, strategy_name: str, seed: int) -> dict:
+    """Score one generator. No MLflow here (its import and store cost seconds per stage, x every run):
+    the report stage logs these final metrics into the run's MLflow run, by the id kept in the result."""
     import json
 
     from aegan.generator import load_generator, sample_uint8
     from aegan.loop import resolve_device
     from aegan.strategies import get_strategy
-    from aegan.tracking import Run, check_tracking
 
     get_strategy(strategy_name)
-    check_tracking()
     device = resolve_device(params.compute.device)
     data, evaluator = _evaluator_and_reference(params, device)
     shape = net_shape(params, data.shape)
@@ -318,8 +309,8 @@ def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     if not info_path.is_file():
         raise UserError(f"{info_path}: not found: run `aegan train --strategy {strategy_name} --seed {seed}` first")
     info = json.loads(info_path.read_text())
-    result = {k: info[k] for k in ("strategy", "seed", "status", "steps", "train_seconds", "images_per_second",
-                                   "generator_parameters", "uses_ae", "diverged_at")}  # fmt: skip
+    result = {k: info.get(k) for k in ("strategy", "seed", "status", "steps", "train_seconds", "images_per_second",
+                                       "generator_parameters", "uses_ae", "diverged_at", "mlflow_run_id")}  # fmt: skip
     metrics: dict[str, float | None] = {}
     class_counts = None
     if info["status"] == "finished":
@@ -333,10 +324,6 @@ def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     result["train_wall_seconds"] = info.get("wall_seconds")
     result["wall_seconds"] = wall_seconds()
     write_json(paths.eval_file(strategy_name, seed), result)
-    run = Run.resume(info["mlflow_run_id"])
-    run.log_metrics({f"final_{k}": v for k, v in metrics.items() if v is not None})
-    run.set_tags({"feature_extractor": evaluator.extractor})
-    run.end("FINISHED" if info["status"] == "finished" else "FAILED")
     return result
 
 
@@ -350,12 +337,15 @@ def _label_counts(labels, num_classes: int, n: int) -> list[int] | None:
 
 def run_reference(params) -> dict:
     """The floor (real train split vs held-out) and an untrained generator, under the same protocol."""
+    from aegan.data import image_grid, save_png
     from aegan.generator import sample_uint8
     from aegan.loop import resolve_device, seed_everything
     from aegan.nets import Decoder
 
     device = resolve_device(params.compute.device)
     data, evaluator = _evaluator_and_reference(params, device)
+    # held-out images as a grid, for the report to show next to the strategies' samples
+    save_png(image_grid(torch.as_tensor(data.heldout_images[: params.train.grid_samples])), paths.HELDOUT_GRID_FILE)
     n = params.evaluate.num_samples
     train_real = torch.as_tensor(data.train_images[:n])
     shape = net_shape(params, data.shape)

@@ -12,20 +12,38 @@ from aegan import paths
 from aegan.report.tables import aggregate, collect_runs, read_json  # noqa: F401  (used by tests and callers)
 
 
-def real_grid(n: int):
-    """Held-out images as one grid (torchvision's make_grid), HxW or HxWx3 uint8; None when there is no dataset."""
+def real_grid():
+    """The held-out images grid the reference stage wrote; None when it is missing."""
     import numpy as np
-    import torch
-    from torchvision.utils import make_grid
+    from PIL import Image
 
-    from aegan.data import load_packed
-
-    if not paths.DATASET_FILE.is_file():
+    if not paths.HELDOUT_GRID_FILE.is_file():
         return None
-    images = torch.as_tensor(load_packed(paths.DATASET_FILE).heldout_images[:n])
-    grid = make_grid(images.float() / 255, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
-    arr = (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    return arr[..., 0] if images.shape[1] == 1 else arr
+    with Image.open(paths.HELDOUT_GRID_FILE) as im:
+        return np.asarray(im.convert("RGB"))
+
+
+def log_final_metrics(runs) -> None:
+    """Each (strategy, seed) MLflow run gets its final scores (evaluate stays free of MLflow: see stages.py)."""
+    import math
+    import sys
+
+    from aegan.tracking import Run
+
+    for r in runs.itertuples():
+        run_id = getattr(r, "mlflow_run_id", None)
+        if not isinstance(run_id, str):
+            continue
+        try:
+            run = Run.resume(run_id)
+        except Exception as err:  # e.g. mlflow.db deleted since training: the report itself is still right
+            print(f"MLflow run {run_id} of {r.strategy}-{r.seed} not found ({type(err).__name__}): final metrics not "
+                  "logged there", file=sys.stderr)  # fmt: skip
+            continue
+        finals = {f"final_{m}": v for m, v in (r.all_metrics or {}).items()}
+        run.log_metrics({k: float(v) for k, v in finals.items() if v is not None and math.isfinite(v)})
+        run.set_tags({"feature_extractor": str(r.feature_extractor)})
+        run.end("FINISHED" if r.status == "finished" else "FAILED")
 
 
 def write_curves(histories: dict, strategies: list[str], seeds: list[int]) -> None:
@@ -55,7 +73,7 @@ def make_figures(ctx: dict) -> dict:
         "fid_curves": F.fid_curves(histories, strategies, seeds, floor, out / "fid_curves.png"),
         "losses": F.losses(histories, strategies, seeds, out / "losses.png"),
         "final_fid": F.final_fid(runs, strategies, floor, out / "final_fid.png"),
-        "samples": F.sample_grids(real_grid(ctx["params"].train.grid_samples),
+        "samples": F.sample_grids(real_grid(),
                                   {(s, seed): paths.run_dir(s, seed) / "samples.png" for s in strategies for seed in seeds},
                                   strategies, seeds, out / "samples.png"),  # fmt: skip
     }
@@ -114,4 +132,5 @@ def run_report(params) -> dict:
     for path in figs.values():
         run.log_artifact(path, "figures")
     run.end()
+    log_final_metrics(runs)
     return summary

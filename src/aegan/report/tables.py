@@ -44,9 +44,10 @@ def collect_runs(strategies: list[str], seeds: list[int]) -> pd.DataFrame:
             r = read_json(paths.eval_file(s, seed))
             metrics = r.get("metrics") or {}
             row = {k: v for k, v in r.items() if k != "metrics"} | {m: metrics.get(m) for m in METRICS}
+            row["all_metrics"] = metrics  # kid_std, is_std, f_score too: logged to MLflow as they are
             rows.append(row)
     runs = pd.DataFrame(rows)
-    for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds"):  # older outputs lack some
+    for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds", "mlflow_run_id"):  # older outputs lack some
         if optional not in runs:
             runs[optional] = None
     for m in METRICS + COSTS:
