@@ -78,15 +78,19 @@ class Evaluator:
         self.device = device
         self.cuda = device.type == "cuda"
         self.rgb = params.feature_extractor == "inception"
+        self.classifier = None  # the scorer's class head, for mode coverage; loaded once
         if self.rgb:
             self.extractor = INCEPTION
             self.weights = str(inception_weights(params))
+            if Path(scorer_path).is_file():
+                self.classifier, task = load_scorer(scorer_path)
         else:
-            load_scorer(scorer_path)  # one-line error if missing or corrupt
+            self.classifier, task = load_scorer(scorer_path)  # one-line error if missing or corrupt
             self.extractor = register_scorer(scorer_path)
             self.weights = str(scorer_path)
+        if self.classifier is not None:
+            self.classifier = self.classifier.to(device) if task == "classes" else None
         self.reference = UInt8Images(reference, self.rgb)
-        self.scorer_path = Path(scorer_path)
 
     @torch.no_grad()
     def class_counts(self, samples: torch.Tensor) -> list[int] | None:
@@ -94,14 +98,9 @@ class Evaluator:
 
         Not a torch-fidelity metric: it is the scorer classifier's own prediction, used to spot missing modes.
         """
-        from aegan.scorer import load_scorer
-
-        if not self.scorer_path.is_file():
-            return None  # e.g. Inception features without a trained scorer
-        net, task = load_scorer(self.scorer_path)
-        if task != "classes":
+        net = self.classifier
+        if net is None:  # rotation pretext task, or Inception features without a trained scorer
             return None
-        net = net.to(self.device)
         x = samples.to(self.device).float().div(127.5).sub(1.0)
         pred = torch.cat([net(b).argmax(1) for b in x.split(self.params.batch_size)])
         return torch.bincount(pred.cpu(), minlength=net.config["num_outputs"]).tolist()

@@ -70,7 +70,7 @@ def collect_histories(strategies: list[str], seeds: list[int]) -> dict[tuple[str
 
 def mean_std(values) -> tuple[float, float, int]:
     """Mean, sample std (ddof 1; 0 for one value) and n of the finite values."""
-    v = pd.to_numeric(pd.Series(values, dtype=float), errors="coerce").dropna()
+    v = pd.Series(values, dtype=float)
     v = v[np.isfinite(v)]
     n = len(v)
     if n == 0:
@@ -85,7 +85,7 @@ def aggregate(runs: pd.DataFrame, ae_seconds: float) -> pd.DataFrame:
     for strategy, g in runs.groupby("strategy", sort=False):
         ok = g[g["status"] == "finished"]
         row: dict = {"strategy": strategy, "n": len(ok), "runs": len(g), "diverged": int((g["status"] == "diverged").sum())}
-        for m in METRICS + COSTS:
+        for m in METRICS + ["images_per_second"]:
             row[f"{m}_mean"], row[f"{m}_std"], _ = mean_std(ok[m])
         # time and throughput are costs of every run, diverged ones included: they were paid for
         row["train_seconds_mean"], row["train_seconds_std"], _ = mean_std(g["train_seconds"])
