@@ -16,7 +16,8 @@ $(VENV)/.installed: pyproject.toml
 
 setup: $(VENV)/.installed
 
-run: setup
+run: setup  ## every section of params.yaml is checked first, then the whole pipeline
+	aegan check-params
 	dvc repro
 
 test: setup

@@ -3,7 +3,7 @@
     python bench/prepare.py [--size 32] [--channels 1] [--n 60000]
 
 Writes a synthetic MNIST-sized IDX pair into a temporary folder (not timed), then times
-`aegan.data.prepare` on it: reading and decompressing both files, checking them, resizing,
+the `prepare` stage's build and write on it: reading and decompressing both files, checking them, resizing,
 splitting, writing the packed file and its card. Fails (exit 1) above the 30 s budget.
 """
 
@@ -45,8 +45,11 @@ def main() -> int:
     ap.add_argument("--channels", type=int, default=1, choices=(1, 3))
     args = ap.parse_args()
 
-    from aegan.data import prepare
     from aegan.params import PrepareParams
+    from aegan.stages.prepare import build_dataset, write_prepared
+
+    def prepare(params, out: Path, card: Path) -> dict:
+        return write_prepared(build_dataset(params), out, card)
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

@@ -25,7 +25,9 @@ os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 import torch  # noqa: E402
 
 from aegan.ae import AETrainer  # noqa: E402
-from aegan.data import load_digits_source, resize_images, to_unit_range  # noqa: E402
+from aegan.data.arrays import resize_images  # noqa: E402
+from aegan.data.sources import load_digits_source  # noqa: E402
+from aegan.images import to_unit_range  # noqa: E402
 from aegan.loop import seed_everything, train_loop  # noqa: E402
 from aegan.losses import bce  # noqa: E402
 from aegan.nets import AutoEncoder, NetShape  # noqa: E402
@@ -100,7 +102,7 @@ def main() -> int:
             cls = registry()[name]
             seed_everything(0)
             s = cls(getattr(params, name), shape, params.train.optimizer, ae).to(device)
-            s.setup(data)
+            s.setup(data, ae)
             shared(s, data, 20, bs, run, log_every)  # warm-up
             ours, bare = [], []
             for _ in range(args.repeats):

@@ -13,7 +13,9 @@ os.environ.setdefault("DVC_NO_ANALYTICS", "1")
 @pytest.fixture(scope="session")
 def digits16():
     """All 1797 sklearn digits at 16x16, float in [-1, 1], (N, 1, 16, 16)."""
-    from aegan.data import load_digits_source, resize_images, to_unit_range
+    from aegan.data.arrays import resize_images
+    from aegan.data.sources import load_digits_source
+    from aegan.images import to_unit_range
 
     images, _ = load_digits_source()
     return to_unit_range(resize_images(images, 16))
@@ -36,7 +38,6 @@ def optim():
 @pytest.fixture(scope="session")
 def pretrained_ae(digits16, small_shape):
     """A small AE trained for a few hundred steps: good enough to reconstruct digits roughly."""
-    import torch
 
     from aegan.ae import AETrainer
     from aegan.loop import seed_everything, train_loop

@@ -45,7 +45,7 @@ def history(strategy: str, seed: int) -> str:
 def fabricate(repo: Path):
     """Write the outputs of every stage but `report` under `repo` (the cwd); returns the validated params."""
     from aegan.params import validate_params
-    from aegan.stages import run_prepare
+    from aegan.stages.prepare import run_prepare
 
     params = validate_params(PARAMS)
     run_prepare(params, track=False)

@@ -131,7 +131,7 @@ def test_loose_images_next_to_class_folders(workdir):
 
 def test_not_an_image_is_skipped_with_a_count_not_refused(workdir):
     """The documented policy (data.py): a file with an image extension that is not an image is skipped."""
-    from aegan.data import build_dataset
+    from aegan.stages.prepare import build_dataset
     from aegan.params import PrepareParams
 
     root = write_folder(workdir / "imgs", pattern_images(5, 16, 16))

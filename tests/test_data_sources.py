@@ -16,7 +16,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aegan.data import SOURCES, build_dataset, file_sha256, load_packed, prepare
+from aegan.data.packed import file_sha256, load_packed
+from aegan.data.sources import SOURCES
+from aegan.stages.prepare import build_dataset, write_prepared
 from aegan.params import PrepareParams
 
 
@@ -39,7 +41,7 @@ def pattern_images(n: int, h: int = 28, w: int = 28, c: int = 0, seed: int = 0) 
 
 
 def pack(params: PrepareParams, out: Path) -> tuple[dict, Path]:
-    card = prepare(params, out / "dataset.npz", out / "card.json")
+    card = write_prepared(build_dataset(params), out / "dataset.npz", out / "card.json")
     return card, out / "dataset.npz"
 
 
@@ -287,7 +289,7 @@ def test_run_prepare_logs_the_card_to_mlflow(tmp_path, tmp_tracking, monkeypatch
     from mlflow.tracking import MlflowClient
 
     from aegan.params import validate_params
-    from aegan.stages import run_prepare
+    from aegan.stages.prepare import run_prepare
     from aegan.tracking import EXPERIMENT
 
     monkeypatch.chdir(tmp_path)

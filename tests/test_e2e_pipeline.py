@@ -68,6 +68,31 @@ def test_second_repro_is_a_no_op(repro):
     assert r.returncode == 0 and "changed" not in r.stdout, r.stdout
 
 
+@pytest.mark.parametrize("module", ["losses.py", "images.py", "data/packed.py"])
+def test_editing_a_shared_module_changes_exactly_the_stages_that_import_it(repro, module):
+    """dvc.yaml's code deps match the imports: an edit marks every stage importing the file, and no other."""
+    from imports import stage_files
+
+    repo, params = repro
+    path = repo / "src/aegan" / module
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        r = run(["dvc", "status", "--json"], repo)
+    finally:
+        path.write_text(original)
+    assert r.returncode == 0, r.stderr
+    changed = set(json.loads(r.stdout))
+    target = f"src/aegan/{module}"
+    expected = {s for s in ("prepare", "train_scorer", "pretrain_ae", "reference", "report") if target in stage_files(s)}
+    for strategy in params["strategies"]:
+        for seed in params["seeds"]:
+            expected |= {f"train@{strategy}-{seed}"} if target in stage_files("train", strategy) else set()
+            expected |= {f"evaluate@{strategy}-{seed}"} if target in stage_files("evaluate") else set()
+    assert expected, f"nothing imports {module}?"
+    assert changed == expected, (sorted(changed - expected), sorted(expected - changed))
+
+
 def test_mlflow_has_one_run_per_strategy_and_seed(repro):
     repo, params = repro
     r = run(["python", "-c", (

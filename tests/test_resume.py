@@ -1,8 +1,8 @@
 """Issue 6: a killed train stage resumes bit-identically; divergence is a result; foreign files are refused.
 
-The kill tests SIGKILL a real `aegan train` subprocess at chosen points through
-the AEGAN_TEST_KILL_AT hook (src/aegan/checkpoint.py) and compare the resumed
-run's generator.pt and history.csv with an uninterrupted run's.
+The kill tests SIGKILL a real `aegan train` subprocess at chosen points (tests/kill_at.py patches
+them in; the production code has no test hook) and compare the resumed run's generator.pt and
+history.csv with an uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -32,17 +32,14 @@ def _env(**extra) -> dict:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
     env.update(MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1", **extra)
-    env.pop("AEGAN_TEST_KILL_AT", None)
-    env.update(extra)
     return env
 
 
 def _train(repo: Path, kill_at: str | None = None) -> subprocess.CompletedProcess:
-    extra = {"MLFLOW_TRACKING_URI": f"sqlite:///{repo / 'mlflow.db'}"}
-    if kill_at:
-        extra["AEGAN_TEST_KILL_AT"] = kill_at
-    cmd = ["aegan", "train", "--strategy", STRATEGY, "--seed", str(SEED)]
-    return subprocess.run(cmd, cwd=repo, env=_env(**extra), capture_output=True, text=True, timeout=180)
+    env = _env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
+    args = ["train", "--strategy", STRATEGY, "--seed", str(SEED)]
+    cmd = [sys.executable, str(Path(__file__).with_name("kill_at.py")), kill_at, "--", *args] if kill_at else ["aegan", *args]
+    return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=180)
 
 
 @pytest.fixture(scope="module")
@@ -53,9 +50,9 @@ def repo(tmp_path_factory) -> Path:
     edit_params(repo, **TINY)
     edit_params(repo, train={"steps": STEPS, "checkpoint_every": CKPT_EVERY, "log_every": 4, "eval_every": 10},
                 ae_disc={"init_disc_from_ae": True})  # fmt: skip
-    code = ("from aegan.params import load_params; from aegan import stages as s; p = load_params(); "
-            "s.run_prepare(p); s.run_train_scorer(p, progress=False); s.run_pretrain_ae(p, progress=False); "
-            f"s.run_train(p, {STRATEGY!r}, {SEED}, progress=False)")  # fmt: skip
+    code = ("from aegan.params import load_params; from aegan.stages import prepare, pretrain_ae, train, train_scorer; "
+            "p = load_params(); prepare.run_prepare(p); train_scorer.run_train_scorer(p, progress=False); "
+            f"pretrain_ae.run_pretrain_ae(p, progress=False); train.run_train(p, {STRATEGY!r}, {SEED}, progress=False)")  # fmt: skip
     env = _env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -176,7 +173,8 @@ def test_diverged_run_is_recorded_evaluated_and_counted(repo, monkeypatch):
 
     from aegan.params import load_params
     from aegan.report import aggregate, collect_runs
-    from aegan.stages import run_evaluate, run_train
+    from aegan.stages.evaluate import run_evaluate
+    from aegan.stages.train import run_train
     from aegan.tracking import Run
 
     monkeypatch.chdir(repo)

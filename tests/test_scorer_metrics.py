@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aegan.data import to_uint8
+from aegan.images import to_uint8
 from aegan.errors import UserError
-from aegan.metrics import Evaluator, UInt8Images, check_feature_extractor
+from aegan.metrics import Evaluator, UInt8Images, check_feature_extractor, register_scorer
 from aegan.params import EvaluateParams
-from aegan.scorer import ScorerNet, load_scorer, register_scorer, rotate_batch, save_scorer
+from aegan.scorer import ScorerNet, load_scorer, rotate_batch, save_scorer
 
 
 @pytest.fixture(scope="module")

@@ -31,9 +31,9 @@ def test_all_generators_have_the_same_architecture_and_parameter_count(built, sm
     assert all(type(s.generator) is Decoder for s in built.values())
 
 
-def test_one_step_of_every_strategy_gives_finite_scalar_losses(built, digits16):
+def test_one_step_of_every_strategy_gives_finite_scalar_losses(built, digits16, pretrained_ae):
     for name, s in built.items():
-        s.setup(digits16[:256])
+        s.setup(digits16[:256], pretrained_ae)
         out = s.train_step(digits16[:32])
         assert out and all(v.dim() == 0 and math.isfinite(float(v)) for v in out.values()), name
 
@@ -53,3 +53,42 @@ def test_unknown_strategy_is_a_one_line_user_error():
 
     with pytest.raises(UserError, match="unknown strategy 'nope': choose one of ae_disc, ae_hybrid"):
         get_strategy("nope")
+
+
+def test_a_new_strategy_is_one_module_and_its_params_section(tmp_path, monkeypatch):
+    """Discovery by file name: a module dropped into the package is a strategy, with its own params section."""
+    import aegan.strategies as package
+    from aegan.params import validate_params
+
+    (tmp_path / "toy.py").write_text(
+        "from aegan.strategies.base import NonSaturatingGAN, StrategyParams\n"
+        "class ToyParams(StrategyParams):\n    knob: int = 3\n"
+        "class Toy(NonSaturatingGAN):\n    name = 'toy'\n    Params = ToyParams\n"
+        "STRATEGY = Toy\n"
+    )
+    import sys
+
+    from aegan.errors import UserError
+
+    monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
+    try:
+        assert "toy" in package.names() and get_strategy("toy").name == "toy"
+        params = validate_params({"strategies": ["dcgan", "toy"], "toy": {"knob": 5}}, strategies=["toy"])
+        assert params.strategy_params("toy").knob == 5 and params.strategies == ["dcgan", "toy"]
+        with pytest.raises(UserError, match="unknown key 'toy.nob'"):
+            validate_params({"toy": {"nob": 5}}, strategies=["toy"])
+    finally:
+        sys.modules.pop("aegan.strategies.toy", None)
+
+
+def test_a_stage_validates_only_the_strategy_sections_it_reads():
+    """`aegan train --strategy dcgan` neither imports nor checks another strategy's section; check-params does."""
+    from aegan.errors import UserError
+    from aegan.params import validate_params
+
+    raw = {"ae_disc": {"gama": 0.5}}
+    assert validate_params(raw, strategies=["dcgan"]).ae_disc == {"gama": 0.5}
+    with pytest.raises(UserError, match="unknown key 'ae_disc.gama'"):
+        validate_params(raw)
+    with pytest.raises(UserError, match="unknown key 'nope'"):
+        validate_params({"nope": {}}, strategies=())

@@ -45,7 +45,7 @@ def close(a, b):
 
 
 def test_registered_with_params_defaults_and_validation():
-    assert registry()["ae_disc"] is AEDisc and AEDisc.name == "ae_disc" and AEDisc.uses_ae
+    assert registry()["ae_disc"] is AEDisc and AEDisc.name == "ae_disc"
     p = AEDisc.Params()
     assert (p.gamma, p.lambda_k, p.init_disc_from_ae) == (0.5, 0.001, False)
     for bad in ({"gamma": 0.0}, {"gamma": 1.5}, {"lambda_k": -0.1}, {"k0": 0.1}):
@@ -219,5 +219,5 @@ def test_k_stays_in_unit_interval_with_a_fast_controller(small_shape, optim, pre
 
 
 def test_needs_the_ae_only_when_initialising_from_it():
-    assert not AEDisc.needs_ae(AEDisc.Params())
-    assert AEDisc.needs_ae(AEDisc.Params(init_disc_from_ae=True))
+    assert not AEDisc.uses_ae(AEDisc.Params())
+    assert AEDisc.uses_ae(AEDisc.Params(init_disc_from_ae=True))

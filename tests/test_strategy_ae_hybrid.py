@@ -35,7 +35,7 @@ def test_params_are_strict():
 
 
 def test_needs_the_ae(small_shape, optim):
-    assert AEHybrid.uses_ae
+    assert AEHybrid.uses_ae(AEHybrid.Params())
     with pytest.raises(ValueError, match="autoencoder"):
         AEHybrid(AEHybrid.Params(), small_shape, optim, None)
 

@@ -31,7 +31,7 @@ def same(a, b):
 def test_registered_and_params_strict():
     import aegan.strategies.ae_init  # noqa: F401
 
-    assert AEInit.name == "ae_init" and AEInit.uses_ae
+    assert AEInit.name == "ae_init" and AEInit.uses_ae(AEInit.Params())
     assert registry()["ae_init"] is AEInit
     assert AEInit.Params() == AEInit.Params(latent_prior="fitted", init_disc_from_encoder=False)
     with pytest.raises(ValidationError):
@@ -60,7 +60,7 @@ def test_generator_starts_as_the_decoder(small_shape, optim, pretrained_ae):
 
 def test_fitted_prior_matches_the_codes(small_shape, optim, pretrained_ae, digits16):
     s = make(small_shape, optim, pretrained_ae)
-    s.setup(digits16)
+    s.setup(digits16, pretrained_ae)
     with torch.no_grad():
         codes = pretrained_ae.encoder.eval()(digits16).double()
     cov = s.prior.scale_tril.double() @ s.prior.scale_tril.double().T
@@ -76,14 +76,14 @@ def test_fitted_prior_matches_the_codes(small_shape, optim, pretrained_ae, digit
 
 def test_standard_prior_stays_standard(small_shape, optim, pretrained_ae, digits16):
     s = make(small_shape, optim, pretrained_ae, latent_prior="standard")
-    s.setup(digits16)
+    s.setup(digits16, pretrained_ae)
     assert torch.equal(s.prior.mean, torch.zeros(small_shape.z_dim))
     assert torch.equal(s.prior.scale_tril, torch.eye(small_shape.z_dim))
 
 
 def test_train_step_draws_z_from_the_prior(small_shape, optim, pretrained_ae, digits16):
     s = make(small_shape, optim, pretrained_ae)
-    s.setup(digits16)
+    s.setup(digits16, pretrained_ae)
     s.prior.mean.fill_(100.0)  # unmistakable
     seen = []
     s.generator.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach()))
@@ -101,7 +101,7 @@ def test_discriminator_trunk_from_encoder(small_shape, optim, pretrained_ae, on)
 def test_steps_train_g_and_d_and_leave_the_ae_alone(small_shape, optim, pretrained_ae, digits16):
     ae_before, ae_training = snapshot(pretrained_ae), [m.training for m in pretrained_ae.modules()]
     s = make(small_shape, optim, pretrained_ae, init_disc_from_encoder=True)
-    s.setup(digits16)
+    s.setup(digits16, pretrained_ae)
     g0, d0 = snapshot(s.generator), snapshot(s.discriminator)
     torch.manual_seed(0)
     for i in range(3):
@@ -116,7 +116,7 @@ def test_steps_train_g_and_d_and_leave_the_ae_alone(small_shape, optim, pretrain
 
 def test_checkpoint_round_trip_keeps_prior_and_next_step(small_shape, optim, pretrained_ae, digits16):
     a = make(small_shape, optim, pretrained_ae, seed=0)
-    a.setup(digits16)
+    a.setup(digits16, pretrained_ae)
     torch.manual_seed(0)
     a.train_step(digits16[:64])
     buf = io.BytesIO()

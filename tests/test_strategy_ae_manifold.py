@@ -32,7 +32,7 @@ def same(a, b):
 
 
 def test_registered_and_params_validated():
-    assert AEManifold.name == "ae_manifold" and AEManifold.uses_ae
+    assert AEManifold.name == "ae_manifold" and AEManifold.uses_ae(AEManifold.Params())
     assert registry()["ae_manifold"] is AEManifold
     assert P().lambda_m > 0 and P().lambda_at(0) == P().lambda_m == P().lambda_at(10**6)
     for bad in [

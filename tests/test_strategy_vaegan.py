@@ -35,7 +35,7 @@ def close(a, b) -> bool:
 
 
 def test_params_and_no_ae(small_shape, optim):
-    assert not VAEGAN.uses_ae
+    assert not VAEGAN.uses_ae(VAEGAN.Params())
     p = VAEGAN.Params()
     assert (p.beta, p.gamma) == (1.0, 0.01)
     with pytest.raises(pydantic.ValidationError):

@@ -8,17 +8,12 @@ A checkpoint continues a run only when its fingerprint (the params and data
 that define the run) matches; otherwise training starts fresh and says so.
 The resumed run logs into the same MLflow run; metrics of the steps between
 the last checkpoint and the kill are logged twice (same step, same values).
-
-Test hook, used by tests/test_resume.py to kill a run at a chosen point:
-AEGAN_TEST_KILL_AT=step:N (after training step N) or checkpoint-write:N (while
-the checkpoint of step N is written: temp file complete, not yet renamed).
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -42,20 +37,13 @@ def fingerprint(strategy: str, seed: int, params, data_sha256: str) -> str:
 
     train = {k: v for k, v in params.train.model_dump().items() if k not in NOT_IN_FINGERPRINT}
     section = {"strategy": strategy, "seed": seed, "model": params.model.model_dump(), "train": train,
-               strategy: getattr(params, strategy).model_dump(), "data_sha256": data_sha256}  # fmt: skip
+               strategy: params.strategy_params(strategy).model_dump(), "data_sha256": data_sha256}  # fmt: skip
     return params_hash(section)
-
-
-def kill_point_for_tests(point: str) -> None:
-    """SIGKILL this process if AEGAN_TEST_KILL_AT names `point` (tests only; a no-op otherwise)."""
-    if os.environ.get("AEGAN_TEST_KILL_AT") == point:
-        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def save_checkpoint(path: Path, bundle: dict[str, Any]) -> None:
     with atomic_path(path) as tmp:
         torch.save({"format": FORMAT, **bundle}, tmp)
-        kill_point_for_tests(f"checkpoint-write:{bundle['step']}")
 
 
 def load_checkpoint(path: Path, strategy: str, shape, expected_fingerprint: str) -> dict | None:
@@ -87,3 +75,36 @@ def remove_checkpoint(path: Path) -> None:
         path.parent.rmdir()  # only if empty: other runs may be checkpointing next to it
     except OSError:
         pass
+
+
+@dataclass
+class Resumable:
+    """Where one (strategy, seed) run checkpoints, and what it must match to be continued."""
+
+    path: Path
+    strategy: Any  # the Strategy being trained: restored in place on resume, saved on checkpoint
+    seed: int
+    fingerprint: str
+
+    def resume_or_start(self) -> dict | None:
+        """Restore the strategy from a matching checkpoint and return it (step, loop_state, mlflow_run_id), else None."""
+        name, shape = self.strategy.name, self.strategy.shape
+        ckpt = load_checkpoint(self.path, name, shape, self.fingerprint)
+        if ckpt is None:
+            return None
+        try:
+            self.strategy.load_checkpoint_state(ckpt["strategy_state"])
+        except (KeyError, ValueError, RuntimeError) as err:
+            raise UserError(f"{self.path}: does not fit strategy {name!r} ({type(err).__name__}): delete it") from None
+        return ckpt
+
+    def save(self, step: int, loop_state: dict, mlflow_run_id: str) -> None:
+        save_checkpoint(self.path, {
+            "strategy": self.strategy.name, "seed": self.seed, "shape": self.strategy.shape.as_dict(),
+            "fingerprint": self.fingerprint, "mlflow_run_id": mlflow_run_id, "step": step, "loop_state": loop_state,
+            "strategy_state": self.strategy.checkpoint_state(),
+        })  # fmt: skip
+
+    def finish(self) -> None:
+        """The run is complete: its checkpoint is no longer needed."""
+        remove_checkpoint(self.path)

@@ -41,10 +41,11 @@ def _user_errors(fn):
     return wrapper
 
 
-def _params(path: Path):
+def _params(path: Path, strategies=()):
+    """params.yaml with the stage sections and the sections of `strategies` validated (check-params: all)."""
     from aegan.params import load_params
 
-    return load_params(path)
+    return load_params(path, strategies)
 
 
 def _echo_json(obj) -> None:
@@ -57,7 +58,7 @@ def _echo_json(obj) -> None:
 @_user_errors
 def prepare(params: Path = ParamsOpt) -> None:
     """Pack the dataset into data/prepared/dataset.npz with a seeded train/held-out split."""
-    from aegan.stages import run_prepare
+    from aegan.stages.prepare import run_prepare
 
     _echo_json(run_prepare(_params(params)))
 
@@ -66,7 +67,7 @@ def prepare(params: Path = ParamsOpt) -> None:
 @_user_errors
 def train_scorer(params: Path = ParamsOpt) -> None:
     """Train the independent scorer CNN (the offline feature extractor) on the training split."""
-    from aegan.stages import run_train_scorer
+    from aegan.stages.train_scorer import run_train_scorer
 
     _echo_json(run_train_scorer(_params(params), progress=sys.stderr.isatty()))
 
@@ -75,7 +76,7 @@ def train_scorer(params: Path = ParamsOpt) -> None:
 @_user_errors
 def pretrain_ae(params: Path = ParamsOpt) -> None:
     """Pretrain the shared autoencoder once and save models/ae.pt."""
-    from aegan.stages import run_pretrain_ae
+    from aegan.stages.pretrain_ae import run_pretrain_ae
 
     _echo_json(run_pretrain_ae(_params(params), progress=sys.stderr.isatty()))
 
@@ -88,9 +89,12 @@ def train(
     params: Path = ParamsOpt,
 ) -> None:
     """Train one strategy under one seed; writes models/runs/<strategy>-<seed>/."""
-    from aegan.stages import run_train
+    from aegan.stages.train import run_train
 
-    _echo_json(run_train(_params(params), strategy, seed, progress=sys.stderr.isatty()))
+    from aegan.strategies import get_strategy
+
+    get_strategy(strategy)  # an unknown name: one line before params.yaml is read
+    _echo_json(run_train(_params(params, [strategy]), strategy, seed, progress=sys.stderr.isatty()))
 
 
 @app.command()
@@ -101,7 +105,7 @@ def evaluate(
     params: Path = ParamsOpt,
 ) -> None:
     """Score one trained generator with torch-fidelity (FID, KID, IS, precision/recall)."""
-    from aegan.stages import run_evaluate
+    from aegan.stages.evaluate import run_evaluate
 
     _echo_json(run_evaluate(_params(params), strategy, seed))
 
@@ -110,7 +114,7 @@ def evaluate(
 @_user_errors
 def reference(params: Path = ParamsOpt) -> None:
     """Score the real-vs-real floor and an untrained generator under the evaluation protocol."""
-    from aegan.stages import run_reference
+    from aegan.stages.reference import run_reference
 
     _echo_json(run_reference(_params(params)))
 
@@ -121,15 +125,19 @@ def report(params: Path = ParamsOpt) -> None:
     """Write the comparison report: report.md, report.html, figures, summary.json, curves."""
     from aegan.report import run_report
 
+    from aegan import paths
+
     run_report(_params(params))
-    typer.echo(Path("reports/report.md").read_text())
+    typer.echo(paths.REPORT_FILE.read_text())
 
 
 @app.command("check-params")
 @_user_errors
 def check_params(params: Path = ParamsOpt) -> None:
-    """Validate params.yaml and exit (0: valid, 2: the first problem, in one line)."""
-    _params(params)
+    """Validate params.yaml, every strategy's section included, and exit (0: valid, 2: the first problem, in one line)."""
+    from aegan.params import ALL
+
+    _params(params, ALL)
     typer.echo(f"{params}: ok")
 
 

@@ -1,4 +1,4 @@
-"""The saved generator: decoder weights + latent prior + what built it.
+"""The generator every strategy trains and every evaluation loads: decoder weights + latent prior.
 
 Evaluation loads every strategy's generator the same way, so sampling goes
 through one interface whatever the strategy's prior.
@@ -9,11 +9,41 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from aegan.errors import UserError
 from aegan.nets import Decoder, NetShape
 
 FORMAT = "aegan-generator/1"
+
+
+class LatentPrior(nn.Module):
+    """z = mean + L @ eps with eps ~ N(0, I). Standard normal: mean 0, L = I.
+
+    Stored with the generator, so sampling after training uses the prior the
+    strategy trained with, and the fixed grid latents (eps) mean the same
+    thing for every strategy.
+    """
+
+    def __init__(self, z_dim: int):
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(z_dim))
+        self.register_buffer("scale_tril", torch.eye(z_dim))
+
+    def transform(self, eps: torch.Tensor) -> torch.Tensor:
+        return self.mean + eps @ self.scale_tril.T
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        eps = torch.randn(n, self.mean.numel(), device=self.mean.device, generator=generator)
+        return self.transform(eps)
+
+    def fit(self, codes: torch.Tensor, jitter: float = 1e-4) -> None:
+        """Gaussian with the mean and full covariance of `codes` (N, z_dim)."""
+        codes = codes.double()
+        mean = codes.mean(0)
+        cov = torch.cov(codes.T) + jitter * torch.eye(codes.shape[1], dtype=codes.dtype, device=codes.device)
+        self.mean.copy_(mean.float())
+        self.scale_tril.copy_(torch.linalg.cholesky(cov).float())
 
 
 def save_generator(strategy, path: Path, extra: dict | None = None) -> None:
@@ -32,10 +62,8 @@ def save_generator(strategy, path: Path, extra: dict | None = None) -> None:
     )
 
 
-class LoadedGenerator(torch.nn.Module):
+class LoadedGenerator(nn.Module):
     def __init__(self, shape: NetShape):
-        from aegan.strategies.base import LatentPrior
-
         super().__init__()
         self.shape = shape
         self.decoder = Decoder(shape)
@@ -69,7 +97,7 @@ def load_generator(path: str | Path, shape: NetShape | None = None, device="cpu"
 @torch.no_grad()
 def sample_uint8(generate, n: int, z_dim: int, seed: int, device, batch_size: int = 500) -> torch.Tensor:
     """n samples as uint8 from `generate(eps)`, eps drawn from a seeded CPU generator (same on any device)."""
-    from aegan.data import to_uint8
+    from aegan.images import to_uint8
 
     eps = torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))
     return torch.cat([to_uint8(generate(e.to(device))) for e in eps.split(batch_size)])

@@ -1,7 +1,10 @@
 """Evaluation through torch-fidelity (DESIGN 4): every metric comes from `calculate_metrics`.
 
 One `Evaluator` holds the protocol (feature extractor, reference images,
-sample count) so every strategy and seed is scored identically.
+sample count) so every strategy and seed is scored identically. The scorer
+(scorer.py) is registered with torch-fidelity as a feature extractor under a
+name carrying a hash of its weights, so torch-fidelity's feature cache can
+never mix two different scorers.
 """
 
 from __future__ import annotations
@@ -10,9 +13,15 @@ from pathlib import Path
 
 import torch
 from torch.utils.data import Dataset
+from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
+from aegan import paths
 from aegan.errors import UserError
+from aegan.images import to_unit_range
 from aegan.params import EvaluateParams
+from aegan.scorer import load_scorer, scorer_hash
+
+SCORER_FEATURES = ("features", "logits")
 
 INCEPTION = "inception-v3-compat"
 INCEPTION_FILE = "weights-inception-2015-12-05-6726825d.pth"
@@ -70,10 +79,48 @@ def check_feature_extractor(params: EvaluateParams) -> None:
         inception_weights(params)
 
 
+class ScorerFeatureExtractor(FeatureExtractorBase):
+    """torch-fidelity interface: uint8 (N, C, H, W) -> ('features', 'logits')."""
+
+    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+        super().__init__(name, features_list)
+        self.net, self.task = load_scorer(feature_extractor_weights_path)
+        self.requires_grad_(False)
+
+    @staticmethod
+    def get_provided_features_list():
+        return SCORER_FEATURES
+
+    @staticmethod
+    def get_default_feature_layer_for_metric(metric):
+        return {"isc": "logits"}.get(metric, "features")
+
+    @staticmethod
+    def can_be_compiled():
+        return False
+
+    @staticmethod
+    def get_dummy_input_for_compile():
+        return None
+
+    def forward(self, x: torch.Tensor):
+        features = self.net.features(to_unit_range(x, x.device))
+        out = {"features": features, "logits": self.net.head(features)}
+        return tuple(out[name] for name in self.features_list)
+
+
+def register_scorer(path: str | Path) -> str:
+    """Register the scorer at `path` with torch-fidelity; returns its registered name."""
+    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
+
+    name = f"aegan-scorer-{scorer_hash(Path(path))}"
+    if name not in FEATURE_EXTRACTORS_REGISTRY:
+        register_feature_extractor(name, ScorerFeatureExtractor)
+    return name
+
+
 class Evaluator:
     def __init__(self, params: EvaluateParams, scorer_path: Path, reference: torch.Tensor, device: torch.device):
-        from aegan.scorer import load_scorer, register_scorer
-
         self.params = params
         self.device = device
         self.cuda = device.type == "cuda"
@@ -101,7 +148,7 @@ class Evaluator:
         net = self.classifier
         if net is None:  # rotation pretext task, or Inception features without a trained scorer
             return None
-        x = samples.to(self.device).float().div(127.5).sub(1.0)
+        x = to_unit_range(samples, self.device)
         pred = torch.cat([net(b).argmax(1) for b in x.split(self.params.batch_size)])
         return torch.bincount(pred.cpu(), minlength=net.config["num_outputs"]).tolist()
 
@@ -143,3 +190,19 @@ class Evaluator:
         ref = self.reference if reference is None else UInt8Images(reference, self.rgb)
         raw = torch_fidelity.calculate_metrics(input1=UInt8Images(samples, self.rgb), input2=ref, fid=True, **self._kwargs())
         return float(raw["frechet_inception_distance"])
+
+
+def heldout_evaluator(params, device: torch.device):
+    """The packed dataset and an Evaluator against its held-out split (the protocol of `reference` and `evaluate`)."""
+    from aegan.data.packed import load_packed
+
+    check_feature_extractor(params.evaluate)
+    data = load_packed(paths.DATASET_FILE)
+    n = params.evaluate.num_samples
+    if n > len(data.heldout_images) or n > len(data.train_images):
+        raise UserError(
+            f"evaluate.num_samples = {n} exceeds the held-out split ({len(data.heldout_images)} images) or the "
+            f"training split ({len(data.train_images)}): lower it or raise prepare.heldout_fraction"
+        )
+    reference = torch.as_tensor(data.heldout_images[:n])
+    return data, Evaluator(params.evaluate, paths.SCORER_FILE, reference, device)

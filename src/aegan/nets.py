@@ -38,6 +38,12 @@ class NetShape:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def for_data(cls, model, data_shape: tuple[int, int, int]) -> "NetShape":
+        """The shape of every network for images of `data_shape` (C, S, S) and params.yaml's `model` section."""
+        channels, size, _ = data_shape
+        return cls(image_size=size, channels=channels, z_dim=model.z_dim, width=model.width)
+
 
 class AutocastModule(nn.Module):
     """Runs its forward under bf16 autocast when enabled (CUDA mixed precision), returning float32.

@@ -4,35 +4,37 @@ Sections are named after the stages that read them (`prepare`, `train`, ...);
 each strategy's knobs live in a section named after the strategy, defined by
 the `Params` model in the strategy's own module. A wrong type, an unknown key
 or an impossible value becomes a one-line `UserError` (exit code 2).
+
+A command validates the stage sections and the strategy sections it reads
+(`strategies=`): `aegan train --strategy ae_disc` imports only the `ae_disc`
+module, so no other strategy's code is part of that stage (dvc.yaml deps).
+Strategy names are known from the module files, without importing them.
+`aegan check-params` validates every section.
 """
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, Collection, Literal, Optional
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import Field, ValidationError, create_model, model_validator
 
 from aegan.errors import UserError
+from aegan.params_base import OptimizerParams, StrictModel
 from aegan.paths import PARAMS_FILE
-
-
-class StrictModel(BaseModel):
-    """Unknown keys are errors: a typo must never be silently ignored."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
 
 SourceName = Literal["digits", "mnist", "fashion-mnist", "cifar10", "idx", "npz", "folder"]
 FILE_SOURCES = {"idx": "the IDX images file", "npz": "the .npz file", "folder": "the image folder"}
 TORCHVISION_SOURCES = ("mnist", "fashion-mnist", "cifar10")
 # The code's defaults are the values params.yaml ships with (tested), so the report can list what a run changed.
 DEFAULT_STRATEGIES = ("dcgan", "ae_init", "ae_disc", "ae_hybrid", "ae_manifold", "vaegan")
+ALL = None  # `strategies=ALL`: validate every strategy's section
 
 
 class PrepareParams(StrictModel):
-    """Which data, and the packed form every source ends in (DESIGN 7; data.py lists the sources)."""
+    """Which data, and the packed form every source ends in (DESIGN 7; data/sources.py lists the sources)."""
 
     source: SourceName = "digits"
     path: Optional[str] = Field(None, description="idx: images file; npz: the .npz file; folder: the image folder")
@@ -67,12 +69,6 @@ class ModelParams(StrictModel):
 class ComputeParams(StrictModel):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(False, description="bf16 autocast on CUDA (ignored on CPU)")
-
-
-class OptimizerParams(StrictModel):
-    lr: float = Field(2e-4, gt=0.0, le=1.0)
-    beta1: float = Field(0.5, ge=0.0, lt=1.0)
-    beta2: float = Field(0.999, ge=0.0, lt=1.0)
 
 
 class PretrainAEParams(StrictModel):
@@ -141,13 +137,9 @@ class ReportParams(StrictModel):
     )
 
 
-def _strategy_sections() -> dict[str, Any]:
-    from aegan.strategies import registry
+class StageParams(StrictModel):
+    """Every section but the strategies' own."""
 
-    return {name: (cls.Params, cls.Params()) for name, cls in registry().items()}
-
-
-class _BaseParams(StrictModel):
     prepare: PrepareParams = PrepareParams()
     model: ModelParams = ModelParams()
     compute: ComputeParams = ComputeParams()
@@ -160,10 +152,10 @@ class _BaseParams(StrictModel):
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
 
     @model_validator(mode="after")
-    def _known_strategies(self) -> "_BaseParams":
-        from aegan.strategies import registry
+    def _known_strategies(self) -> "StageParams":
+        from aegan.strategies import names
 
-        known = sorted(registry())
+        known = names()
         for i, name in enumerate(self.strategies):
             if name not in known:
                 raise ValueError(f"strategies[{i}] = {name!r} is not a strategy (available: {', '.join(known)})")
@@ -175,16 +167,27 @@ class _BaseParams(StrictModel):
             raise ValueError(f"report.baseline = {self.report.baseline!r} is not a strategy (available: {', '.join(known)})")
         return self
 
+    def strategy_params(self, name: str):
+        """The validated section of strategy `name` (load the params with `strategies=[name]` or ALL)."""
+        section = getattr(self, name)
+        if isinstance(section, dict):
+            raise RuntimeError(f"the {name!r} section was not validated: load the params with strategies=[{name!r}]")
+        return section
 
-_PARAMS_MODEL: type[_BaseParams] | None = None
 
+@functools.lru_cache(maxsize=None)
+def params_model(validated: frozenset[str], strategies: tuple[str, ...]) -> type[StageParams]:
+    """The full model: the stage sections, the `strategies` in `validated` by their `Params`, the others as mappings."""
+    from aegan.strategies import get_strategy
 
-def params_model() -> type[_BaseParams]:
-    """The full params model: the stage sections plus one section per registered strategy."""
-    global _PARAMS_MODEL
-    if _PARAMS_MODEL is None:
-        _PARAMS_MODEL = create_model("Params", __base__=_BaseParams, **_strategy_sections())
-    return _PARAMS_MODEL
+    fields: dict[str, Any] = {}
+    for name in strategies:
+        if name in validated:
+            cls = get_strategy(name).Params
+            fields[name] = (cls, cls())
+        else:
+            fields[name] = (dict[str, Any], {})
+    return create_model("Params", __base__=StageParams, **fields)
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -201,18 +204,24 @@ def format_validation_error(err: ValidationError, source: str) -> str:
     return f"{source}: {loc} = {given!r} is not allowed: {e['msg']}"
 
 
-def validate_params(raw: Any, source: str = str(PARAMS_FILE)) -> _BaseParams:
+def validate_params(raw: Any, source: str = str(PARAMS_FILE), strategies: Collection[str] | None = ALL) -> StageParams:
+    """Validate a params mapping: the stage sections and the sections of `strategies` (ALL: every strategy)."""
+    from aegan.strategies import get_strategy, names
+
     if raw is None:
         raw = {}
     if not isinstance(raw, dict):
         raise UserError(f"{source}: expected a mapping of sections at the top level, got {type(raw).__name__}")
+    validated = frozenset(names() if strategies is ALL else strategies)
+    for name in validated:
+        get_strategy(name)  # one-line error for an unknown strategy
     try:
-        return params_model().model_validate(raw)
+        return params_model(validated, tuple(names())).model_validate(raw)
     except ValidationError as err:
         raise UserError(format_validation_error(err, source)) from None
 
 
-def load_params(path: str | Path = PARAMS_FILE) -> _BaseParams:
+def load_params(path: str | Path = PARAMS_FILE, strategies: Collection[str] | None = ALL) -> StageParams:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: not found: run the command from the repository root, or pass --params PATH")
@@ -222,12 +231,17 @@ def load_params(path: str | Path = PARAMS_FILE) -> _BaseParams:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise UserError(f"{path}: not valid YAML{where}: fix the syntax") from None
-    return validate_params(raw, str(path))
+    return validate_params(raw, str(path), strategies)
 
 
-def differences_from_defaults(params: _BaseParams) -> list[tuple[str, Any, Any]]:
-    """(key, value, default) for every parameter that differs from the code's defaults, sorted by key."""
-    ours, defaults = flatten(params.model_dump()), flatten(validate_params({}).model_dump())
+def differences_from_defaults(params: StageParams) -> list[tuple[str, Any, Any]]:
+    """(key, value, default) for every validated parameter that differs from the code's defaults, sorted by key.
+
+    Sections of strategies that were not validated (`strategies=` at load time) are left out.
+    """
+    skipped = {name for name, value in params if isinstance(value, dict)}
+    ours = flatten({k: v for k, v in params.model_dump().items() if k not in skipped})
+    defaults = flatten({k: v for k, v in type(params)().model_dump().items() if k not in skipped})
     return [(k, ours.get(k), defaults.get(k)) for k in sorted(set(ours) | set(defaults)) if ours.get(k) != defaults.get(k)]
 
 

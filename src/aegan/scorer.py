@@ -2,9 +2,8 @@
 
 Independent of every strategy and of the AE (reusing the AE's encoder would
 favour the AE strategies). Without labels it learns a label-free pretext task:
-which of four rotations was applied. It is registered with torch-fidelity
-under a name carrying a hash of its weights, so torch-fidelity's feature cache
-can never mix two different scorers.
+which of four rotations was applied. Stage `train_scorer` trains it with
+`ScorerTrainer`; metrics.py registers it with torch-fidelity.
 """
 
 from __future__ import annotations
@@ -14,11 +13,8 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from aegan.errors import UserError
-
-FEATURES = ("features", "logits")
 
 
 class ScorerNet(nn.Module):
@@ -53,6 +49,37 @@ def rotate_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> t
     return rotated, k
 
 
+class ScorerTrainer:
+    """One classification step per call (labels, or the rotation task without them); the shared loop drives it."""
+
+    def __init__(self, net: ScorerNet, lr: float, betas: tuple[float, float], seed: int):
+        self.net = net
+        self.opt = torch.optim.Adam(net.parameters(), lr=lr, betas=betas)
+        self.rng = torch.Generator().manual_seed(seed)
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        if y is None:
+            x, y = rotate_batch(x, self.rng)
+        # light augmentation: random shifts of up to 1 pixel keep the scorer from memorising
+        shift = torch.randint(-1, 2, (2,), generator=self.rng).tolist()
+        x = torch.roll(x, shifts=shift, dims=(2, 3))
+        loss = torch.nn.functional.cross_entropy(self.net(x), y)
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt.step()
+        return {"loss_scorer": loss.detach()}
+
+
+@torch.no_grad()
+def heldout_accuracy(net: ScorerNet, x: torch.Tensor, labels: torch.Tensor | None, seed: int) -> float:
+    """Accuracy on held-out images in [-1, 1]: on their labels, or on the rotation task without labels."""
+    net.eval()
+    if labels is None:
+        x, labels = rotate_batch(x, torch.Generator().manual_seed(seed + 1))
+    pred = torch.cat([net(b).argmax(1) for b in x.split(512)])
+    return float((pred == labels).float().mean())
+
+
 def save_scorer(net: ScorerNet, task: str, path: Path) -> str:
     """Save weights + config; returns the content hash that names the extractor."""
     from aegan.atomic import torch_save
@@ -76,44 +103,3 @@ def load_scorer(path: str | Path) -> tuple[ScorerNet, str]:
     except Exception as err:  # corrupt file, wrong layout
         raise UserError(f"{path}: not a valid scorer checkpoint ({type(err).__name__}): re-run `aegan train-scorer`") from None
     return net.eval(), bundle["task"]
-
-
-class ScorerFeatureExtractor(FeatureExtractorBase):
-    """torch-fidelity interface: uint8 (N, C, H, W) -> ('features', 'logits')."""
-
-    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-        super().__init__(name, features_list)
-        self.net, self.task = load_scorer(feature_extractor_weights_path)
-        self.requires_grad_(False)
-
-    @staticmethod
-    def get_provided_features_list():
-        return FEATURES
-
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits"}.get(metric, "features")
-
-    @staticmethod
-    def can_be_compiled():
-        return False
-
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return None
-
-    def forward(self, x: torch.Tensor):
-        x = x.float().div(127.5).sub(1.0)
-        features = self.net.features(x)
-        out = {"features": features, "logits": self.net.head(features)}
-        return tuple(out[name] for name in self.features_list)
-
-
-def register_scorer(path: str | Path) -> str:
-    """Register the scorer at `path` with torch-fidelity; returns its registered name."""
-    from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
-
-    name = f"aegan-scorer-{scorer_hash(Path(path))}"
-    if name not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor(name, ScorerFeatureExtractor)
-    return name

@@ -31,12 +31,27 @@ def tracking_uri() -> str:
     return os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{repo_root() / 'mlflow.db'}"
 
 
-def git_commit() -> str:
+def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10)
-        return out.stdout.strip() if out.returncode == 0 else "unknown"
+        out = subprocess.run(["git", *args], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.TimeoutExpired):
-        return "unknown"
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def git_commit() -> str:
+    """The checked-out commit (full sha), or "unknown" outside a git checkout."""
+    return _git("rev-parse", "HEAD") or "unknown"
+
+
+def git_dirty() -> bool:
+    """Whether tracked files differ from the commit (dvc.lock does while `dvc repro` runs)."""
+    return bool(_git("status", "--porcelain", "--untracked-files=no"))
+
+
+def stage_tags(stage: str, data_sha256: str, section: Any) -> dict[str, str]:
+    """The tags every stage's run carries: the stage, the data it read, a hash of the params that define it."""
+    return {"stage": stage, "data_sha256": data_sha256[:12], "params_hash": params_hash(section)}
 
 
 def params_hash(section: Any) -> str:
@@ -86,7 +101,7 @@ def _client():
 
 @functools.lru_cache(maxsize=4)
 def _client_for(uri: str):
-    """One client (one SQLAlchemy engine, ~1 s to build) per URI and process."""
+    """One client (one SQLAlchemy engine, slow to build) per URI and process."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
     from mlflow.tracking import MlflowClient

@@ -8,6 +8,8 @@ logs them all to an MLflow run.
 
 from __future__ import annotations
 
+import json
+
 from aegan import paths
 from aegan.report.tables import aggregate, collect_runs, read_json  # noqa: F401  (used by tests and callers)
 
@@ -24,7 +26,7 @@ def real_grid():
 
 
 def log_final_metrics(runs) -> None:
-    """Each (strategy, seed) MLflow run gets its final scores (evaluate stays free of MLflow: see stages.py)."""
+    """Each (strategy, seed) MLflow run gets its final scores (evaluate stays free of MLflow: see stages/evaluate.py)."""
     import math
     import sys
 
@@ -88,14 +90,29 @@ def make_figures(ctx: dict) -> dict:
     return figs
 
 
+def parameter_differences(params) -> list[tuple]:
+    """Every parameter that differs from its default: the stage sections from params.yaml, each strategy's
+    from what its runs recorded (run.json), so the report needs no strategy code."""
+    from aegan.params import differences_from_defaults, flatten
+
+    diffs = differences_from_defaults(params)
+    for s in params.strategies:
+        if not isinstance(getattr(params, s, None), dict):
+            continue  # validated with params.yaml: already compared
+        infos = [paths.run_dir(s, seed) / "run.json" for seed in params.seeds]
+        info = next((json.loads(p.read_text()) for p in infos if p.is_file()), {})
+        ran, defaults = flatten(info.get("strategy_params") or {}, s), flatten(info.get("strategy_defaults") or {}, s)
+        diffs += [(k, ran.get(k), defaults.get(k)) for k in sorted(set(ran) | set(defaults)) if ran.get(k) != defaults.get(k)]
+    return sorted(diffs, key=lambda d: d[0])
+
+
 def run_report(params) -> dict:
     import math
 
     from aegan import wall_seconds
     from aegan.atomic import write_json, write_text
-    from aegan.params import differences_from_defaults
     from aegan.report import tables as T
-    from aegan.report.compose import build_document, git_commit, stage_seconds
+    from aegan.report.compose import build_document, commit_line, stage_seconds
     from aegan.report.render import to_html, to_markdown
     from aegan.tracking import Run
 
@@ -110,7 +127,7 @@ def run_report(params) -> dict:
     ctx = {
         "params": params, "runs": runs, "histories": histories, "table": table, "comparisons": comparisons,
         "stability": stab, "reference": reference, "card": card, "scorer": scorer, "ae": ae,
-        "differences": differences_from_defaults(params), "commit": git_commit(),
+        "differences": parameter_differences(params), "commit": commit_line(),
     }  # fmt: skip
     # stale figures of strategies no longer run must not linger next to the new ones
     for old in paths.FIGURES_DIR.glob("*.png") if paths.FIGURES_DIR.is_dir() else []:

@@ -7,7 +7,6 @@ nothing here is written with a particular outcome in mind.
 from __future__ import annotations
 
 import math
-import subprocess
 
 import numpy as np
 import pandas as pd
@@ -30,15 +29,14 @@ def fid_name(feature_extractor: str) -> str:
     return "FID (Inception)" if feature_extractor.startswith("inception") else "FID (scorer features)"
 
 
-def git_commit() -> str:
+def commit_line() -> str:
     """The checked-out commit, and whether tracked files differ from it (dvc.lock does while dvc repro runs)."""
-    try:
-        sha = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], capture_output=True, text=True,
-                               check=True).stdout.strip()  # fmt: skip
-    except (OSError, subprocess.CalledProcessError):
+    from aegan.tracking import git_commit, git_dirty
+
+    sha = git_commit()
+    if sha == "unknown":
         return "unknown (not a git checkout, or no commit yet)"
-    return f"`{sha}`" + (" with uncommitted changes to tracked files" if dirty else "")
+    return f"`{sha[:12]}`" + (" with uncommitted changes to tracked files" if git_dirty() else "")
 
 
 def stage_seconds(card: dict, scorer: dict, ae: dict, reference: dict, runs: pd.DataFrame) -> tuple[float, int, int]:

@@ -1,16 +1,16 @@
-"""One report, two renderings: Markdown (reports/report.md) and self-contained HTML (reports/report.html).
+"""One report, written as Markdown (reports/report.md) and rendered to self-contained HTML (reports/report.html).
 
-The report is built once as a list of blocks; text uses a small inline
-Markdown subset (`code`, **bold**, *italic*) that both renderers understand.
-The HTML embeds every figure as a data URI and carries its own style: it opens
-offline, with no external script, style sheet or font.
+The report is built once as a list of blocks and written as Markdown; the
+HTML is markdown-it-py's rendering of that same Markdown (CommonMark plus
+tables), with every figure embedded as a data URI and the style inline: it
+opens offline, with no external script, style sheet or font. Raw HTML in the
+text (a title, say) is escaped, never passed through.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,12 +82,6 @@ def to_markdown(doc: Document) -> str:
 
 
 # ------------------------------------------------------------------ HTML
-_INLINE = [
-    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
-    (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
-    (re.compile(r"(?<![\w*])\*([^*]+)\*(?![\w*])"), r"<em>\1</em>"),
-]
-
 STYLE = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; max-width: 1100px;
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
@@ -100,18 +94,10 @@ td:last-child { white-space: normal; }
 th { background: #f3f3f3; }
 td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
+table + p { color: #555; font-size: .88em; }
 code { background: #f2f2f2; padding: 0 .25em; border-radius: 3px; font-size: .92em; }
-figure { margin: 1.2em 0; }
-figure img { max-width: 100%; border: 1px solid #eee; }
-figcaption, .note { color: #555; font-size: .88em; }
+img { max-width: 100%; border: 1px solid #eee; }
 """
-
-
-def inline_html(text: str) -> str:
-    out = html.escape(text, quote=False)
-    for pattern, repl in _INLINE:
-        out = pattern.sub(repl, out)
-    return out
 
 
 def data_uri(path: Path) -> str:
@@ -119,30 +105,26 @@ def data_uri(path: Path) -> str:
 
 
 def to_html(doc: Document) -> str:
-    parts = [
+    """markdown-it-py's HTML of `to_markdown(doc)`, each figure inlined from its PNG (data-file keeps its path)."""
+    from markdown_it import MarkdownIt
+
+    files = {f.rel: f.path for f in doc.figures()}
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+
+    def image(self, tokens, idx, options, env):
+        token = tokens[idx]
+        rel = token.attrGet("src")
+        alt = html.escape(self.renderInlineAsText(token.children, options, env), quote=True)
+        return f'<img src="{data_uri(files[rel])}" alt="{alt}" data-file="{html.escape(rel, quote=True)}">'
+
+    md.add_render_rule("image", image)
+    body = md.render(to_markdown(doc))
+    return "\n".join([
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         f"<title>{html.escape(doc.title)}</title>",
         f"<style>{STYLE}</style></head><body>",
-        f"<h1>{inline_html(doc.title)}</h1>",
-    ]
-    for b in doc.blocks:
-        if isinstance(b, Heading):
-            parts.append(f"<h{b.level}>{inline_html(b.text)}</h{b.level}>")
-        elif isinstance(b, Paragraph):
-            parts.append(f"<p>{inline_html(b.text)}</p>")
-        elif isinstance(b, Bullets):
-            parts.append("<ul>" + "".join(f"<li>{inline_html(i)}</li>" for i in b.items) + "</ul>")
-        elif isinstance(b, Table):
-            head = "".join(f"<th>{inline_html(h)}</th>" for h in b.header)
-            body = "".join("<tr>" + "".join(f"<td>{inline_html(c)}</td>" for c in row) + "</tr>" for row in b.rows)
-            parts.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
-            if b.note:
-                parts.append(f'<p class="note">{inline_html(b.note)}</p>')
-        elif isinstance(b, Figure):
-            alt = html.escape(b.caption, quote=True)
-            parts.append(f'<figure><img src="{data_uri(b.path)}" alt="{alt}" data-file="{html.escape(b.rel)}">'
-                         f"<figcaption>{inline_html(b.caption)}</figcaption></figure>")  # fmt: skip
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+        body,
+        "</body></html>",
+    ]) + "\n"  # fmt: skip

@@ -125,18 +125,15 @@ class Comparison:
 
 
 def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
-    """mean(a) - mean(b), its Welch t confidence interval and two-sided p-value (unequal variances)."""
+    """mean(a) - mean(b), its Welch t confidence interval and two-sided p-value (scipy, unequal variances)."""
     from scipy import stats
 
     delta = float(a.mean() - b.mean())
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = math.sqrt(va + vb)
-    if se == 0.0:  # no spread at all on either side: the difference is exact
+    if a.var(ddof=1) == 0.0 and b.var(ddof=1) == 0.0:  # no spread at all on either side: the difference is exact
         return delta, delta, delta, 0.0 if delta else 1.0
-    df = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + confidence / 2, df)) * se
-    p = float(2 * stats.t.sf(abs(delta) / se, df))
-    return delta, delta - half, delta + half, p
+    res = stats.ttest_ind(a, b, equal_var=False)
+    ci = res.confidence_interval(confidence_level=confidence)
+    return delta, float(ci.low), float(ci.high), float(res.pvalue)
 
 
 def compare_with_baseline(runs: pd.DataFrame, baseline: str, confidence: float, metric: str = "fid") -> list[Comparison]:
@@ -194,13 +191,13 @@ def coverage(counts, reference_counts, min_share: float) -> tuple[int, float]:
     reference (held-out) images. The KL grows when the samples miss classes the reference has
     (a smoothed estimate: one pseudo-count per class so a missing class gives a large finite value).
     """
+    from scipy.stats import entropy
+
     c = np.asarray(counts, dtype=float)
     r = np.asarray(reference_counts, dtype=float)
     p_s, p_r = c / c.sum(), r / r.sum()
     covered = int(((p_s >= min_share * p_r) & (p_r > 0)).sum())
-    q = (c + 1) / (c.sum() + len(c))
-    kl = float(np.sum(np.where(p_r > 0, p_r * np.log(np.where(p_r > 0, p_r, 1) / q), 0.0)))
-    return covered, kl
+    return covered, float(entropy(p_r, c + 1))
 
 
 def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.DataFrame:

@@ -1,44 +1,42 @@
-"""Strategies are registered by name, as torch-fidelity registers feature extractors.
+"""Strategies are found by name, as torch-fidelity finds feature extractors in its registry.
 
-Each strategy is one module that defines a `Strategy` subclass decorated with
-`@register_strategy("name")`. Adding a strategy = adding a module here and its
-name to BUILTIN_MODULES; params.yaml then accepts a section of that name.
+Each strategy is one module of this package, named after the strategy, that
+defines one `Strategy` subclass as `STRATEGY`. Adding a strategy = adding a
+module here (and its section in params.yaml, defaults as in its `Params`).
+Names come from the module files, without importing them: a stage imports
+only the strategy it runs, so only that module is part of the stage's code.
 """
 
 from __future__ import annotations
 
 import importlib
-from typing import TYPE_CHECKING, Callable
+import pkgutil
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from aegan.strategies.base import Strategy
 
-BUILTIN_MODULES = ["dcgan", "ae_init", "ae_disc", "ae_hybrid", "ae_manifold", "vaegan"]
-
-_REGISTRY: dict[str, type["Strategy"]] = {}
+NOT_STRATEGIES = {"base"}
 
 
-def register_strategy(name: str) -> Callable[[type["Strategy"]], type["Strategy"]]:
-    def decorate(cls: type["Strategy"]) -> type["Strategy"]:
-        if name in _REGISTRY and _REGISTRY[name] is not cls:
-            raise ValueError(f"strategy {name!r} is registered twice")
-        cls.name = name
-        _REGISTRY[name] = cls
-        return cls
-
-    return decorate
-
-
-def registry() -> dict[str, type["Strategy"]]:
-    for module in BUILTIN_MODULES:
-        importlib.import_module(f"aegan.strategies.{module}")
-    return dict(_REGISTRY)
+def names() -> list[str]:
+    """Every strategy's name, sorted (the module files of this package)."""
+    return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_") and m.name not in NOT_STRATEGIES)
 
 
 def get_strategy(name: str) -> type["Strategy"]:
+    """The strategy class called `name`, importing its module only."""
     from aegan.errors import UserError
 
-    strategies = registry()
-    if name not in strategies:
-        raise UserError(f"unknown strategy {name!r}: choose one of {', '.join(sorted(strategies))}")
-    return strategies[name]
+    known = names()
+    if name not in known:
+        raise UserError(f"unknown strategy {name!r}: choose one of {', '.join(known)}")
+    cls = importlib.import_module(f"{__name__}.{name}").STRATEGY
+    if cls.name != name:
+        raise TypeError(f"module {name}.py defines STRATEGY with name {cls.name!r}: they must match")
+    return cls
+
+
+def registry() -> dict[str, type["Strategy"]]:
+    """All strategies by name (imports every strategy module)."""
+    return {name: get_strategy(name) for name in names()}

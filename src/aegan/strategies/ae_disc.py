@@ -20,7 +20,6 @@ import torch
 from pydantic import Field
 
 from aegan.nets import AutoEncoder, Decoder
-from aegan.strategies import register_strategy
 from aegan.strategies.base import Strategy, StrategyParams
 
 
@@ -30,13 +29,12 @@ class AEDiscParams(StrategyParams):
     init_disc_from_ae: bool = False
 
 
-@register_strategy("ae_disc")
 class AEDisc(Strategy):
+    name = "ae_disc"
     Params = AEDiscParams
-    uses_ae = True  # only with init_disc_from_ae (see needs_ae)
 
     @classmethod
-    def needs_ae(cls, params: AEDiscParams) -> bool:
+    def uses_ae(cls, params: AEDiscParams) -> bool:
         return params.init_disc_from_ae
 
     def __init__(self, params, shape, optimizer, ae=None):
@@ -84,3 +82,6 @@ class AEDisc(Strategy):
 
     def load_extra_state(self, state: dict[str, float]) -> None:
         self.k_t.fill_(float(state["k_t"]))
+
+
+STRATEGY = AEDisc

@@ -25,13 +25,12 @@ from torch import nn
 
 from aegan.losses import bce
 from aegan.nets import Discriminator
-from aegan.strategies import register_strategy
 from aegan.strategies.base import Strategy, StrategyParams
 
 
 class AEHybridParams(StrategyParams):
-    # mean|x - x''| is ~0.05-0.15 on [-1, 1] digits (pretrained AE, then in training): x10 puts the anchor at the
-    # scale of one GAN term (~0.7), so neither the reconstructions nor the adversarial signal drowns the other.
+    # lambda_rec puts the L1 anchor at the scale of one GAN term, so neither the reconstructions nor the adversarial
+    # signal drowns the other (`python bench/loss_scales.py` prints both terms on the data at hand).
     lambda_rec: float = Field(10.0, ge=0.0, description="weight of the L1 reconstruction term mean|x - G(E(x))|")
     lambda_lat: float = Field(1.0, ge=0.0, description="weight of the latent regulariser pulling E(x) towards N(0, I)")
     latent_reg: Literal["adversarial", "moments"] = "adversarial"
@@ -56,10 +55,13 @@ def latent_discriminator(z_dim: int, width: int) -> nn.Sequential:
     )  # fmt: skip
 
 
-@register_strategy("ae_hybrid")
 class AEHybrid(Strategy):
+    name = "ae_hybrid"
     Params = AEHybridParams
-    uses_ae = True
+
+    @classmethod
+    def uses_ae(cls, params: AEHybridParams) -> bool:
+        return True
 
     def __init__(self, params, shape, optimizer, ae):
         super().__init__(params, shape, optimizer, ae)
@@ -106,3 +108,6 @@ class AEHybrid(Strategy):
             "d_real": torch.sigmoid(d_real).mean().detach(),
             "d_fake": torch.sigmoid(d_p).mean().detach(),
         }
+
+
+STRATEGY = AEHybrid

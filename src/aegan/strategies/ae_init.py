@@ -15,14 +15,11 @@ The caller's AE is only read: G and D get copies of its weights.
 
 from __future__ import annotations
 
-import copy
 from typing import Literal
 
 import torch
 
-from aegan.strategies import register_strategy
-from aegan.strategies.base import StrategyParams
-from aegan.strategies.dcgan import DCGAN
+from aegan.strategies.base import NonSaturatingGAN, StrategyParams
 
 
 class AEInitParams(StrategyParams):
@@ -30,23 +27,30 @@ class AEInitParams(StrategyParams):
     init_disc_from_encoder: bool = False
 
 
-@register_strategy("ae_init")
-class AEInit(DCGAN):
+class AEInit(NonSaturatingGAN):
+    name = "ae_init"
     Params = AEInitParams
-    uses_ae = True
+
+    @classmethod
+    def uses_ae(cls, params: AEInitParams) -> bool:
+        return True
 
     def __init__(self, params, shape, optimizer, ae):
         super().__init__(params, shape, optimizer, ae)  # dcgan's G, D and optimizers
         self.generator.load_state_dict(ae.decoder.state_dict())  # copies values: ae is never touched
         if params.init_disc_from_encoder:
             self.discriminator.trunk.load_state_dict(ae.encoder.trunk.state_dict())
-        # frozen encoder copy for setup(), deliberately not a submodule (not checkpointed, not optimized)
-        object.__setattr__(self, "_encoder", copy.deepcopy(ae.encoder).requires_grad_(False).eval())
 
     @torch.no_grad()
-    def setup(self, train_images: torch.Tensor, batch_size: int = 512) -> None:
+    def setup(self, train_images: torch.Tensor, ae, batch_size: int = 512) -> None:
         if self.params.latent_prior == "fitted":
-            encoder = self._encoder.to(train_images.device).eval()
+            encoder = ae.encoder  # read only, on the device of train_images
+            was_training = encoder.training
+            encoder.eval()
             self.prior.fit(torch.cat([encoder(b).float() for b in train_images.split(batch_size)]))
+            encoder.train(was_training)
 
-    # train_step is dcgan's: after the AE-based start, ae_init trains exactly like the control.
+    # train_step is dcgan's (NonSaturatingGAN): after the AE-based start, ae_init trains exactly like the control.
+
+
+STRATEGY = AEInit

@@ -1,7 +1,8 @@
 """`ae_manifold`: the AE's reconstruction error of generated samples stabilizes the GAN.
 
 Q = Dec(E(.)) is the pretrained AE, frozen (a copy, never updated, always in eval mode
-so its batch-norm statistics never move). G and D start fresh, as in `dcgan`:
+so its batch-norm statistics never move). G and D start fresh and train as in `dcgan`
+(`NonSaturatingGAN`), with the penalty added to G's loss through its hook:
 
     L_D = -E[log D(x)] - E[log(1 - D(G(z)))]
     L_G = -E[log D(G(z))] + lambda_m(t) * ||G(z) - Q(G(z))||^2     (pixel mean)
@@ -10,12 +11,11 @@ Gradients of the penalty flow through Q into G. lambda_m(t) = lambda_m * warm-up
 decay(t): linear 0 -> 1 over `warmup_steps`, then optionally `linear`/`cosine` 1 -> 0
 between `decay_start` and `decay_end` (t = generator updates done so far, checkpointed).
 
-Default lambda_m = 10. The penalty is a pixel MSE in [-1, 1] units: ~0.0025 on real
-digits (the AE's own error), ~0.15 on a fresh G's samples, ~0.01 after a few hundred
-dcgan steps, while L_GAN is ~0.7-3. Measured on the params.yaml shape, the penalty's
-gradient on G is ~1/7 of L_GAN's at the start and 1/50-1/500 later; lambda_m = 10 makes
-it comparable to L_GAN while G is off the AE manifold (when it should stabilize) and a
-few per cent once samples lie on it, so it never overrides the adversarial objective.
+The penalty is a pixel MSE in [-1, 1] units: small on real images (the AE's own error),
+large on a fresh G's samples. The default lambda_m makes its gradient on G comparable to
+L_GAN's while G is off the AE manifold (when it should stabilize) and a small fraction of
+it once samples lie on it, so it never overrides the adversarial objective;
+`python bench/loss_scales.py` prints both terms on the data at hand.
 """
 
 from __future__ import annotations
@@ -27,10 +27,7 @@ from typing import Any, Literal
 import torch
 from pydantic import Field, model_validator
 
-from aegan.losses import bce
-from aegan.nets import Decoder, Discriminator
-from aegan.strategies import register_strategy
-from aegan.strategies.base import Strategy, StrategyParams
+from aegan.strategies.base import NonSaturatingGAN, StrategyParams
 
 
 class AEManifoldParams(StrategyParams):
@@ -56,18 +53,17 @@ class AEManifoldParams(StrategyParams):
         return self.lambda_m * warm * decay
 
 
-@register_strategy("ae_manifold")
-class AEManifold(Strategy):
+class AEManifold(NonSaturatingGAN):
+    name = "ae_manifold"
     Params = AEManifoldParams
-    uses_ae = True
+
+    @classmethod
+    def uses_ae(cls, params: AEManifoldParams) -> bool:
+        return True
 
     def __init__(self, params, shape, optimizer, ae):
-        super().__init__(params, shape, optimizer, ae)
-        self.generator = Decoder(shape)
-        self.discriminator = Discriminator(shape)
+        super().__init__(params, shape, optimizer, ae)  # dcgan's G, D and optimizers
         self.q = copy.deepcopy(ae).requires_grad_(False).eval()
-        self.opt_g = self.adam(self.generator.parameters())
-        self.opt_d = self.adam(self.discriminator.parameters())
         self.step = 0
 
     def train(self, mode: bool = True) -> "AEManifold":
@@ -78,28 +74,13 @@ class AEManifold(Strategy):
     def manifold_penalty(self, x: torch.Tensor) -> torch.Tensor:
         return (x - self.q(x)).pow(2).mean()
 
-    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+    def generator_penalty(self, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         lambda_m = self.params.lambda_at(self.step)
-        fake = self.generator(self.sample_prior(real.shape[0]))
-
-        d_real, d_fake = self.discriminator(real), self.discriminator(fake.detach())
-        loss_d = bce(d_real, 1.0) + bce(d_fake, 0.0)
-        self.update(self.opt_d, loss_d)
-
-        loss_gan = bce(self.discriminator(fake), 1.0)
+        self.step += 1  # this step's generator update is the one the penalty goes into
         penalty = self.manifold_penalty(fake)
-        loss_g = loss_gan + lambda_m * penalty
-        self.update(self.opt_g, loss_g)
-        self.step += 1
-
-        return {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "loss_gan": loss_gan.detach(),
+        return lambda_m * penalty, {
             "penalty_manifold": penalty.detach(),
-            "lambda_m": torch.tensor(lambda_m, device=real.device),
-            "d_real": torch.sigmoid(d_real).mean().detach(),
-            "d_fake": torch.sigmoid(d_fake).mean().detach(),
+            "lambda_m": torch.tensor(lambda_m, device=fake.device),
         }
 
     def extra_state(self) -> dict[str, Any]:
@@ -107,3 +88,6 @@ class AEManifold(Strategy):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.step = int(state["step"])
+
+
+STRATEGY = AEManifold

@@ -4,6 +4,10 @@ A strategy owns its networks and optimizers and does one training step
 (one generator update, plus whatever discriminator/encoder updates its paper
 prescribes) in `train_step`. Sampling for evaluation always goes through
 `generator` and `prior`, whatever the strategy.
+
+`NonSaturatingGAN` is the standard GAN step (Goodfellow et al. 2014) that
+`dcgan` trains with; `ae_init` trains with it unchanged and `ae_manifold`
+adds its penalty through the `generator_penalty` hook.
 """
 
 from __future__ import annotations
@@ -12,62 +16,27 @@ from abc import ABC, abstractmethod
 from typing import Any, ClassVar
 
 import torch
-from pydantic import BaseModel, ConfigDict
 from torch import nn
 
-from aegan.nets import AutoEncoder, Decoder, NetShape
-from aegan.params import OptimizerParams
-
-
-class StrategyParams(BaseModel):
-    """Base of every strategy's params section: unknown keys are errors."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class LatentPrior(nn.Module):
-    """z = mean + L @ eps with eps ~ N(0, I). Standard normal: mean 0, L = I.
-
-    Stored with the generator, so sampling after training uses the prior the
-    strategy trained with, and the fixed grid latents (eps) mean the same
-    thing for every strategy.
-    """
-
-    def __init__(self, z_dim: int):
-        super().__init__()
-        self.register_buffer("mean", torch.zeros(z_dim))
-        self.register_buffer("scale_tril", torch.eye(z_dim))
-
-    def transform(self, eps: torch.Tensor) -> torch.Tensor:
-        return self.mean + eps @ self.scale_tril.T
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
-        eps = torch.randn(n, self.mean.numel(), device=self.mean.device, generator=generator)
-        return self.transform(eps)
-
-    def fit(self, codes: torch.Tensor, jitter: float = 1e-4) -> None:
-        """Gaussian with the mean and full covariance of `codes` (N, z_dim)."""
-        codes = codes.double()
-        mean = codes.mean(0)
-        cov = torch.cov(codes.T) + jitter * torch.eye(codes.shape[1], dtype=codes.dtype, device=codes.device)
-        self.mean.copy_(mean.float())
-        self.scale_tril.copy_(torch.linalg.cholesky(cov).float())
+from aegan.generator import LatentPrior
+from aegan.losses import bce
+from aegan.nets import AutoEncoder, Decoder, Discriminator, NetShape
+from aegan.params_base import OptimizerParams, StrategyParams
 
 
 class Strategy(nn.Module, ABC):
     name: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
-    uses_ae: ClassVar[bool] = False
     generator: Decoder
 
     @classmethod
-    def needs_ae(cls, params: StrategyParams) -> bool:
-        """Whether these params use the pretrained AE (then its cost is charged to the strategy)."""
-        return cls.uses_ae
+    def uses_ae(cls, params: StrategyParams) -> bool:
+        """Whether these params use the pretrained AE (then it is loaded, and its cost charged to the strategy)."""
+        return False
 
     def __init__(self, params: StrategyParams, shape: NetShape, optimizer: OptimizerParams, ae: AutoEncoder | None):
         super().__init__()
-        if self.needs_ae(params) and ae is None:
+        if self.uses_ae(params) and ae is None:
             raise ValueError(f"strategy {self.name!r} needs the pretrained autoencoder")
         self.params = params
         self.shape = shape
@@ -89,8 +58,8 @@ class Strategy(nn.Module, ABC):
         return self.prior.sample(n)
 
     # --- the interface ------------------------------------------------------------
-    def setup(self, train_images: torch.Tensor) -> None:
-        """Called once before training with the whole training split in [-1, 1] (e.g. to fit a prior)."""
+    def setup(self, train_images: torch.Tensor, ae: AutoEncoder | None) -> None:
+        """Called once before training with the training split in [-1, 1] and the AE (or None): e.g. fit a prior."""
 
     @abstractmethod
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -132,3 +101,44 @@ class Strategy(nn.Module, ABC):
             return self.generator(self.prior.transform(eps))
         finally:
             self.generator.train(was_training)
+
+
+class NonSaturatingGAN(Strategy):
+    """G = the shared Decoder, D = the shared Discriminator, one D update then one G update per step:
+
+        L_D = -E[log D(x)] - E[log(1 - D(G(z)))]
+        L_G = -E[log D(G(z))] + penalty(G(z))          (penalty: the `generator_penalty` hook, 0 by default)
+    """
+
+    def __init__(self, params, shape, optimizer, ae=None):
+        super().__init__(params, shape, optimizer, ae)
+        self.generator = Decoder(shape)
+        self.discriminator = Discriminator(shape)
+        self.opt_g = self.adam(self.generator.parameters())
+        self.opt_d = self.adam(self.discriminator.parameters())
+
+    def generator_penalty(self, fake: torch.Tensor) -> tuple[torch.Tensor | None, dict[str, torch.Tensor]]:
+        """An extra term of G's loss on this step's fakes (with its graph), and what to log; None: no term."""
+        return None, {}
+
+    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
+        fake = self.generator(self.sample_prior(real.shape[0]))
+
+        d_real, d_fake = self.discriminator(real), self.discriminator(fake.detach())
+        loss_d = bce(d_real, 1.0) + bce(d_fake, 0.0)
+        self.update(self.opt_d, loss_d)
+
+        loss_gan = bce(self.discriminator(fake), 1.0)
+        penalty, logged = self.generator_penalty(fake)
+        loss_g = loss_gan if penalty is None else loss_gan + penalty
+        self.update(self.opt_g, loss_g)
+
+        if penalty is not None:
+            logged = {"loss_gan": loss_gan.detach(), **logged}
+        return {
+            "loss_d": loss_d.detach(),
+            "loss_g": loss_g.detach(),
+            **logged,
+            "d_real": torch.sigmoid(d_real).mean().detach(),
+            "d_fake": torch.sigmoid(d_fake).mean().detach(),
+        }

@@ -2,46 +2,24 @@
 
     L_D = -E[log D(x)] - E[log(1 - D(G(z)))]
     L_G = -E[log D(G(z))]
+
+G is the shared `Decoder`, D the shared `Discriminator`, z ~ N(0, I); the step
+is `NonSaturatingGAN.train_step` (strategies/base.py), which `ae_init` and
+`ae_manifold` train with too.
 """
 
 from __future__ import annotations
 
-import torch
-
-from aegan.losses import bce
-from aegan.nets import Decoder, Discriminator
-from aegan.strategies import register_strategy
-from aegan.strategies.base import Strategy, StrategyParams
+from aegan.strategies.base import NonSaturatingGAN, StrategyParams
 
 
 class DCGANParams(StrategyParams):
     pass
 
 
-@register_strategy("dcgan")
-class DCGAN(Strategy):
+class DCGAN(NonSaturatingGAN):
+    name = "dcgan"
     Params = DCGANParams
 
-    def __init__(self, params, shape, optimizer, ae=None):
-        super().__init__(params, shape, optimizer, ae)
-        self.generator = Decoder(shape)
-        self.discriminator = Discriminator(shape)
-        self.opt_g = self.adam(self.generator.parameters())
-        self.opt_d = self.adam(self.discriminator.parameters())
 
-    def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
-        fake = self.generator(self.sample_prior(real.shape[0]))
-
-        d_real, d_fake = self.discriminator(real), self.discriminator(fake.detach())
-        loss_d = bce(d_real, 1.0) + bce(d_fake, 0.0)
-        self.update(self.opt_d, loss_d)
-
-        loss_g = bce(self.discriminator(fake), 1.0)
-        self.update(self.opt_g, loss_g)
-
-        return {
-            "loss_d": loss_d.detach(),
-            "loss_g": loss_g.detach(),
-            "d_real": torch.sigmoid(d_real).mean().detach(),
-            "d_fake": torch.sigmoid(d_fake).mean().detach(),
-        }
+STRATEGY = DCGAN

@@ -25,14 +25,13 @@ from torch import nn
 
 from aegan.losses import bce
 from aegan.nets import Decoder, Discriminator, Encoder
-from aegan.strategies import register_strategy
 from aegan.strategies.base import Strategy, StrategyParams
 
 
 class VAEGANParams(StrategyParams):
     beta: float = Field(1.0, ge=0.0, description="weight of the KL prior term in the encoder's loss")
-    # L_llike is a per-image sum over D_l's 1024 features (~400 at init, ~80 after 200 steps on digits): 0.01 puts
-    # gamma L_llike at the scale of L_G (~1.4-2.5), the balance Larsen's 1e-6 strikes between their summed losses.
+    # L_llike is a per-image sum over all of D_l's features, so it is far larger than L_G: gamma puts gamma L_llike at
+    # the scale of L_G, the balance Larsen's 1e-6 strikes between their summed losses (`python bench/loss_scales.py`).
     gamma: float = Field(0.01, ge=0.0, description="weight of L_llike against L_GAN in the decoder's loss")
 
 
@@ -41,10 +40,9 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
     return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(1).mean()
 
 
-@register_strategy("vaegan")
 class VAEGAN(Strategy):
+    name = "vaegan"
     Params = VAEGANParams
-    uses_ae = False
 
     def __init__(self, params, shape, optimizer, ae=None):
         super().__init__(params, shape, optimizer, ae)
@@ -91,3 +89,6 @@ class VAEGAN(Strategy):
         for opt in (self.opt_enc, self.opt_dec, self.opt_d):  # all gradients first, then the steps
             opt.step()
         return {k: v.detach() for k, v in out.items()}
+
+
+STRATEGY = VAEGAN

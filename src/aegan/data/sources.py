@@ -1,4 +1,4 @@
-"""The `prepare` stage and loading of the packed dataset.
+"""The sources `prepare` reads: one small loader each in `SOURCES` (prepare-only code).
 
 Sources (`prepare.source` in params.yaml), one small loader each in `SOURCES`:
 
@@ -36,20 +36,11 @@ A folder where no image can be read is an error.
 Every problem with the input is a one-line `UserError` naming the file or key
 and the fix. Everything is loaded and checked in memory before anything is
 written, so a failed `prepare` leaves an earlier `data/prepared/` untouched.
-
-Every source ends as one packed file (`data/prepared/dataset.npz`): uint8
-images (N, C, S, S), integer labels (or none), and a seeded held-out mask.
-The file is written byte-for-byte deterministically (fixed zip timestamps),
-so the same input always gives the same file and the same DVC hash. A small
-data card (`card.json`: source, counts, shape, classes, content hash) sits
-next to it.
 """
 
 from __future__ import annotations
 
 import gzip
-import hashlib
-import io
 import struct
 import sys
 import zipfile
@@ -60,11 +51,10 @@ from typing import Callable
 
 import numpy as np
 
-from aegan.atomic import atomic_path, write_json
+from aegan.data.arrays import as_uint8_nchw, check_counts, composite_on_white, encode_labels, finish_images
 from aegan.errors import UserError
 from aegan.params import PrepareParams
 
-FORMAT_VERSION = 1
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
 MAX_NAMES_IN_CARD = 20
 
@@ -79,6 +69,7 @@ class Loaded:
     info: dict = field(default_factory=dict)  # source-specific card entries (paths, skipped files)
 
 
+
 # ---------------------------------------------------------------- helpers shared by the loaders
 def existing_path(p: PrepareParams, key: str = "path") -> Path:
     value = getattr(p, key)
@@ -90,70 +81,6 @@ def existing_path(p: PrepareParams, key: str = "path") -> Path:
         raise UserError(f"prepare.{key}: {value} does not exist: point prepare.{key} at {what}")
     return path
 
-
-def encode_labels(values: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
-    """Any 1-d integer or string labels -> int64 codes 0..K-1 (sorted values) and their names."""
-    values = np.asarray(values)
-    if values.ndim == 2 and values.shape[1] == 1:
-        values = values[:, 0]
-    if values.ndim != 1:
-        raise UserError(f"{where}: labels have shape {values.shape}, expected one label per image (N,): save a 1-d array")
-    if values.dtype.kind == "f":
-        if not np.isfinite(values).all() or (values != np.round(values)).any():
-            raise UserError(f"{where}: labels are not whole numbers: save integer class indices or names")
-        values = values.astype(np.int64)
-    elif values.dtype.kind not in "iubU":
-        raise UserError(f"{where}: labels have dtype {values.dtype}: save integers or strings")
-    uniques, codes = np.unique(values, return_inverse=True)
-    return codes.astype(np.int64).reshape(-1), [str(u) for u in uniques]
-
-
-def composite_on_white(color: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """uint8 colour (..., C) and alpha (..., 1) -> uint8 colour over a white background."""
-    a = alpha.astype(np.float32) / 255.0
-    return np.round(color.astype(np.float32) * a + 255.0 * (1.0 - a)).clip(0, 255).astype(np.uint8)
-
-
-def as_uint8_nchw(arr: np.ndarray, where: str) -> np.ndarray:
-    """N x H x W, N x H x W x C or N x C x H x W (C in 1, 3, 4), uint8 or float in [0, 1] -> uint8 (N, C, H, W)."""
-    if arr.ndim == 3:
-        arr = arr[:, None]
-    elif arr.ndim == 4:
-        last, second = arr.shape[3] in (1, 3, 4), arr.shape[1] in (1, 3, 4)
-        if last and not second:
-            arr = arr.transpose(0, 3, 1, 2)
-        elif not (second and not last):
-            raise UserError(
-                f"{where}: shape {arr.shape} is not N x H x W, N x H x W x C or N x C x H x W with C in 1, 3, 4 "
-                "(or is ambiguous): save images as N x H x W x C"
-            )
-    else:
-        raise UserError(f"{where}: shape {arr.shape}, expected N x H x W, N x H x W x C or N x C x H x W")
-    if len(arr) == 0:
-        raise UserError(f"{where}: holds no images (shape {arr.shape}): save at least one image")
-    if arr.dtype == np.uint8:
-        pass
-    elif arr.dtype.kind == "f":
-        lo, hi = float(np.min(arr)), float(np.max(arr))
-        if not (np.isfinite(lo) and np.isfinite(hi)) or lo < 0.0 or hi > 1.0:
-            raise UserError(
-                f"{where}: float values span [{lo:g}, {hi:g}], expected [0, 1]: rescale them or save uint8 0..255"
-            )
-        arr = np.round(arr.astype(np.float32) * 255.0).astype(np.uint8)
-    else:
-        raise UserError(f"{where}: dtype {arr.dtype}, expected uint8 (0..255) or float in [0, 1]: convert the array")
-    if arr.shape[1] == 4:
-        hwc = arr.transpose(0, 2, 3, 1)
-        arr = composite_on_white(hwc[..., :3], hwc[..., 3:]).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(arr)
-
-
-def check_counts(images: np.ndarray, labels: np.ndarray | None, where_images: str, where_labels: str) -> None:
-    if labels is not None and len(labels) != len(images):
-        raise UserError(
-            f"{where_labels}: {len(labels)} labels for {len(images)} images in {where_images}: "
-            "give exactly one label per image"
-        )
 
 
 # ---------------------------------------------------------------- sources
@@ -395,231 +322,3 @@ SOURCES: dict[str, Callable[[PrepareParams], Loaded]] = {
 }
 
 
-# ---------------------------------------------------------------- conversion
-def crop_square(images: np.ndarray) -> np.ndarray:
-    """Centre crop of (N, C, H, W) to (N, C, s, s), s = min(H, W)."""
-    h, w = images.shape[-2:]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    return images[..., top : top + s, left : left + s]
-
-
-def resize_images(images: np.ndarray, size: int) -> np.ndarray:
-    """Bilinear (antialiased when shrinking) resize of uint8 (N, C, H, W) to (N, C, size, size)."""
-    import torch
-    import torch.nn.functional as F
-
-    if images.shape[-2:] == (size, size):
-        return images
-    out = []
-    for chunk in np.array_split(images, max(1, len(images) // 4096)):
-        t = torch.from_numpy(chunk.astype(np.float32))
-        t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
-        out.append(t.round().clamp(0, 255).to(torch.uint8).numpy())
-    return np.concatenate(out)
-
-
-def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
-    have = images.shape[1]
-    if have == channels:
-        return images
-    if have == 1 and channels == 3:
-        return np.repeat(images, 3, axis=1)
-    if have == 3 and channels == 1:  # ITU-R BT.601 luma
-        w = np.array([0.299, 0.587, 0.114], dtype=np.float32)[None, :, None, None]
-        return np.round((images.astype(np.float32) * w).sum(1, keepdims=True)).clip(0, 255).astype(np.uint8)
-    raise UserError(f"cannot convert {have}-channel images to {channels} channels: set prepare.channels to 1 or 3")
-
-
-def finish_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """The conversion every source goes through: centre crop, resize, channel conversion."""
-    return np.ascontiguousarray(convert_channels(resize_images(crop_square(images), size), channels))
-
-
-def heldout_mask(n: int, fraction: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n_heldout = int(round(n * fraction))
-    mask = np.zeros(n, dtype=bool)
-    mask[rng.permutation(n)[:n_heldout]] = True
-    return mask
-
-
-# ---------------------------------------------------------------- packed file
-def write_packed(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """An .npz with fixed zip timestamps: identical arrays give identical bytes."""
-    with atomic_path(path) as tmp:
-        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_STORED) as zf:
-            for name in sorted(arrays):
-                buf = io.BytesIO()
-                np.lib.format.write_array(buf, np.ascontiguousarray(arrays[name]), allow_pickle=False)
-                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
-                zf.writestr(info, buf.getvalue())
-
-
-def file_sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@dataclass
-class PackedDataset:
-    images: np.ndarray  # uint8 (N, C, S, S)
-    labels: np.ndarray | None  # int64 (N,) or None
-    heldout: np.ndarray  # bool (N,)
-    sha256: str
-
-    @property
-    def train_images(self) -> np.ndarray:
-        return self.images[~self.heldout]
-
-    @property
-    def heldout_images(self) -> np.ndarray:
-        return self.images[self.heldout]
-
-    @property
-    def train_labels(self) -> np.ndarray | None:
-        return None if self.labels is None else self.labels[~self.heldout]
-
-    @property
-    def heldout_labels(self) -> np.ndarray | None:
-        return None if self.labels is None else self.labels[self.heldout]
-
-    @property
-    def num_classes(self) -> int:
-        return 0 if self.labels is None else int(self.labels.max()) + 1
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        return tuple(self.images.shape[1:])  # type: ignore[return-value]
-
-
-def load_packed(path: str | Path) -> PackedDataset:
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: not found: run `aegan prepare` (or `dvc repro prepare`) first")
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            images, heldout = z["images"], z["heldout"]
-            labels = z["labels"] if "labels" in z.files else None
-    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
-        raise UserError(f"{path}: not a valid packed dataset ({err}): re-run `aegan prepare`") from None
-    if images.dtype != np.uint8 or images.ndim != 4 or heldout.shape != (len(images),):
-        raise UserError(f"{path}: unexpected array layout: re-run `aegan prepare`")
-    return PackedDataset(images=images, labels=labels, heldout=heldout.astype(bool), sha256=file_sha256(path))
-
-
-def to_unit_range(images_u8, device="cpu"):
-    """uint8 [0, 255] -> float32 [-1, 1] torch tensor on `device` (the scaling done at load time)."""
-    import torch
-
-    t = torch.as_tensor(images_u8, device=device)
-    return t.float().div_(127.5).sub_(1.0)
-
-
-def to_uint8(images):
-    """float [-1, 1] torch tensor -> uint8 [0, 255] (what torch-fidelity and image files take)."""
-    import torch
-
-    return images.detach().add(1.0).mul(127.5).round().clamp(0, 255).to("cpu", torch.uint8)
-
-
-def image_grid(images) -> np.ndarray:
-    """uint8 (N, C, H, W) images -> one square-ish uint8 grid (H, W, 3) (torchvision's make_grid), for PNGs."""
-    from torchvision.utils import make_grid
-
-    grid = make_grid(images.float() / 255, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-
-
-def save_png(image: np.ndarray, path: Path) -> None:
-    from PIL import Image
-
-    from aegan.atomic import atomic_path
-
-    with atomic_path(path, suffix=".png") as tmp:
-        Image.fromarray(image).save(tmp, format="PNG")
-
-
-# ---------------------------------------------------------------- the stage
-@dataclass
-class Prepared:
-    """The packed arrays and the card (less the file hash), all in memory: nothing written yet."""
-
-    arrays: dict[str, np.ndarray]
-    card: dict
-    where: str  # how errors name the input
-
-    @property
-    def num_train(self) -> int:
-        return int((~self.arrays["heldout"]).sum())
-
-    @property
-    def num_heldout(self) -> int:
-        return int(self.arrays["heldout"].sum())
-
-
-def build_dataset(params: PrepareParams) -> Prepared:
-    """Load the source, convert, split and describe it; raises UserError on bad input; writes nothing."""
-    loaded = SOURCES[params.source](params)
-    images = finish_images(loaded.images, params.image_size, params.channels)
-    labels, names, notes = loaded.labels, loaded.class_names, []
-    if labels is not None and len(names or []) < 2:
-        notes.append(f"labels dropped: one class only ({(names or ['?'])[0]}), so the scorer uses the label-free task")
-        labels = names = None
-    where = params.path or params.source
-    heldout = heldout_mask(len(images), params.heldout_fraction, params.split_seed)
-    if heldout.all() or not heldout.any():
-        raise UserError(
-            f"{where}: {len(images)} images are too few to split into training and held-out images "
-            f"(prepare.heldout_fraction = {params.heldout_fraction}): add images"
-        )
-    arrays = {"images": images, "heldout": heldout}
-    if labels is not None:
-        arrays["labels"] = labels
-    card = {
-        "source": params.source,
-        "format_version": FORMAT_VERSION,
-        "num_images": int(len(images)),
-        "num_train": int((~heldout).sum()),
-        "num_heldout": int(heldout.sum()),
-        "shape": list(images.shape[1:]),
-        "labels": labels is not None,
-        "num_classes": len(names) if labels is not None else 0,
-        "class_counts": {names[i]: int(c) for i, c in enumerate(np.bincount(labels, minlength=len(names)))}
-        if labels is not None else {},
-        "split_seed": params.split_seed,
-        "heldout_fraction": params.heldout_fraction,
-        "input": loaded.info,
-        "notes": notes,
-    }  # fmt: skip
-    return Prepared(arrays, card, where)
-
-
-def check_dataset_size(prepared: Prepared, batch_sizes: dict[str, int], num_samples: dict[str, int]) -> None:
-    """Refuse, before anything is written, data smaller than one batch or than the evaluation sample count."""
-    n_train, n_heldout, where = prepared.num_train, prepared.num_heldout, prepared.where
-    split = f"{n_train} training / {n_heldout} held-out images"
-    for key, size in batch_sizes.items():
-        if size > n_train:
-            raise UserError(f"{where}: {split}, fewer training images than {key} = {size}: add images or lower {key}")
-    for key, n in num_samples.items():
-        if n > n_heldout or n > n_train:
-            raise UserError(
-                f"{where}: {split}, fewer than {key} = {n} in a split: add images, lower {key} "
-                "(and evaluate.kid_subset_size), or change prepare.heldout_fraction"
-            )
-
-
-def write_prepared(prepared: Prepared, out_path: Path, card_path: Path, extra: dict | None = None) -> dict:
-    write_packed(out_path, prepared.arrays)
-    card = prepared.card | {"sha256": file_sha256(out_path)} | (extra or {})
-    write_json(card_path, card)
-    return card
-
-
-def prepare(params: PrepareParams, out_path: Path, card_path: Path) -> dict:
-    """Build the dataset from its source and write the packed file and its card."""
-    return write_prepared(build_dataset(params), out_path, card_path)

@@ -1,0 +1,50 @@
+"""Stage `evaluate@<strategy>-<seed>`: score one trained generator with torch-fidelity.
+
+No MLflow here (its import and store cost seconds per stage, times every run):
+the report stage logs these final metrics into the run's MLflow run, by the
+id kept in the result.
+"""
+
+from __future__ import annotations
+
+import json
+
+from aegan import paths, wall_seconds
+from aegan.atomic import write_json
+from aegan.errors import UserError
+from aegan.generator import load_generator, sample_uint8
+from aegan.loop import resolve_device
+from aegan.metrics import heldout_evaluator
+from aegan.nets import NetShape
+from aegan.strategies import names
+
+KEPT = ("strategy", "seed", "status", "steps", "train_seconds", "images_per_second", "generator_parameters", "uses_ae",
+        "diverged_at", "mlflow_run_id")  # fmt: skip
+
+
+def run_evaluate(params, strategy_name: str, seed: int) -> dict:
+    if strategy_name not in names():
+        raise UserError(f"unknown strategy {strategy_name!r}: choose one of {', '.join(names())}")
+    device = resolve_device(params.compute.device)
+    data, evaluator = heldout_evaluator(params, device)
+    shape = NetShape.for_data(params.model, data.shape)
+    run_dir = paths.run_dir(strategy_name, seed)
+    info_path = run_dir / "run.json"
+    if not info_path.is_file():
+        raise UserError(f"{info_path}: not found: run `aegan train --strategy {strategy_name} --seed {seed}` first")
+    info = json.loads(info_path.read_text())
+    result = {k: info.get(k) for k in KEPT}
+    metrics: dict[str, float | None] = {}
+    class_counts = None
+    if info["status"] == "finished":
+        gen, _ = load_generator(run_dir / "generator.pt", shape, device)
+        samples = sample_uint8(gen.generate, params.evaluate.num_samples, shape.z_dim, params.evaluate.sample_seed, device)
+        metrics = evaluator.score(samples)
+        class_counts = evaluator.class_counts(samples)
+    result["metrics"] = metrics
+    result["class_counts"] = class_counts  # the scorer's predicted class of each sample: mode coverage
+    result["feature_extractor"] = evaluator.extractor
+    result["train_wall_seconds"] = info.get("wall_seconds")
+    result["wall_seconds"] = wall_seconds()
+    write_json(paths.eval_file(strategy_name, seed), result)
+    return result

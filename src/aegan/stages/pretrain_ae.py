@@ -1,0 +1,41 @@
+"""Stage `pretrain_ae`: the shared autoencoder, trained once on ||Dec(E(x)) - x||^2, saved to models/ae.pt."""
+
+from __future__ import annotations
+
+from aegan import paths, wall_seconds
+from aegan.ae import AETrainer, reconstruction_mse, save_ae
+from aegan.atomic import write_json
+from aegan.data.packed import load_packed
+from aegan.images import to_unit_range
+from aegan.loop import resolve_device, seed_everything, train_loop
+from aegan.nets import AutoEncoder, NetShape, set_autocast
+from aegan.params import flatten
+from aegan.tracking import Run, stage_tags
+
+
+def run_pretrain_ae(params, progress: bool = True) -> dict:
+    p = params.pretrain_ae
+    device = resolve_device(params.compute.device)
+    data = load_packed(paths.DATASET_FILE)
+    shape = NetShape.for_data(params.model, data.shape)
+    x = to_unit_range(data.train_images, device)
+
+    seed_everything(p.seed)
+    ae = AutoEncoder(shape).to(device)
+    set_autocast(ae, "cuda" if params.compute.amp and device.type == "cuda" else None)
+    trainer = AETrainer(ae, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2))
+    section = {"pretrain_ae": p.model_dump(), "model": params.model.model_dump()}
+    run = Run.start("ae", stage_tags("pretrain_ae", data.sha256, section), flatten(section))
+    result = train_loop(trainer, [x], steps=p.steps, batch_size=p.batch_size, seed=p.seed, on_log=run.log_metrics,
+                        desc="autoencoder", progress=progress)  # fmt: skip
+
+    heldout_mse = reconstruction_mse(ae, to_unit_range(data.heldout_images, device))
+    set_autocast(ae, None)
+    save_ae(ae.cpu(), paths.AE_FILE)
+    info = {"train_seconds": result.seconds, "steps": result.steps_done, "heldout_mse": heldout_mse,
+            "train_mse_last": result.history[-1]["loss_rec"], "mlflow_run_id": run.run_id,
+            "wall_seconds": wall_seconds()}  # fmt: skip
+    write_json(paths.AE_INFO_FILE, info)
+    run.log_metrics({"heldout_mse": heldout_mse})
+    run.end()
+    return info

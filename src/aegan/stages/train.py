@@ -1,0 +1,136 @@
+"""Stage `train@<strategy>-<seed>`: train one strategy under one seed; writes models/runs/<strategy>-<seed>/.
+
+Build the data, networks and evaluator; resume a killed run of the same
+params from its checkpoint, or start; run the shared loop; save the
+generator, its history, a sample grid and run.json.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from aegan import paths, wall_seconds
+from aegan.ae import load_ae
+from aegan.atomic import atomic_path, remove_stale_temps, write_json
+from aegan.checkpoint import Resumable, checkpoint_path, fingerprint
+from aegan.data.packed import load_packed
+from aegan.generator import fixed_latents, sample_uint8, save_generator
+from aegan.images import image_grid, save_png, to_uint8, to_unit_range
+from aegan.loop import resolve_device, seed_everything, train_loop
+from aegan.metrics import Evaluator, check_feature_extractor
+from aegan.nets import NetShape, count_parameters, set_autocast
+from aegan.params import flatten
+from aegan.strategies import get_strategy
+from aegan.tracking import Run, check_tracking, stage_tags
+
+OUTPUTS = ("generator.pt", "history.csv", "samples.png", "run.json")
+
+
+def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> dict:
+    # ---- build
+    cls = get_strategy(strategy_name)
+    strategy_params = params.strategy_params(strategy_name)
+    check_feature_extractor(params.evaluate)
+    check_tracking()
+    tp = params.train
+    device = resolve_device(params.compute.device)
+    amp = "cuda" if params.compute.amp and device.type == "cuda" else None
+    data = load_packed(paths.DATASET_FILE)
+    shape = NetShape.for_data(params.model, data.shape)
+    x = to_unit_range(data.train_images, device)
+    uses_ae = cls.uses_ae(strategy_params)
+    ae = load_ae(paths.AE_FILE, shape, device) if uses_ae else None
+    reference = torch.as_tensor(data.heldout_images[: tp.eval_samples])
+    evaluator = Evaluator(params.evaluate, paths.SCORER_FILE, reference, device) if tp.eval_every else None
+
+    seed_everything(seed)
+    strategy = cls(strategy_params, shape, tp.optimizer, ae).to(device)
+    set_autocast(strategy, amp)
+    strategy.setup(x, ae)
+    grid_eps = fixed_latents(tp.grid_samples, shape.z_dim, tp.grid_seed).to(device)
+    out_dir = paths.run_dir(strategy_name, seed)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:
+        remove_stale_temps(out_dir / name)  # left by a killed earlier run
+
+    # ---- resume a killed run of the same params, or start
+    resumable = Resumable(checkpoint_path(strategy_name, seed), strategy, seed,
+                          fingerprint(strategy_name, seed, params, data.sha256))  # fmt: skip
+    ckpt = resumable.resume_or_start()
+    run = resume_run(ckpt, resumable.path) if ckpt else None
+    if ckpt:
+        print(f"{resumable.path}: resuming at step {ckpt['step']} of {tp.steps}", file=sys.stderr)
+    if run is None:
+        section = {"model": params.model.model_dump(), "train": tp.model_dump(), strategy_name: strategy_params.model_dump()}
+        logged = flatten(section) | {"strategy": strategy_name, "seed": seed,
+                                     "generator_parameters": count_parameters(strategy.generator)}  # fmt: skip
+        tags = stage_tags("train", data.sha256, section) | {"strategy": strategy_name, "seed": str(seed)}
+        run = Run.start(f"{strategy_name}-{seed}", tags, logged)
+
+    # ---- the loop: small-sample FID and a grid every eval_every steps, a checkpoint every checkpoint_every
+    def on_eval(step: int) -> dict[str, float]:
+        samples = sample_uint8(strategy.generate, tp.eval_samples, shape.z_dim, seed=step, device=device)
+        fid = evaluator.fid(samples)
+        run.log_metrics({"fid_small": fid}, step)
+        run.log_image(image_grid(to_uint8(strategy.generate(grid_eps))), key="samples", step=step)
+        return {"fid_small": fid}
+
+    def on_checkpoint(step: int, loop_state: dict) -> None:
+        run.flush()  # metrics up to this step are in MLflow before the checkpoint claims them
+        resumable.save(step, loop_state, run.run_id)
+
+    try:
+        result = train_loop(strategy.train_step, [x], steps=tp.steps, batch_size=tp.batch_size, seed=seed,
+                            log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
+                            on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
+                            checkpoint_every=tp.checkpoint_every, on_checkpoint=on_checkpoint,
+                            state=ckpt["loop_state"] if ckpt else None, desc=f"{strategy_name}-{seed}",
+                            progress=progress)  # fmt: skip
+    except BaseException:
+        run.end("KILLED")
+        raise
+
+    # ---- save
+    set_autocast(strategy, None)
+    save_generator(strategy.cpu(), out_dir / "generator.pt")
+    strategy.to(device)
+    write_history_csv(result.history, out_dir / "history.csv")
+    save_png(image_grid(to_uint8(strategy.generate(grid_eps))), out_dir / "samples.png")
+    info = {
+        "strategy": strategy_name, "seed": seed, "status": "diverged" if result.diverged else "finished",
+        "diverged_at": result.diverged_at, "steps": result.steps_done,
+        "train_seconds": result.seconds - result.eval_seconds, "eval_seconds": result.eval_seconds,
+        "images_per_second": result.images_per_second, "generator_parameters": count_parameters(strategy.generator),
+        "uses_ae": uses_ae, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds(),
+        # what this run trained with, and the defaults: the report lists the differences without importing strategies
+        "strategy_params": strategy_params.model_dump(), "strategy_defaults": cls.Params().model_dump(),
+    }  # fmt: skip
+    write_json(out_dir / "run.json", info)
+    run.log_artifact(out_dir / "samples.png")
+    run.log_artifact(out_dir / "generator.pt")
+    if result.diverged:
+        run.set_tags({"diverged": "true", "diverged_at": str(result.diverged_at)})
+    run.end("FAILED" if result.diverged else "FINISHED")
+    resumable.finish()
+    return info
+
+
+def resume_run(ckpt: dict, where: Path) -> Run | None:
+    """The MLflow run the checkpoint was logging to; None (a new run, said on stderr) when it is gone."""
+    try:
+        return Run.resume(ckpt["mlflow_run_id"])
+    except Exception as err:  # e.g. the tracking DB was deleted: keep the weights, open a new run
+        print(f"{where}: MLflow run {ckpt['mlflow_run_id']} not found ({type(err).__name__}): logging to a new run",
+              file=sys.stderr)  # fmt: skip
+        return None
+
+
+def write_history_csv(history: list[dict], path: Path) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(history).groupby("step", as_index=False).first() if history else pd.DataFrame({"step": []})
+    with atomic_path(path, suffix=".csv") as tmp:
+        df.to_csv(tmp, index=False)

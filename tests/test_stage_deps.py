@@ -1,0 +1,73 @@
+"""dvc.yaml's code deps are true: every file of src/aegan a stage's command imports is a dependency of that stage.
+
+The imports are read from the code (tests/imports.py), not listed by hand, so
+a new import that dvc.yaml misses fails here before it can leave stale results.
+"""
+
+from __future__ import annotations
+
+import ast
+
+import pytest
+import yaml
+
+from imports import COMMANDS, REPO, cli_imports, closure, module_file, stage_files
+
+DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
+STRATEGIES = sorted(p.stem for p in (REPO / "src/aegan/strategies").glob("*.py") if p.stem not in ("__init__", "base"))
+
+
+def declared(stage: str, strategy: str | None = None) -> list[str]:
+    deps = [d if isinstance(d, str) else next(iter(d)) for d in DVC[stage]["deps"]]
+    return [d.replace("${item.strategy}", strategy or "") for d in deps if d.startswith("src/")]
+
+
+def covered(path: str, deps: list[str]) -> bool:
+    return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
+
+
+@pytest.mark.parametrize("stage", sorted(COMMANDS))
+def test_every_imported_file_is_a_dependency(stage):
+    strategies = STRATEGIES if stage == "train" else [None]
+    for strategy in strategies:
+        deps = declared(stage, strategy)
+        missing = sorted(f for f in stage_files(stage, strategy) if not covered(f, deps))
+        assert not missing, f"dvc.yaml stage {stage} ({strategy or ''}) imports but does not depend on {missing}"
+
+
+@pytest.mark.parametrize("stage", sorted(COMMANDS))
+def test_every_declared_code_dependency_is_imported(stage):
+    """No stale entries: a declared file the command no longer imports would re-run the stage for nothing."""
+    for strategy in STRATEGIES if stage == "train" else [None]:
+        files = stage_files(stage, strategy)
+        unused = [d for d in declared(stage, strategy) if not any(covered(f, [d]) for f in files)]
+        assert not unused, f"dvc.yaml stage {stage} ({strategy or ''}) depends on {unused}, which it does not import"
+
+
+def test_a_train_stage_imports_no_other_strategy():
+    """What makes `src/aegan/strategies/${item.strategy}.py` exact: no strategy module imports another one."""
+    for strategy in STRATEGIES:
+        others = {f"src/aegan/strategies/{s}.py" for s in STRATEGIES if s != strategy}
+        assert not stage_files("train", strategy) & others, strategy
+
+
+def test_the_analysis_sees_lazy_imports_and_skips_type_checking_ones(tmp_path):
+    """The import reader itself: function-level imports count; `if TYPE_CHECKING:` imports do not."""
+    from imports import imported_names, runtime_nodes
+
+    tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from aegan.nets import Decoder\n"
+                     "def f():\n    from aegan.report import tables as T\n    import aegan.metrics\n")  # fmt: skip
+    assert imported_names(runtime_nodes(tree)) == {"aegan", "aegan.report", "aegan.report.tables", "aegan.metrics"}
+    assert "aegan.stages.train" in cli_imports("train") and "aegan.stages.prepare" not in cli_imports("train")
+    assert module_file("aegan.stages") == REPO / "src/aegan/stages/__init__.py"
+    assert "aegan.torch" not in closure({"aegan.images"})
+
+
+def test_no_stage_imports_what_it_does_not_use():
+    """Start-up and caching: prepare and the report never import the networks, torch-fidelity's adapter or MLflow code
+    they do not need, and only `train` imports a strategy."""
+    assert "src/aegan/nets.py" not in stage_files("prepare")
+    assert "src/aegan/metrics.py" not in stage_files("train_scorer") | stage_files("pretrain_ae")
+    assert "src/aegan/nets.py" not in stage_files("report")
+    for stage in set(COMMANDS) - {"train"}:
+        assert not any(f.startswith("src/aegan/strategies/") and not f.endswith("__init__.py") for f in stage_files(stage))
