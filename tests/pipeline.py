@@ -56,6 +56,6 @@ TINY = dict(
     train_scorer={"steps": 30, "batch_size": 32, "width": 8, "feature_dim": 16},
     pretrain_ae={"steps": 30, "batch_size": 32},
     model={"z_dim": 8, "width": 8},
-    train={"steps": 20, "batch_size": 32, "log_every": 5, "eval_every": 10, "eval_samples": 64, "grid_samples": 16},
+    train={"budget": 50, "batch_size": 32, "log_every": 5, "eval_every": 10, "eval_samples": 64, "grid_samples": 16},
     evaluate={"num_samples": 100, "kid_subset_size": 50, "batch_size": 100},
 )

@@ -227,12 +227,14 @@ def test_smaller_than_one_batch(workdir):
     assert "fewer training images than train_scorer.batch_size = 16" in msg
 
 
-def test_smaller_than_the_evaluation_sample_count(workdir):
+def test_more_generated_samples_than_held_out_images_is_fine(workdir):
+    """The generated sample count is not bounded by the data: every held-out image is the reference, whatever its size."""
     np.savez(workdir / "d.npz", images=pattern_images(100, 16, 16))
-    msg = fails(workdir, {"source": "npz", "path": "d.npz"}, {"evaluate": {"num_samples": 400, "kid_subset_size": 8}})
-    assert msg == ("d.npz: 75 training / 25 held-out images, fewer than evaluate.num_samples = 400 in a split: "
-                   "add images, lower evaluate.num_samples (and evaluate.kid_subset_size), or change "
-                   "prepare.heldout_fraction")
+    params = {"prepare": {"source": "npz", "path": "d.npz"}, **SMALL_BATCHES,
+              "evaluate": {"num_samples": 2000, "kid_subset_size": 8}}  # fmt: skip
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
+    assert result.exit_code == 0, result.output
 
 
 # ---------------------------------------------------------------- torchvision sources, offline

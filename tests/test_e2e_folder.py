@@ -25,7 +25,7 @@ PARAMS = {
     "compute": {"device": "cpu"},
     "train_scorer": {"steps": 20, "batch_size": 16, "width": 8, "feature_dim": 16},
     "pretrain_ae": {"steps": 20, "batch_size": 16},
-    "train": {"steps": 20, "batch_size": 16, "log_every": 5, "eval_every": 10, "eval_samples": 16, "grid_samples": 16},
+    "train": {"budget": 40, "batch_size": 16, "log_every": 5, "eval_every": 10, "eval_samples": 16, "grid_samples": 16},
     "evaluate": {"num_samples": 16, "kid_subset_size": 8, "batch_size": 16},
     "report": {"title": "e2e: RGB folder without labels"},
     "strategies": ["dcgan"],

@@ -25,7 +25,7 @@ def repro(tmp_path_factory):
 
 def test_every_output_exists_and_summary_is_finite(repro):
     repo, params = repro
-    for path in ["data/prepared/dataset.npz", "data/prepared/card.json", "models/ae.pt", "models/scorer.pt",
+    for path in ["data/prepared/dataset.npz", "data/prepared/card.json", "models/ae/ae-0.pt", "models/scorer.pt",
                  "reports/eval/reference.json", "reports/report.md", "reports/summary.json", "dvc.lock"]:  # fmt: skip
         assert (repo / path).is_file(), path
     summary = json.loads((repo / "reports/summary.json").read_text())
@@ -42,7 +42,7 @@ def test_every_output_exists_and_summary_is_finite(repro):
     report = (repo / "reports/report.md").read_text()
     assert all(f"| `{s}` |" in report for s in params["strategies"])
     html = (repo / "reports/report.html").read_text()
-    for fig in ["fid_curves", "losses", "final_fid", "samples", "class_coverage", "began_m"]:
+    for fig in ["fid_curves", "losses", "final_fid", "samples", "class_coverage", "began"]:
         assert (repo / f"reports/figures/{fig}.png").is_file(), fig
         assert f"](figures/{fig}.png)" in report and f'data-file="figures/{fig}.png"' in html, fig
     for strategy in params["strategies"]:  # the evaluate stage recorded which scorer class each sample fell in
@@ -84,7 +84,9 @@ def test_editing_a_shared_module_changes_exactly_the_stages_that_import_it(repro
     assert r.returncode == 0, r.stderr
     changed = set(json.loads(r.stdout))
     target = f"src/aegan/{module}"
-    expected = {s for s in ("prepare", "train_scorer", "pretrain_ae", "reference", "report") if target in stage_files(s)}
+    expected = {s for s in ("prepare", "train_scorer", "reference", "report") if target in stage_files(s)}
+    for seed in params["seeds"]:
+        expected |= {f"pretrain_ae@{seed}"} if target in stage_files("pretrain_ae") else set()
     for strategy in params["strategies"]:
         for seed in params["seeds"]:
             expected |= {f"train@{strategy}-{seed}"} if target in stage_files("train", strategy) else set()

@@ -19,7 +19,8 @@ def test_shapes(size, channels):
     assert Encoder(shape)(x).shape == (5, 8)
     assert Encoder(shape, out_dim=16)(x).shape == (5, 16)
     assert Discriminator(shape)(x).shape == (5,)
-    assert Discriminator(shape).features(x).shape == (5, shape.bottleneck_channels * 16)
+    features, logits = Discriminator(shape).features_and_logits(x)
+    assert features.shape == (5, shape.bottleneck_channels * 16) and logits.shape == (5,)
     assert AutoEncoder(shape)(x).shape == x.shape
 
 

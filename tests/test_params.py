@@ -34,9 +34,9 @@ def test_code_defaults_are_the_shipped_params():
     assert differences_from_defaults(validate_params(shipped_params())) == [], (
         "params.yaml and the defaults in src/aegan/params.py (or a strategy's Params) disagree: change both together"
     )
-    changed = validate_params({"train": {"steps": 7}, "ae_manifold": {"lambda_m": 2.5}, "seeds": [4]})
+    changed = validate_params({"train": {"budget": 700}, "ae_manifold": {"lambda_m": 2.5}, "seeds": [4]})
     assert differences_from_defaults(changed) == [("ae_manifold.lambda_m", 2.5, 10.0), ("seeds", [4], [0, 1, 2]),
-                                                  ("train.steps", 7, 300)]  # fmt: skip
+                                                  ("train.budget", 700, 1000)]  # fmt: skip
 
 
 def test_empty_params_give_the_defaults():
@@ -50,7 +50,9 @@ def test_empty_params_give_the_defaults():
     [
         ({"train": {"optimizer": {"lr": -0.1}}}, "train.optimizer.lr = -0.1 is not allowed: Input should be greater than 0"),
         ({"train": {"batch_size": 0}}, "train.batch_size = 0 is not allowed: Input should be greater than or equal to 1"),
-        ({"train": {"steps": "many"}}, "train.steps = 'many' is not allowed"),
+        ({"train": {"budget": "many"}}, "train.budget = 'many' is not allowed"),
+        ({"train": {"steps": 300}}, "unknown key 'train.steps'"),
+        ({"train": {"budget": 400}}, "train.budget (400) must exceed pretrain_ae.steps (500)"),
         ({"train": {"stpes": 10}}, "unknown key 'train.stpes'"),
         ({"trian": {}}, "unknown key 'trian'"),
         ({"strategies": ["dcgan", "nope"]}, "strategies[1] = 'nope' is not a strategy (available: "),

@@ -36,27 +36,30 @@ def report(tmp_path_factory):
     return repo, summary, md, html
 
 
-def row(md: str, first_cell: str, section: str) -> list[str]:
-    """The cells of the table row starting with `first_cell` in the section headed `section`."""
+def row(md: str, first_cell: str, section: str, second_cell: str | None = None) -> list[str]:
+    """The cells of the table row starting with `first_cell` (and `second_cell`) in the section headed `section`."""
     body = md.split(f"## {section}\n", 1)[1].split("\n## ", 1)[0]
     for line in body.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
-        if cells[0] == first_cell:
+        if cells[0] == first_cell and (second_cell is None or cells[1] == second_cell):
             return cells
     raise AssertionError(f"no row {first_cell!r} in section {section!r}")
+
+
+BASELINE = "Against the `dcgan` baseline, at the matched budget"
 
 
 def test_means_stds_and_n_are_over_finished_training_seeds(report):
     _, summary, md, _ = report
     assert summary["dcgan"]["fid"] == {"mean": 60.0, "std": 10.0, "n": 3}
     assert summary["ae_init"]["fid"] == {"mean": 32.0, "std": 2.0, "n": 3}
-    assert summary["ae_disc"]["fid"] == {"mean": 200.0, "std": 0.0, "n": 1}  # the 2 diverged seeds are not averaged
+    assert summary["ae_disc"]["fid"] == {"mean": 200.0, "std": None, "n": 1}  # diverged seeds not averaged; n = 1: no std
     assert summary["ae_disc"]["diverged"] == 2
     assert summary["ae_init"]["kid_mean"]["mean"] == pytest.approx(16.0)
     assert summary["reference"]["real_vs_real"]["fid"] == 3.0
     cells = row(md, "`dcgan`", "Main table")
     assert cells[1:3] == ["3", "60 ± 10"]
-    assert row(md, "`ae_disc`", "Main table")[1] == "1 (2 diverged)"
+    assert row(md, "`ae_disc`", "Main table")[1:3] == ["1 (2 diverged)", "200 ± –"]
     assert row(md, "*real vs real (floor)*", "Main table")[2] == "3"
 
 
@@ -73,42 +76,62 @@ def test_best_value_per_column_is_marked_and_ties_share_it(report):
 
 
 def test_costs_charge_the_ae_pretraining_to_the_strategies_that_use_it(report):
+    """Budget accounting: ae_init (uses the AE) is charged its seed's AE, in steps and in seconds; dcgan nothing."""
     _, summary, md, _ = report
     cells = row(md, "`ae_init`", "Main table")
-    assert cells[7:] == ["10", "640", "1,234", "7.5", "17.5"]
-    assert row(md, "`dcgan`", "Main table")[10:] == ["0.0", "10"]
+    assert cells[7:] == ["100 (50 + 50)", "10", "7.5", "17.5", "640"]
+    assert row(md, "`dcgan`", "Main table")[7:] == ["100 (100 + 0)", "10", "0.0", "10", "640"]
     assert summary["ae_init"]["total_seconds"] == pytest.approx(17.5)
+    assert summary["ae_init"]["budget"] == {"steps": 50, "ae_steps_charged": 50, "total": 100}
+    assert summary["dcgan"]["budget"] == {"steps": 100, "ae_steps_charged": 0, "total": 100}
 
 
-def test_confidence_interval_against_the_baseline_is_welch_t(report):
+@pytest.mark.parametrize("metric, key, scale", [("FID", "fid", 1.0), ("KID", "kid_mean", 0.5)])
+def test_fid_and_kid_against_the_baseline_are_welch_t_with_holm(report, metric, key, scale):
     _, summary, md, _ = report
-    a, b = np.array(F.FID["ae_init"]), np.array(F.FID["dcgan"])
+    a, b = scale * np.array(F.FID["ae_init"]), scale * np.array(F.FID["dcgan"])
     ref = stats.ttest_ind(a, b, equal_var=False)
     ci = ref.confidence_interval(0.95)
-    got = summary["ae_init"]["fid_minus_dcgan"]
-    assert got["mean"] == pytest.approx(-28.0)
+    got = summary["ae_init"][f"{key}_minus_dcgan"]
+    assert got["mean"] == pytest.approx(-28.0 * scale)
     assert (got["ci_low"], got["ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))
     assert got["p"] == pytest.approx(ref.pvalue)
-    cells = row(md, "`ae_init`", "Against the `dcgan` baseline")
-    assert cells[1:4] == ["3 vs 3", "-28", f"[{ci.low:.3g}, {ci.high:.3g}]"]
-    expected = "lower FID than dcgan" if ci.high < 0 else "no clear difference from dcgan"
-    assert cells[5].startswith(expected)
+    assert got["p_holm"] == pytest.approx(ref.pvalue)  # one strategy tested (ae_disc has 1 seed): m = 1
+    assert (got["adj_ci_low"], got["adj_ci_high"]) == (pytest.approx(ci.low), pytest.approx(ci.high))  # m = 1
+    se = math.sqrt(a.var(ddof=1) / 3 + b.var(ddof=1) / 3)
+    assert got["detectable"] == pytest.approx((stats.t.ppf(0.975, ref.df) + stats.t.ppf(0.8, ref.df)) * se)
+    cells = row(md, "`ae_init`", BASELINE, metric)
+    assert cells[2:5] == ["3 vs 3", f"{-28 * scale:.3g}", f"[{ci.low:.3g}, {ci.high:.3g}]"]
+    expected = "better than dcgan" if ref.pvalue < 0.05 else "no clear difference from dcgan"
+    assert cells[9].startswith(expected)
+    assert "Seeds per side: 1, 3" in md  # the caption says the n it has, not a fixed 3
 
 
 def test_too_few_seeds_for_an_interval_is_said_plainly(report):
     _, summary, md, _ = report
-    cells = row(md, "`ae_disc`", "Against the `dcgan` baseline")
-    assert cells[3] == "n/a" and cells[5].startswith("n too small to tell: 1 finished seed(s) against 3")
+    cells = row(md, "`ae_disc`", BASELINE, "FID")
+    assert cells[4] == "n/a" and cells[9].startswith("n too small to tell: 1 finished seed(s) against 3")
     assert summary["ae_disc"]["fid_minus_dcgan"]["ci_low"] is None  # NaN is written as null, not as invalid JSON
+    assert "not testable (too few finished seeds, or no spread): `ae_disc`" in md
+
+
+def test_budget_section_checks_the_plateau_and_compares_the_rankings(report):
+    _, _, md, _ = report
+    budget = md.split("## Budget\n", 1)[1].split("\n## ", 1)[0]
+    assert "`dcgan`'s small-sample FID has **not** flattened" in budget and "22.5 over the last quarter" in budget
+    assert "(32% change; criterion ≤ 10%)" in budget
+    assert "at the matched budget: `dcgan`, `ae_init`, `ae_disc`." in budget
+    assert "At equal own steps (40 each" in budget and "`ae_init`, `dcgan`, `ae_disc`." in budget
+    assert "The rankings differ" in budget
 
 
 def test_stability_counts_divergence_coverage_collapse_and_began_m(report):
     _, summary, md, _ = report
     disc = row(md, "`ae_disc`", "Stability")
     assert disc[1] == "2 of 3 (at step 40, 60)"
-    assert disc[6] == "1 ± 0 of 10"  # all samples in one class
+    assert disc[6] == "1 ± – of 10"  # all samples in one class; one finished seed: no spread
     assert disc[8] == "1 of 1"  # recall 0.05 < 0.5 x precision 0.4
-    assert disc[9] == "0.95 → 0.5"  # M of the finished seed, first and last logged value
+    assert disc[9] == "0.95 → 0.5 (k_t 0.01 → 0.1)"  # M and k_t of the finished seed, first and last logged value
     assert row(md, "`dcgan`", "Stability")[6] == "10 ± 0 of 10"
     assert row(md, "`ae_init`", "Stability")[6] == "9 ± 0 of 10"  # class 9 holds 1% of samples, 10% of held-out
     assert row(md, "`dcgan`", "Stability")[7] == "0"  # identical class distribution: KL 0
@@ -124,7 +147,7 @@ def test_every_figure_is_written_referenced_and_embedded(report):
     repo, _, md, html = report
     figures = sorted((repo / "reports/figures").glob("*.png"))
     names = {p.name for p in figures}
-    assert names == {"fid_curves.png", "losses.png", "final_fid.png", "samples.png", "class_coverage.png", "began_m.png"}
+    assert names == {"fid_curves.png", "losses.png", "final_fid.png", "samples.png", "class_coverage.png", "began.png"}
     for p in figures:
         data = p.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, p.name
@@ -148,15 +171,20 @@ def test_setup_lists_data_scorer_changed_params_and_wall_time(report):
     assert "held-out accuracy 0.990" in setup
     assert "`train.grid_samples` = 16 (default 64)" in setup
     assert "`strategies` = ['dcgan', 'ae_init', 'ae_disc']" in setup
-    # 4 single stages + 9 train + 9 evaluate + the report itself recorded their time
-    assert "(23 of 23 stage runs recorded one" in setup
+    # 3 single stages + 3 AEs + 9 train + 9 evaluate + the report itself recorded their time
+    assert "(25 of 25 stage runs recorded one" in setup
+    assert "2000 generated samples per run scored against all 449 held-out images" in setup
+    assert "the floor scores 1348 training images" in setup
+    assert "100 generator-side updates per run, matched" in setup and "trains 50 of its own" in setup
 
 
 def test_curves_for_dvc_plots(report):
     repo, _, _, _ = report
     curve = pd.read_csv(repo / "reports/curves/dcgan.csv")
-    assert list(curve.columns) == ["step", "fid_small", "fid_small_std"]
-    assert curve["step"].tolist() == [50, 100] and curve["fid_small"].tolist() == [40.0, 20.0]
+    assert list(curve.columns) == ["budget", "step", "fid_small", "fid_small_std"]
+    assert curve["step"].tolist() == [20, 40, 60, 80, 100] and curve["fid_small"].tolist()[-1] == 20.0
+    ae_init = pd.read_csv(repo / "reports/curves/ae_init.csv")
+    assert ae_init["budget"].tolist() == [70, 90]  # own steps 20, 40 after the 50 AE steps charged
 
 
 def test_report_files_are_logged_to_mlflow(report):

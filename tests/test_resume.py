@@ -24,8 +24,8 @@ from aegan.loop import seed_everything, train_loop
 from aegan.strategies.dcgan import DCGAN
 from pipeline import TINY, copy_repo, edit_params
 
-STRATEGY, SEED = "ae_disc", 0  # BEGAN: extra state (k_t) to restore; init from the AE: the AE is loaded too
-STEPS, CKPT_EVERY = 30, 10
+STRATEGY, SEED = "ae_manifold", 0  # extra state (its step counter) to restore, and the AE is loaded too
+STEPS, CKPT_EVERY, AE_STEPS = 30, 10, 30  # ae_manifold uses the AE: it trains budget - AE_STEPS = STEPS steps
 
 
 def _env(**extra) -> dict:
@@ -48,11 +48,11 @@ def repo(tmp_path_factory) -> Path:
     in reference/: one subprocess for the four stages (each start costs ~10 s of imports on a small machine)."""
     repo = copy_repo(tmp_path_factory.mktemp("resume") / "repo")
     edit_params(repo, **TINY)
-    edit_params(repo, train={"steps": STEPS, "checkpoint_every": CKPT_EVERY, "log_every": 4, "eval_every": 10},
-                ae_disc={"init_disc_from_ae": True})  # fmt: skip
+    edit_params(repo, train={"budget": AE_STEPS + STEPS, "checkpoint_every": CKPT_EVERY, "log_every": 4, "eval_every": 10},
+                pretrain_ae={"steps": AE_STEPS}, ae_manifold={"warmup_steps": 15})  # fmt: skip
     code = ("from aegan.params import load_params; from aegan.stages import prepare, pretrain_ae, train, train_scorer; "
             "p = load_params(); prepare.run_prepare(p); train_scorer.run_train_scorer(p, progress=False); "
-            f"pretrain_ae.run_pretrain_ae(p, progress=False); train.run_train(p, {STRATEGY!r}, {SEED}, progress=False)")  # fmt: skip
+            f"pretrain_ae.run_pretrain_ae(p, {SEED}, progress=False); train.run_train(p, {STRATEGY!r}, {SEED}, progress=False)")  # fmt: skip
     env = _env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -199,11 +199,11 @@ def test_diverged_run_is_recorded_evaluated_and_counted(repo, monkeypatch):
     result = run_evaluate(params, "dcgan", 7)
     assert result["status"] == "diverged" and result["metrics"] == {}
     runs = collect_runs(["dcgan"], [7])
-    row = aggregate(runs, ae_seconds=0.0).iloc[0]
+    row = aggregate(runs, ae_seconds={}).iloc[0]
     assert row["n"] == 0 and row["diverged"] == 1
     finished = runs.iloc[0].to_dict() | {"seed": 8, "status": "finished", "fid": 10.0, "kid_mean": 0.1, "is_mean": 1.5,
                                          "precision": 0.5, "recall": 0.5, "diverged_at": None}  # fmt: skip
-    row = aggregate(pd.concat([runs, pd.DataFrame([finished])], ignore_index=True), ae_seconds=0.0).iloc[0]
+    row = aggregate(pd.concat([runs, pd.DataFrame([finished])], ignore_index=True), ae_seconds={}).iloc[0]
     assert row["n"] == 1 and row["diverged"] == 1 and row["fid_mean"] == 10.0
 
 

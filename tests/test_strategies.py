@@ -92,3 +92,44 @@ def test_a_stage_validates_only_the_strategy_sections_it_reads():
         validate_params(raw)
     with pytest.raises(UserError, match="unknown key 'nope'"):
         validate_params({"nope": {}}, strategies=())
+
+
+@pytest.mark.parametrize("name", ["ae_hybrid", "vaegan"])
+def test_the_generator_sees_both_kinds_of_codes_in_one_pass(name, small_shape, optim, pretrained_ae, digits16):
+    """DESIGN 3: prior codes and encoder codes go through G as one batch, so G's BatchNorm running statistics
+    after a step are exactly those of a single pass over the concatenated codes."""
+    import copy
+
+    cls = get_strategy(name)
+    torch.manual_seed(0)
+    s = cls(cls.Params(), small_shape, optim, pretrained_ae)
+    before = copy.deepcopy(s.generator).train()
+    inputs = []
+    s.generator.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach().clone()))
+    real = digits16[:32]
+    s.train_step(real)
+    assert len(inputs) == 1 and inputs[0].shape[0] == 2 * len(real)
+    with torch.no_grad():
+        before(inputs[0])
+    stats_after = {k: v for k, v in s.generator.state_dict().items() if "running" in k or "num_batches" in k}
+    assert stats_after and all(torch.equal(before.state_dict()[k], v) for k, v in stats_after.items())
+
+
+def test_vaegan_feature_loss_comes_from_the_pass_the_logits_come_from(small_shape, optim, digits16):
+    """D runs once, on [x, x~, x_p]; D_l(x), D_l(x~) and the logits all come from that one pass (one BN batch)."""
+    import copy
+
+    cls = get_strategy("vaegan")
+    torch.manual_seed(0)
+    s = cls(cls.Params(), small_shape, optim, None)
+    d_before = copy.deepcopy(s.discriminator).train()
+    seen = []
+    s.discriminator.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))
+    real = digits16[:16]
+    out = s.train_step(real)
+    assert [x.shape[0] for x in seen] == [48] and torch.equal(seen[0][:16], real)
+    with torch.no_grad():
+        features, logits = d_before.features_and_logits(seen[0])
+    torch.testing.assert_close(out["loss_llike"], 0.5 * (features[:16] - features[16:32]).pow(2).sum(1).mean())
+    torch.testing.assert_close(out["d_real"], torch.sigmoid(logits[:16]).mean())
+    assert all(torch.equal(d_before.state_dict()[k], v) for k, v in s.discriminator.state_dict().items() if "running" in k)

@@ -1,4 +1,4 @@
-"""`pretrain_ae`: the shared autoencoder, trained once on ||Dec(E(x)) - x||^2 and saved to models/ae.pt."""
+"""The pretrained autoencoder: ||Dec(E(x)) - x||^2, one per training seed (models/ae-<seed>.pt)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ def load_ae(path: str | Path, shape: NetShape, device: torch.device | str = "cpu
     """Load the pretrained AE, refusing one built for another architecture."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: pretrained autoencoder not found: run `aegan pretrain-ae` (or `dvc repro pretrain_ae`)")
+        raise UserError(f"{path}: pretrained autoencoder not found: run `aegan pretrain-ae --seed N` (or `dvc repro pretrain_ae`)")
     try:
         bundle = torch.load(path, map_location="cpu", weights_only=True)
         if bundle.get("kind") != "aegan-ae":  # a generator, scorer or checkpoint

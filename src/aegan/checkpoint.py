@@ -33,11 +33,13 @@ def checkpoint_path(strategy: str, seed: int) -> Path:
 
 
 def fingerprint(strategy: str, seed: int, params, data_sha256: str) -> str:
+    """What defines a run: a checkpoint continues it only when all of it is unchanged."""
     from aegan.tracking import params_hash
 
     train = {k: v for k, v in params.train.model_dump().items() if k not in NOT_IN_FINGERPRINT}
     section = {"strategy": strategy, "seed": seed, "model": params.model.model_dump(), "train": train,
-               strategy: params.strategy_params(strategy).model_dump(), "data_sha256": data_sha256}  # fmt: skip
+               "pretrain_ae": params.pretrain_ae.model_dump(), strategy: params.strategy_params(strategy).model_dump(),
+               "data_sha256": data_sha256}  # fmt: skip
     return params_hash(section)
 
 

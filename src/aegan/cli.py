@@ -74,11 +74,14 @@ def train_scorer(params: Path = ParamsOpt) -> None:
 
 @app.command("pretrain-ae")
 @_user_errors
-def pretrain_ae(params: Path = ParamsOpt) -> None:
-    """Pretrain the shared autoencoder once and save models/ae.pt."""
+def pretrain_ae(
+    seed: int = typer.Option(..., help="training seed: the AE of the runs with this seed"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Pretrain the autoencoder of one training seed; writes models/ae-<seed>.pt."""
     from aegan.stages.pretrain_ae import run_pretrain_ae
 
-    _echo_json(run_pretrain_ae(_params(params), progress=sys.stderr.isatty()))
+    _echo_json(run_pretrain_ae(_params(params), seed, progress=sys.stderr.isatty()))
 
 
 @app.command()

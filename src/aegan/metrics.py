@@ -193,16 +193,10 @@ class Evaluator:
 
 
 def heldout_evaluator(params, device: torch.device):
-    """The packed dataset and an Evaluator against its held-out split (the protocol of `reference` and `evaluate`)."""
+    """The packed dataset and an Evaluator against its whole held-out split (the protocol of `reference` and
+    `evaluate`: `evaluate.num_samples` generated images are scored against every held-out image)."""
     from aegan.data.packed import load_packed
 
     check_feature_extractor(params.evaluate)
     data = load_packed(paths.DATASET_FILE)
-    n = params.evaluate.num_samples
-    if n > len(data.heldout_images) or n > len(data.train_images):
-        raise UserError(
-            f"evaluate.num_samples = {n} exceeds the held-out split ({len(data.heldout_images)} images) or the "
-            f"training split ({len(data.train_images)}): lower it or raise prepare.heldout_fraction"
-        )
-    reference = torch.as_tensor(data.heldout_images[:n])
-    return data, Evaluator(params.evaluate, paths.SCORER_FILE, reference, device)
+    return data, Evaluator(params.evaluate, paths.SCORER_FILE, torch.as_tensor(data.heldout_images), device)

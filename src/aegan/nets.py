@@ -128,7 +128,7 @@ class Encoder(AutocastModule):
 
 
 class Discriminator(AutocastModule):
-    """image -> real/fake logit (N,). `features` gives the hidden layer D_l used by VAE-GAN."""
+    """image -> real/fake logit (N,). `features_and_logits` also gives the hidden layer D_l used by VAE-GAN."""
 
     def __init__(self, shape: NetShape):
         super().__init__()
@@ -137,14 +137,14 @@ class Discriminator(AutocastModule):
         self.head = nn.Conv2d(self.trunk.out_channels, 1, 4, 1, 0)
         self.apply(dcgan_init)
 
-    def body(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.trunk(x)).flatten()
+    def body(self, x: torch.Tensor, with_features: bool = False):
+        h = self.trunk(x)
+        logits = self.head(h).flatten()
+        return (h.flatten(1), logits) if with_features else logits
 
-    def features(self, x: torch.Tensor) -> torch.Tensor:
-        if self.autocast_device is None:
-            return self.trunk(x).flatten(1)
-        with torch.autocast(self.autocast_device, dtype=torch.bfloat16):
-            return self.trunk(x).flatten(1).float()
+    def features_and_logits(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """D_l(x) (N, features) and the logits (N,) from one pass, so both see the same batch statistics."""
+        return self(x, with_features=True)
 
 
 class AutoEncoder(nn.Module):

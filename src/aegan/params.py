@@ -72,10 +72,11 @@ class ComputeParams(StrictModel):
 
 
 class PretrainAEParams(StrictModel):
+    """One AE per training seed (the seed comes from `seeds`); its steps are charged to the strategies using it."""
+
     steps: int = Field(500, ge=1)
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerParams = OptimizerParams(lr=1e-3, beta1=0.9, beta2=0.999)
-    seed: int = 0
 
 
 class TrainScorerParams(StrictModel):
@@ -88,24 +89,31 @@ class TrainScorerParams(StrictModel):
 
 
 class TrainParams(StrictModel):
-    """The shared loop. `steps` counts generator updates: the same for every strategy."""
+    """The shared loop. `budget` counts generator-side updates, the same for every strategy (DESIGN 3)."""
 
-    steps: int = Field(300, ge=1)
+    budget: int = Field(1000, ge=1, description="generator-side updates per run, AE pretraining included (match_budget)")
+    match_budget: bool = Field(
+        True, description="a strategy that uses the AE trains budget - pretrain_ae.steps steps of its own, so its "
+        "generator-side updates match the others'; false: every strategy trains `budget` steps (AE head start)")
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerParams = OptimizerParams()
     log_every: int = Field(10, ge=1, description="losses are averaged over this many steps, then logged")
     eval_every: int = Field(100, ge=0, description="small-sample FID every N steps (0: off)")
-    eval_samples: int = Field(256, ge=16)
+    eval_samples: int = Field(512, ge=16)
     grid_samples: int = Field(64, ge=1, le=1024)
     grid_seed: int = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
     checkpoint_every: int = Field(200, ge=0, description="resumable checkpoint every N steps (0: only after the last step)")
     divergence_bound: float = Field(1e4, gt=0.0, description="a logged loss above this magnitude (or non-finite) ends the run as diverged")
 
+    def own_steps(self, ae_steps: int) -> int:
+        """Steps a strategy trains itself when its AE pretraining took `ae_steps` (0: it uses no AE)."""
+        return self.budget - ae_steps if self.match_budget else self.budget
+
 
 class EvaluateParams(StrictModel):
     feature_extractor: Literal["scorer", "inception"] = "scorer"
     feature_extractor_weights_path: Optional[str] = None
-    num_samples: int = Field(400, ge=16, description="generated samples = held-out reference samples")
+    num_samples: int = Field(2000, ge=16, description="generated samples scored against every held-out image")
     kid_subset_size: int = Field(200, ge=2)
     prc_neighborhood: int = Field(3, ge=1)
     batch_size: int = Field(200, ge=1)
@@ -135,6 +143,9 @@ class ReportParams(StrictModel):
     collapse_recall_ratio: float = Field(
         0.5, gt=0.0, le=1.0, description="flag possible mode collapse when recall < this x precision"
     )
+    plateau_tolerance: float = Field(
+        0.1, gt=0.0, lt=1.0, description="the baseline's FID has flattened when its mean over the last quarter of the "
+        "budget is within this fraction of its mean over the quarter before")
 
 
 class StageParams(StrictModel):
@@ -165,6 +176,11 @@ class StageParams(StrictModel):
             raise ValueError("seeds lists a seed twice")
         if self.report.baseline not in known:
             raise ValueError(f"report.baseline = {self.report.baseline!r} is not a strategy (available: {', '.join(known)})")
+        if self.train.match_budget and self.train.budget <= self.pretrain_ae.steps:
+            raise ValueError(
+                f"train.budget ({self.train.budget}) must exceed pretrain_ae.steps ({self.pretrain_ae.steps}): strategies "
+                "that use the AE are charged its steps; raise the budget, or set train.match_budget: false"
+            )
         return self
 
     def strategy_params(self, name: str):

@@ -9,8 +9,7 @@ PREPARED_DIR = Path("data/prepared")
 DATASET_FILE = PREPARED_DIR / "dataset.npz"
 DATA_CARD_FILE = PREPARED_DIR / "card.json"
 MODELS_DIR = Path("models")
-AE_FILE = MODELS_DIR / "ae.pt"
-AE_INFO_FILE = MODELS_DIR / "ae.json"
+AE_DIR = MODELS_DIR / "ae"  # one pretrained AE per training seed
 SCORER_FILE = MODELS_DIR / "scorer.pt"
 SCORER_INFO_FILE = MODELS_DIR / "scorer.json"
 REPORTS_DIR = Path("reports")
@@ -22,6 +21,15 @@ REPORT_FILE = REPORTS_DIR / "report.md"
 REPORT_HTML_FILE = REPORTS_DIR / "report.html"
 FIGURES_DIR = REPORTS_DIR / "figures"
 CURVES_DIR = REPORTS_DIR / "curves"
+
+
+def ae_file(seed: int) -> Path:
+    """The AE pretrained with training seed `seed`: the AE strategies' runs of that seed use it."""
+    return AE_DIR / f"ae-{seed}.pt"
+
+
+def ae_info_file(seed: int) -> Path:
+    return AE_DIR / f"ae-{seed}.json"
 
 
 def run_dir(strategy: str, seed: int) -> Path:

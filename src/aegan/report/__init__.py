@@ -48,31 +48,32 @@ def log_final_metrics(runs) -> None:
         run.end("FINISHED" if r.status == "finished" else "FAILED")
 
 
-def write_curves(histories: dict, strategies: list[str], seeds: list[int]) -> None:
-    """Per-strategy mean small-sample FID over seeds, one CSV per strategy, for `dvc plots show`."""
+def write_curves(curves: dict) -> None:
+    """Per-strategy mean small-sample FID over seeds on the budget axis, one CSV per strategy, for `dvc plots show`."""
     import pandas as pd
 
     from aegan.atomic import atomic_path
-    from aegan.report.tables import mean_curve
 
     paths.CURVES_DIR.mkdir(parents=True, exist_ok=True)
-    for s in strategies:
-        curve = mean_curve(histories, s, seeds, "fid_small").rename(columns={"mean": "fid_small", "std": "fid_small_std"})
+    for s, curve in curves.items():
+        curve = curve.rename(columns={"mean": "fid_small", "std": "fid_small_std"})
         with atomic_path(paths.CURVES_DIR / f"{s}.csv", suffix=".csv") as tmp:
-            pd.DataFrame(curve, columns=["step", "fid_small", "fid_small_std"]).to_csv(tmp, index=False)
+            pd.DataFrame(curve, columns=["budget", "step", "fid_small", "fid_small_std"]).to_csv(tmp, index=False)
 
 
 def make_figures(ctx: dict) -> dict:
     import numpy as np
 
     from aegan.report import figures as F
+    from aegan.report.budget import charged_steps
     from aegan.report.compose import class_shares
 
     strategies, seeds, runs, histories = ctx["params"].strategies, ctx["params"].seeds, ctx["runs"], ctx["histories"]
     floor = ctx["reference"]["real_vs_real"].get("fid")
     out = paths.FIGURES_DIR
+    ae_steps = max((charged_steps(runs, s) for s in strategies), default=0)
     figs = {
-        "fid_curves": F.fid_curves(histories, strategies, seeds, floor, out / "fid_curves.png"),
+        "fid_curves": F.fid_curves(ctx["curves"], floor, ae_steps, out / "fid_curves.png"),
         "losses": F.losses(histories, strategies, seeds, out / "losses.png"),
         "final_fid": F.final_fid(runs, strategies, floor, out / "final_fid.png"),
         "samples": F.sample_grids(real_grid(),
@@ -84,9 +85,9 @@ def make_figures(ctx: dict) -> dict:
     if ref_counts and shares:
         ref = np.asarray(ref_counts, float)
         figs["class_coverage"] = F.class_coverage(shares, ref / ref.sum(), out / "class_coverage.png")
-    m = F.began_m(histories, strategies, seeds, out / "began_m.png")
-    if m is not None:
-        figs["began_m"] = m
+    began = F.began(histories, strategies, seeds, out / "began.png")
+    if began is not None:
+        figs["began"] = began
     return figs
 
 
@@ -112,6 +113,8 @@ def run_report(params) -> dict:
     from aegan import wall_seconds
     from aegan.atomic import write_json, write_text
     from aegan.report import tables as T
+    from aegan.report.budget import budget_curve, plateau, rankings
+    from aegan.report.comparison import compare_with_baseline
     from aegan.report.compose import build_document, commit_line, stage_seconds
     from aegan.report.render import to_html, to_markdown
     from aegan.tracking import Run
@@ -119,21 +122,25 @@ def run_report(params) -> dict:
     strategies, seeds, rp = params.strategies, params.seeds, params.report
     runs = T.collect_runs(strategies, seeds)
     reference = read_json(paths.REFERENCE_FILE)
-    card, scorer, ae = read_json(paths.DATA_CARD_FILE), read_json(paths.SCORER_INFO_FILE), read_json(paths.AE_INFO_FILE)
+    card, scorer = read_json(paths.DATA_CARD_FILE), read_json(paths.SCORER_INFO_FILE)
+    ae = {seed: read_json(paths.ae_info_file(seed)) for seed in seeds}  # one AE per training seed
     histories = T.collect_histories(strategies, seeds)
-    table = T.aggregate(runs, ae["train_seconds"])
-    comparisons = T.compare_with_baseline(runs, rp.baseline, rp.confidence) if rp.baseline in strategies else []
+    table = T.aggregate(runs, {seed: info["train_seconds"] for seed, info in ae.items()})
+    comparisons = compare_with_baseline(runs, rp.baseline, rp.confidence) if rp.baseline in strategies else []
     stab = T.stability(runs, histories, reference, rp)
+    curves = {s: budget_curve(histories, runs, s, seeds, "fid_small") for s in strategies}
     ctx = {
         "params": params, "runs": runs, "histories": histories, "table": table, "comparisons": comparisons,
-        "stability": stab, "reference": reference, "card": card, "scorer": scorer, "ae": ae,
+        "stability": stab, "reference": reference, "card": card, "scorer": scorer, "ae": ae, "curves": curves,
+        "plateau": plateau(curves.get(rp.baseline, curves[strategies[0]]), rp.plateau_tolerance),
+        "rankings": rankings(histories, runs, strategies, seeds),
         "differences": parameter_differences(params), "commit": commit_line(),
     }  # fmt: skip
     # stale figures of strategies no longer run must not linger next to the new ones
     for old in paths.FIGURES_DIR.glob("*.png") if paths.FIGURES_DIR.is_dir() else []:
         old.unlink()
     figs = make_figures(ctx)
-    write_curves(histories, strategies, seeds)
+    write_curves(curves)
     summary = T.summary_json(table, comparisons, stab, reference, rp.baseline)
     total, known, expected = stage_seconds(card, scorer, ae, reference, runs)
     ctx["wall"] = (total + wall_seconds(), known + 1, expected + 1)  # this stage too, up to now

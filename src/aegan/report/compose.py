@@ -15,11 +15,15 @@ from aegan.report import tables as T
 from aegan.report.render import Bullets, Document, Figure, Heading, Paragraph, Table
 
 METRIC_NAMES = {"fid": "FID", "kid_mean": "KID", "is_mean": "IS", "precision": "precision", "recall": "recall"}
+PROTOCOL_SAMPLES = 2000  # DESIGN 3: at least this many generated samples for final scores
 
 
-def fmt(mean, std=None, digits: int = 3) -> str:
+def fmt(mean, std=None, digits: int = 3, n: int | None = None) -> str:
+    """`mean ± std`; with n = 1 the std is "–" (one seed has no spread to estimate), never "± 0"."""
     if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
         return "n/a"
+    if n == 1:
+        return f"{mean:.{digits}g} ± –"
     if std is None or not math.isfinite(std):
         return f"{mean:.{digits}g}"
     return f"{mean:.{digits}g} ± {std:.2g}"
@@ -39,13 +43,23 @@ def commit_line() -> str:
     return f"`{sha[:12]}`" + (" with uncommitted changes to tracked files" if git_dirty() else "")
 
 
-def stage_seconds(card: dict, scorer: dict, ae: dict, reference: dict, runs: pd.DataFrame) -> tuple[float, int, int]:
+def stage_seconds(card: dict, scorer: dict, ae: dict[int, dict], reference: dict, runs: pd.DataFrame) -> tuple[float, int, int]:
     """Sum of the wall times the stages recorded (process start to outputs), and how many of them recorded one."""
-    values = [card.get("prepare_wall_seconds"), scorer.get("wall_seconds"), ae.get("wall_seconds"), reference.get("wall_seconds")]
+    values = [card.get("prepare_wall_seconds"), scorer.get("wall_seconds"), reference.get("wall_seconds")]
+    values += [info.get("wall_seconds") for info in ae.values()]
     for col in ("train_wall_seconds", "wall_seconds"):
         values += list(runs[col]) if col in runs else [None] * len(runs)
     known = [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
     return sum(known), len(known), len(values)
+
+
+def budget_words(params) -> str:
+    tp, ae_steps = params.train, params.pretrain_ae.steps
+    if tp.match_budget:
+        return (f"{tp.budget} generator-side updates per run, matched: a strategy that uses the AE is charged its "
+                f"{ae_steps} pretraining steps and trains {tp.own_steps(ae_steps)} of its own")  # fmt: skip
+    return (f"{tp.budget} own steps per run (train.match_budget: false), so strategies that use the AE have had "
+            f"{ae_steps} more generator-side updates: the comparison credits their head start")  # fmt: skip
 
 
 def data_labels(card: dict) -> str:
@@ -66,10 +80,16 @@ def setup_section(doc: Document, ctx: dict) -> None:
         f"{tuple(card['shape'])}, {data_labels(card)}; packed file sha256 `{card['sha256'][:12]}`.",
         f"Scorer (feature extractor `{reference.get('feature_extractor', '?')}`): {scorer['task']} task, "
         f"held-out accuracy {scorer['heldout_accuracy']:.3f}.",
-        f"Autoencoder pretraining: {ae['train_seconds']:.1f} s, held-out MSE {ae['heldout_mse']:.4f}; its time is "
-        "charged to the strategies that use it.",
-        f"Protocol: {params.train.steps} generator steps, batch {params.train.batch_size}, seeds {params.seeds}; "
-        f"{reference['num_samples']} generated samples scored against {reference['num_samples']} held-out images.",
+        f"Autoencoder pretraining: one AE per training seed (so an AE strategy's spread includes its AE's), "
+        f"{params.pretrain_ae.steps} steps, {fmt(*T.mean_std([a['train_seconds'] for a in ae.values()])[:2])} s, held-out "
+        f"MSE {fmt(*T.mean_std([a['heldout_mse'] for a in ae.values()])[:2])}; its steps and time are charged to the "
+        "strategies that use it.",
+        f"Budget: {budget_words(params)}; batch {params.train.batch_size}, seeds {params.seeds}.",
+        f"Evaluation: {reference['num_samples']} generated samples per run scored against all "
+        f"{reference.get('num_reference', '?')} held-out images (never trained on); the floor scores "
+        f"{reference.get('num_real_samples', reference['num_samples'])} training images against the same held-out images."
+        + ("" if reference["num_samples"] >= PROTOCOL_SAMPLES else
+           f" Fewer than the protocol's {PROTOCOL_SAMPLES:,} generated samples: FID's bias grows as the count falls."),
         f"Commit: {ctx['commit']}.",
         f"Pipeline wall time: {total:.0f} s ({total / 60:.1f} min), the sum of the wall times the stages recorded "
         f"({known} of {expected} stage runs recorded one; DVC's own bookkeeping is not included).",
@@ -89,47 +109,31 @@ def main_table(doc: Document, ctx: dict) -> None:
     table, reference = ctx["table"], ctx["reference"]
     best = T.best_strategies(table)
     fid_col = fid_name(reference.get("feature_extractor", ""))
-    header = ["strategy", "n", fid_col, "KID", "IS", "precision", "recall", "train s", "img/s", "G params",
-              "AE s charged", "total s"]  # fmt: skip
+    header = ["strategy", "n", fid_col, "KID", "IS", "precision", "recall", "budget (own + AE)", "train s",
+              "AE s charged", "total s", "img/s"]  # fmt: skip
     rows = []
     for _, r in table.iterrows():
         n = f"{int(r['n'])}" + (f" ({int(r['diverged'])} diverged)" if r["diverged"] else "")
         cells = [f"`{r['strategy']}`", n]
         for m in T.METRICS:
-            text = fmt(r[f"{m}_mean"], r[f"{m}_std"])
+            text = fmt(r[f"{m}_mean"], r[f"{m}_std"], n=int(r["n"]))
             cells.append(f"**{text}**" if r["strategy"] in best[m] else text)
-        cells += [fmt(r["train_seconds_mean"]), _int(r["images_per_second_mean"]), f"{int(r['generator_parameters']):,}",
-                  f"{r['ae_seconds_charged']:.1f}", fmt(r["total_seconds"])]  # fmt: skip
+        budget = "n/a" if not math.isfinite(r["budget"]) else f"{r['budget']:.0f} ({r['steps']:.0f} + {r['ae_steps_charged']:.0f})"
+        cells += [budget, fmt(r["train_seconds_mean"]), f"{r['ae_seconds_charged']:.1f}", fmt(r["total_seconds"]),
+                  _int(r["images_per_second_mean"])]  # fmt: skip
         rows.append(cells)
     for name, key in (("real vs real (floor)", "real_vs_real"), ("untrained generator", "untrained_generator")):
         ref = reference[key]
         rows.append([f"*{name}*", "", *[fmt(ref.get(m)) for m in T.METRICS], "", "", "", "", ""])
     n_seeds = len(ctx["params"].seeds)
+    params_g = {int(p) for p in table["generator_parameters"]}
     doc.add(Heading("Main table"))
     doc.add(Table(header, rows, note=(
         f"Mean ± std over training seeds; n = finished seeds of {n_seeds} (a diverged run has no scores and is not "
-        "averaged). **Bold**: the best mean in its column (lower FID/KID, higher IS/precision/recall). Train s and "
-        "img/s: the strategy's own training; total s adds the AE pretraining it relies on.")))  # fmt: skip
-
-
-def baseline_section(doc: Document, ctx: dict) -> None:
-    rp = ctx["params"].report
-    base = rp.baseline
-    doc.add(Heading(f"Against the `{base}` baseline"))
-    if base not in ctx["params"].strategies:
-        doc.add(Paragraph(f"`{base}` (report.baseline) is not among the strategies run: add it to `strategies` "
-                          "to compare against it."))  # fmt: skip
-        return
-    level = f"{rp.confidence:.0%}"
-    rows = []
-    for c in ctx["comparisons"]:
-        ci = "n/a" if not math.isfinite(c.ci_low) else f"[{c.ci_low:.3g}, {c.ci_high:.3g}]"
-        p = "n/a" if not math.isfinite(c.p_value) else f"{c.p_value:.2g}"
-        rows.append([f"`{c.strategy}`", f"{c.n} vs {c.n_baseline}", fmt(c.delta), ci, p, c.verdict])
-    doc.add(Table(["strategy", "seeds", f"FID − {base}", f"{level} CI", "p (Welch)", "reading"], rows, note=(
-        f"Difference of mean FID over training seeds (negative: better than `{base}`), with a Welch t interval "
-        "(unequal variances). With 3 seeds per side the interval is wide: a difference it cannot separate from 0 "
-        "is reported as no clear difference, not as a win.")))  # fmt: skip
+        "averaged; with n = 1 the std is –). **Bold**: the best mean in its column (lower FID/KID, higher "
+        "IS/precision/recall). Budget: generator-side updates, the strategy's own plus the AE pretraining charged to "
+        "it. Train s and img/s: the strategy's own training; total s adds the pretraining of its seed's AE. Every "
+        f"generator has {', '.join(f'{p:,}' for p in sorted(params_g))} parameters.")))  # fmt: skip
 
 
 def stability_section(doc: Document, ctx: dict) -> None:
@@ -138,11 +142,13 @@ def stability_section(doc: Document, ctx: dict) -> None:
     rows = []
     for _, r in stab.iterrows():
         covered = ("n/a" if not r["classes"] else
-                   f"{fmt(r['classes_covered_mean'], r['classes_covered_std'])} of {int(r['classes'])}")  # fmt: skip
+                   f"{fmt(r['classes_covered_mean'], r['classes_covered_std'], n=int(r['n']))} of {int(r['classes'])}")  # fmt: skip
         diverged = f"{int(r['diverged'])} of {int(r['runs'])}"
         if r["diverged_at"]:
             diverged += f" (at step {', '.join(map(str, r['diverged_at']))})"
         m = "n/a" if not math.isfinite(r["began_m_last"]) else f"{r['began_m_first']:.3g} → {r['began_m_last']:.3g}"
+        if math.isfinite(r["began_k_last"]):
+            m += f" (k_t {r['began_k_first']:.3g} → {r['began_k_last']:.3g})"
         rows.append([
             f"`{r['strategy']}`", diverged, fmt(r["fid_std"]),
             "n/a" if not math.isfinite(r["fid_min"]) else f"{r['fid_min']:.3g} – {r['fid_max']:.3g}",
@@ -150,7 +156,7 @@ def stability_section(doc: Document, ctx: dict) -> None:
             covered, fmt(r["class_kl_mean"]), f"{int(r['collapse_flags'])} of {int(r['n'])}", m,
         ])  # fmt: skip
     header = ["strategy", "diverged", "FID std (seeds)", "FID range", "G loss osc.", "D loss osc.", "classes covered",
-              "class KL", "precision ≫ recall", "BEGAN M first → last"]  # fmt: skip
+              "class KL", "precision ≫ recall", "BEGAN M (k_t) first → last"]  # fmt: skip
     doc.add(Table(header, rows, note=(
         f"Loss oscillation: std of the logged loss over the last {rp.tail_fraction:.0%} of training (mean over "
         "seeds), and in brackets relative to the loss's mean magnitude (losses have different scales per strategy). "
@@ -178,45 +184,18 @@ def _osc(std: float, rel: float) -> str:
     return f"{std:.3g}" + (f" ({rel:.0%})" if math.isfinite(rel) else "")
 
 
-def findings(doc: Document, ctx: dict) -> None:
-    """Short sentences derived from the tables, so a reader gets the answer before the details."""
-    table, comparisons, stab = ctx["table"], ctx["comparisons"], ctx["stability"]
-    base = ctx["params"].report.baseline
-    items = []
-    fid = table[["strategy", "fid_mean", "fid_std", "n"]].dropna(subset=["fid_mean"]).sort_values("fid_mean")
-    if len(fid):
-        ranking = ", ".join(f"`{r.strategy}` {fmt(r.fid_mean, r.fid_std)}" for r in fid.itertuples())
-        items.append(f"Ranking by mean {fid_name(ctx['reference'].get('feature_extractor', ''))}, lower is better: {ranking}.")
-    better = [c.strategy for c in comparisons if math.isfinite(c.ci_high) and c.ci_high < 0]
-    worse = [c.strategy for c in comparisons if math.isfinite(c.ci_low) and c.ci_low > 0]
-    unclear = [c.strategy for c in comparisons if c.strategy not in better + worse]
-    if comparisons:
-        level = f"{ctx['params'].report.confidence:.0%}"
-        items.append(f"Better than `{base}` with the {level} interval excluding 0: "
-                     + (", ".join(f"`{s}`" for s in better) or "none") + "; worse: "
-                     + (", ".join(f"`{s}`" for s in worse) or "none") + "; not separable at this n: "
-                     + (", ".join(f"`{s}`" for s in unclear) or "none") + ".")  # fmt: skip
-    diverged = stab[stab["diverged"] > 0]
-    items.append("Diverged runs: " + (", ".join(f"`{r.strategy}` {r.diverged} of {r.runs}" for r in diverged.itertuples())
-                                      or "none") + ".")  # fmt: skip
-    flagged = stab[stab["collapse_flags"] > 0]
-    if len(flagged):
-        items.append("Signs of mode collapse (recall far below precision): "
-                     + ", ".join(f"`{r.strategy}` ({r.collapse_flags} of {r.n} runs)" for r in flagged.itertuples()) + ".")
-    doc.add(Heading("Findings"), Bullets(items))
-
-
 def figures_section(doc: Document, figs: dict) -> None:
     captions = {
-        "fid_curves": "Small-sample FID against training step, mean over seeds with a ± std band (log scale).",
+        "fid_curves": "Small-sample FID against the budget (generator-side updates, AE pretraining included), mean over "
+                      "seeds with a ± std band (log scale); AE strategies start where their pretraining ends.",
         "final_fid": "Final FID of each training seed (dots) and their mean (bar); the dashed line is the real-vs-real floor.",
         "losses": "Generator and discriminator losses per strategy, mean over seeds with a ± std band.",
         "samples": "The same fixed latent batch through every strategy (columns) and seed (rows), next to held-out images.",
         "class_coverage": "Which scorer class each generated sample falls in (mean share over seeds): missing classes are dropped modes.",
-        "began_m": "BEGAN's convergence measure M over training, mean ± std over seeds.",
+        "began": "BEGAN's control variable k_t and convergence measure M over training, mean ± std over seeds.",
     }  # fmt: skip
-    titles = {"fid_curves": "Curves", "final_fid": "Final FID per seed", "samples": "Samples", "class_coverage": "Mode coverage", "began_m": "BEGAN convergence"}
-    for key in ("fid_curves", "losses", "final_fid", "samples", "class_coverage", "began_m"):
+    titles = {"fid_curves": "Curves", "final_fid": "Final FID per seed", "samples": "Samples", "class_coverage": "Mode coverage", "began": "BEGAN equilibrium"}
+    for key in ("fid_curves", "losses", "final_fid", "samples", "class_coverage", "began"):
         path = figs.get(key)
         if path is None:
             continue
@@ -226,11 +205,14 @@ def figures_section(doc: Document, figs: dict) -> None:
 
 
 def build_document(ctx: dict, figs: dict) -> Document:
+    from aegan.report.findings import baseline_section, budget_section, findings
+
     doc = Document(ctx["params"].report.title)
     findings(doc, ctx)
     setup_section(doc, ctx)
     main_table(doc, ctx)
     baseline_section(doc, ctx)
+    budget_section(doc, ctx)
     stability_section(doc, ctx)
     figures_section(doc, figs)
     return doc

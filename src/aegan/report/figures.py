@@ -43,20 +43,23 @@ def _band(ax, curve: pd.DataFrame, color, label: str) -> None:
     ax.fill_between(x, m - s, m + s, color=color, alpha=0.2, lw=0)
 
 
-def fid_curves(histories: dict, strategies: list[str], seeds: list[int], floor: float | None, path: Path) -> Path:
+def fid_curves(curves: dict[str, pd.DataFrame], floor: float | None, ae_steps: int, path: Path) -> Path:
+    """Small-sample FID against the budget axis (own steps + AE pretraining charged), one band per strategy."""
     fig, ax = plt.subplots(figsize=(7, 4.2))
-    colors = _colors(strategies)
+    colors = _colors(list(curves))
     drawn = 0
-    for s in strategies:
-        curve = mean_curve(histories, s, seeds, "fid_small")
+    for s, curve in curves.items():
         if len(curve):
-            _band(ax, curve, colors[s], s)
+            _band(ax, curve.assign(step=curve["budget"]), colors[s], s)
             drawn += 1
     if floor is not None and np.isfinite(floor) and floor > 0:
         ax.axhline(floor, color="0.3", ls="--", lw=1, label="real vs real (full protocol)")
+    if ae_steps:
+        ax.axvline(ae_steps, color="0.5", ls=":", lw=1, label="AE pretraining charged")
     if not drawn:
         ax.text(0.5, 0.5, "no small-sample FID logged (train.eval_every = 0?)", ha="center", transform=ax.transAxes)
-    ax.set(xlabel="generator step", ylabel="small-sample FID (log scale)", title="FID during training, mean ± std over seeds")
+    ax.set(xlabel="budget: generator-side updates (AE pretraining included)", ylabel="small-sample FID (log scale)",
+           title="FID against the matched budget, mean ± std over seeds")  # fmt: skip
     if drawn:
         ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
@@ -166,16 +169,21 @@ def class_coverage(shares: dict[str, np.ndarray], reference: np.ndarray, path: P
     return _save(fig, path)
 
 
-def began_m(histories: dict, strategies: list[str], seeds: list[int], path: Path) -> Path | None:
-    """BEGAN's convergence measure M = L(x) + |gamma L(x) - L(G(z))| over training; None when no strategy logs it."""
-    curves = {s: c for s in strategies if len(c := mean_curve(histories, s, seeds, "convergence_M"))}
+def began(histories: dict, strategies: list[str], seeds: list[int], path: Path) -> Path | None:
+    """BEGAN's control variable k_t and convergence measure M over training; None when no strategy logs them."""
+    curves = {s: (mean_curve(histories, s, seeds, "k_t"), c) for s in strategies
+              if len(c := mean_curve(histories, s, seeds, "convergence_M"))}  # fmt: skip
     if not curves:
         return None
-    fig, ax = plt.subplots(figsize=(6, 3.4))
+    fig, (ax_k, ax_m) = plt.subplots(1, 2, figsize=(10, 3.4))
     colors = _colors(strategies)
-    for s, c in curves.items():
-        _band(ax, c, colors[s], s)
-    ax.set(xlabel="generator step", ylabel="M", title="BEGAN convergence measure M (lower = closer to equilibrium)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    for s, (k, m) in curves.items():
+        if len(k):
+            _band(ax_k, k, colors[s], s)
+        _band(ax_m, m, colors[s], s)
+    ax_k.set(xlabel="generator step", ylabel="k_t", title="BEGAN control variable k_t")
+    ax_m.set(xlabel="generator step", ylabel="M", title="BEGAN convergence measure M (lower = closer to equilibrium)")
+    for ax in (ax_k, ax_m):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
     return _save(fig, path)

@@ -47,7 +47,8 @@ def collect_runs(strategies: list[str], seeds: list[int]) -> pd.DataFrame:
             row["all_metrics"] = metrics  # kid_std, is_std, f_score too: logged to MLflow as they are
             rows.append(row)
     runs = pd.DataFrame(rows)
-    for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds", "mlflow_run_id"):  # older outputs lack some
+    for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds", "mlflow_run_id", "ae_steps_charged",
+                     "budget", "num_samples", "num_reference"):  # older outputs lack some
         if optional not in runs:
             runs[optional] = None
     for m in METRICS + COSTS:
@@ -69,18 +70,22 @@ def collect_histories(strategies: list[str], seeds: list[int]) -> dict[tuple[str
 
 
 def mean_std(values) -> tuple[float, float, int]:
-    """Mean, sample std (ddof 1; 0 for one value) and n of the finite values."""
+    """Mean, sample std (ddof 1; NaN for a single value: no spread can be estimated) and n of the finite values."""
     v = pd.Series(values, dtype=float)
     v = v[np.isfinite(v)]
     n = len(v)
     if n == 0:
         return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if n > 1 else 0.0, n
+    return float(v.mean()), float(v.std(ddof=1)) if n > 1 else math.nan, n
 
 
 # ------------------------------------------------------------------ main table
-def aggregate(runs: pd.DataFrame, ae_seconds: float) -> pd.DataFrame:
-    """One row per strategy: mean/std/n of each metric and cost over the finished seeds; diverged runs counted."""
+def aggregate(runs: pd.DataFrame, ae_seconds: dict[int, float]) -> pd.DataFrame:
+    """One row per strategy: mean/std/n of each metric and cost over the finished seeds; diverged runs counted.
+
+    Costs: a strategy that uses the AE is charged the pretraining of its seed's AE, in generator-side updates
+    (`ae_steps_charged`, part of its budget) and in wall seconds (`ae_seconds`: {seed: seconds}).
+    """
     out = []
     for strategy, g in runs.groupby("strategy", sort=False):
         ok = g[g["status"] == "finished"]
@@ -91,8 +96,12 @@ def aggregate(runs: pd.DataFrame, ae_seconds: float) -> pd.DataFrame:
         row["train_seconds_mean"], row["train_seconds_std"], _ = mean_std(g["train_seconds"])
         row["generator_parameters"] = int(g["generator_parameters"].iloc[0])
         row["uses_ae"] = bool(g["uses_ae"].iloc[0])
-        row["ae_seconds_charged"] = ae_seconds if row["uses_ae"] else 0.0
+        charged = [ae_seconds.get(int(seed), math.nan) if row["uses_ae"] else 0.0 for seed in g["seed"]]
+        row["ae_seconds_charged"] = mean_std(charged)[0] if row["uses_ae"] else 0.0
         row["total_seconds"] = row["train_seconds_mean"] + row["ae_seconds_charged"]
+        planned = ok if len(ok) else g  # a diverged run stopped early: the budget is that of the finished ones
+        for col in ("steps", "ae_steps_charged", "budget"):
+            row[col] = float(pd.to_numeric(planned[col], errors="coerce").mean()) if col in g else math.nan
         out.append(row)
     return pd.DataFrame(out)
 
@@ -109,59 +118,6 @@ def best_strategies(table: pd.DataFrame) -> dict[str, set[str]]:
         target = finite.min() if LOWER_IS_BETTER[m] else finite.max()
         best[m] = set(table.loc[col == target, "strategy"])
     return best
-
-
-# ------------------------------------------------------------------ against the baseline
-@dataclass
-class Comparison:
-    strategy: str
-    n: int
-    n_baseline: int
-    delta: float  # mean FID of the strategy minus mean FID of the baseline: negative = better
-    ci_low: float
-    ci_high: float
-    p_value: float
-    verdict: str
-
-
-def welch_interval(a: np.ndarray, b: np.ndarray, confidence: float) -> tuple[float, float, float, float]:
-    """mean(a) - mean(b), its Welch t confidence interval and two-sided p-value (scipy, unequal variances)."""
-    from scipy import stats
-
-    delta = float(a.mean() - b.mean())
-    if a.var(ddof=1) == 0.0 and b.var(ddof=1) == 0.0:  # no spread at all on either side: the difference is exact
-        return delta, delta, delta, 0.0 if delta else 1.0
-    res = stats.ttest_ind(a, b, equal_var=False)
-    ci = res.confidence_interval(confidence_level=confidence)
-    return delta, float(ci.low), float(ci.high), float(res.pvalue)
-
-
-def compare_with_baseline(runs: pd.DataFrame, baseline: str, confidence: float, metric: str = "fid") -> list[Comparison]:
-    """Each strategy's FID against the baseline's, over finished training seeds; says plainly when n is too small."""
-    finished = runs[runs["status"] == "finished"]
-    values = {s: g[metric].dropna().to_numpy(dtype=float) for s, g in finished.groupby("strategy", sort=False)}
-    base = values.get(baseline, np.array([]))
-    out = []
-    for strategy in runs["strategy"].drop_duplicates():
-        if strategy == baseline:
-            continue
-        a = values.get(strategy, np.array([]))
-        if len(a) < 2 or len(base) < 2:
-            delta = float(a.mean() - base.mean()) if len(a) and len(base) else math.nan
-            verdict = (f"n too small to tell: {len(a)} finished seed(s) against {len(base)} for {baseline}; "
-                       "a confidence interval needs at least 2 on each side")  # fmt: skip
-            out.append(Comparison(strategy, len(a), len(base), delta, math.nan, math.nan, math.nan, verdict))
-            continue
-        delta, lo, hi, p = welch_interval(a, base, confidence)
-        level = f"{confidence:.0%}"
-        if hi < 0:
-            verdict = f"lower FID than {baseline} (better; the {level} interval excludes 0)"
-        elif lo > 0:
-            verdict = f"higher FID than {baseline} (worse; the {level} interval excludes 0)"
-        else:
-            verdict = f"no clear difference from {baseline} at n = {len(a)} vs {len(base)} (the {level} interval holds 0)"
-        out.append(Comparison(strategy, len(a), len(base), delta, lo, hi, p, verdict))
-    return out
 
 
 # ------------------------------------------------------------------ stability
@@ -233,14 +189,15 @@ def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.Da
         row["class_kl_mean"], _, _ = mean_std(kls)
         pr = ok[["precision", "recall"]].dropna()
         row["collapse_flags"] = int((pr["recall"] < rp.collapse_recall_ratio * pr["precision"]).sum())
-        m_first, m_last = [], []
-        for seed in ok["seed"]:
-            h = histories.get((strategy, int(seed)), pd.DataFrame())
-            if "convergence_M" in h and h["convergence_M"].notna().any():
-                m = h["convergence_M"].dropna()
-                m_first.append(float(m.iloc[0]))
-                m_last.append(float(m.iloc[-1]))
-        row["began_m_first"], row["began_m_last"] = mean_std(m_first)[0], mean_std(m_last)[0]
+        for column, key in (("convergence_M", "began_m"), ("k_t", "began_k")):  # BEGAN's M and k_t, first -> last
+            first, last = [], []
+            for seed in ok["seed"]:
+                h = histories.get((strategy, int(seed)), pd.DataFrame())
+                if column in h and h[column].notna().any():
+                    v = h[column].dropna()
+                    first.append(float(v.iloc[0]))
+                    last.append(float(v.iloc[-1]))
+            row[f"{key}_first"], row[f"{key}_last"] = mean_std(first)[0], mean_std(last)[0]
         out.append(row)
     return pd.DataFrame(out)
 
@@ -268,10 +225,9 @@ def mean_curve(histories: dict, strategy: str, seeds: list[int], column: str) ->
 
 
 # ------------------------------------------------------------------ summary.json
-def summary_json(table: pd.DataFrame, comparisons: list[Comparison], stab: pd.DataFrame, reference: dict,
-                 baseline: str) -> dict:  # fmt: skip
+def summary_json(table: pd.DataFrame, comparisons: list, stab: pd.DataFrame, reference: dict, baseline: str) -> dict:
     """Nested per strategy for `dvc metrics show/diff`: {strategy: {metric: {mean, std, n}}, ...}."""
-    by_cmp = {c.strategy: c for c in comparisons}
+    by_cmp = {(c.strategy, c.metric): c for c in comparisons}
     by_stab = {r["strategy"]: r for _, r in stab.iterrows()}
     summary: dict = {}
     for _, r in table.iterrows():
@@ -286,9 +242,15 @@ def summary_json(table: pd.DataFrame, comparisons: list[Comparison], stab: pd.Da
                 "loss_d_tail_std": st["loss_d_tail_std"], "classes_covered": st["classes_covered_mean"],
                 "collapse_flags": int(st["collapse_flags"]),
             }  # fmt: skip
-        c = by_cmp.get(s)
-        if c is not None:
-            entry[f"fid_minus_{baseline}"] = {"mean": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p_value}
+        entry["budget"] = {"steps": r["steps"], "ae_steps_charged": r["ae_steps_charged"], "total": r["budget"]}
+        for metric in ("fid", "kid_mean"):
+            c = by_cmp.get((s, metric))
+            if c is not None:
+                entry[f"{metric}_minus_{baseline}"] = {
+                    "mean": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p_value,
+                    "p_holm": c.p_adjusted, "adj_ci_low": c.adj_low, "adj_ci_high": c.adj_high,
+                    "detectable": c.detectable,
+                }  # fmt: skip
         summary[s] = entry
     summary["reference"] = {
         "real_vs_real": {m: reference["real_vs_real"].get(m) for m in METRICS},

@@ -18,8 +18,8 @@ from aegan.metrics import heldout_evaluator
 from aegan.nets import NetShape
 from aegan.strategies import names
 
-KEPT = ("strategy", "seed", "status", "steps", "train_seconds", "images_per_second", "generator_parameters", "uses_ae",
-        "diverged_at", "mlflow_run_id")  # fmt: skip
+KEPT = ("strategy", "seed", "status", "steps", "ae_steps_charged", "budget", "train_seconds", "images_per_second",
+        "generator_parameters", "uses_ae", "diverged_at", "mlflow_run_id")  # fmt: skip
 
 
 def run_evaluate(params, strategy_name: str, seed: int) -> dict:
@@ -44,6 +44,7 @@ def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     result["metrics"] = metrics
     result["class_counts"] = class_counts  # the scorer's predicted class of each sample: mode coverage
     result["feature_extractor"] = evaluator.extractor
+    result["num_samples"], result["num_reference"] = params.evaluate.num_samples, len(evaluator.reference)
     result["train_wall_seconds"] = info.get("wall_seconds")
     result["wall_seconds"] = wall_seconds()
     write_json(paths.eval_file(strategy_name, seed), result)

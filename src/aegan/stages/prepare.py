@@ -23,7 +23,7 @@ from aegan.params import PrepareParams
 def run_prepare(params, track: bool = True) -> dict:
     prepared = build_dataset(params.prepare)
     batch_sizes = {f"{k}.batch_size": getattr(params, k).batch_size for k in ("train", "pretrain_ae", "train_scorer")}
-    check_dataset_size(prepared, batch_sizes, {"evaluate.num_samples": params.evaluate.num_samples})
+    check_dataset_size(prepared, batch_sizes)
     card = write_prepared(prepared, paths.DATASET_FILE, paths.DATA_CARD_FILE, {"prepare_wall_seconds": wall_seconds()})
     if track:
         log_data_card(card)
@@ -96,19 +96,13 @@ def build_dataset(params: PrepareParams) -> Prepared:
     return Prepared(arrays, card, where)
 
 
-def check_dataset_size(prepared: Prepared, batch_sizes: dict[str, int], num_samples: dict[str, int]) -> None:
-    """Refuse, before anything is written, data smaller than one batch or than the evaluation sample count."""
+def check_dataset_size(prepared: Prepared, batch_sizes: dict[str, int]) -> None:
+    """Refuse, before anything is written, a training split smaller than one batch."""
     n_train, n_heldout, where = prepared.num_train, prepared.num_heldout, prepared.where
     split = f"{n_train} training / {n_heldout} held-out images"
     for key, size in batch_sizes.items():
         if size > n_train:
             raise UserError(f"{where}: {split}, fewer training images than {key} = {size}: add images or lower {key}")
-    for key, n in num_samples.items():
-        if n > n_heldout or n > n_train:
-            raise UserError(
-                f"{where}: {split}, fewer than {key} = {n} in a split: add images, lower {key} "
-                "(and evaluate.kid_subset_size), or change prepare.heldout_fraction"
-            )
 
 
 def write_prepared(prepared: Prepared, out_path: Path, card_path: Path, extra: dict | None = None) -> dict:

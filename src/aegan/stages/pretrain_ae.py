@@ -1,4 +1,8 @@
-"""Stage `pretrain_ae`: the shared autoencoder, trained once on ||Dec(E(x)) - x||^2, saved to models/ae.pt."""
+"""Stage `pretrain_ae@<seed>`: the autoencoder of training seed `seed`, trained on ||Dec(E(x)) - x||^2.
+
+Each training seed has its own AE (models/ae-<seed>.pt), so the spread over seeds of an AE
+strategy includes its AE's own variance (DESIGN 3).
+"""
 
 from __future__ import annotations
 
@@ -13,29 +17,29 @@ from aegan.params import flatten
 from aegan.tracking import Run, stage_tags
 
 
-def run_pretrain_ae(params, progress: bool = True) -> dict:
+def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
     p = params.pretrain_ae
     device = resolve_device(params.compute.device)
     data = load_packed(paths.DATASET_FILE)
     shape = NetShape.for_data(params.model, data.shape)
     x = to_unit_range(data.train_images, device)
 
-    seed_everything(p.seed)
+    seed_everything(seed)
     ae = AutoEncoder(shape).to(device)
     set_autocast(ae, "cuda" if params.compute.amp and device.type == "cuda" else None)
     trainer = AETrainer(ae, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2))
-    section = {"pretrain_ae": p.model_dump(), "model": params.model.model_dump()}
-    run = Run.start("ae", stage_tags("pretrain_ae", data.sha256, section), flatten(section))
-    result = train_loop(trainer, [x], steps=p.steps, batch_size=p.batch_size, seed=p.seed, on_log=run.log_metrics,
+    section = {"pretrain_ae": p.model_dump(), "model": params.model.model_dump(), "seed": seed}
+    run = Run.start(f"ae-{seed}", stage_tags("pretrain_ae", data.sha256, section) | {"seed": str(seed)}, flatten(section))
+    result = train_loop(trainer, [x], steps=p.steps, batch_size=p.batch_size, seed=seed, on_log=run.log_metrics,
                         desc="autoencoder", progress=progress)  # fmt: skip
 
     heldout_mse = reconstruction_mse(ae, to_unit_range(data.heldout_images, device))
     set_autocast(ae, None)
-    save_ae(ae.cpu(), paths.AE_FILE)
-    info = {"train_seconds": result.seconds, "steps": result.steps_done, "heldout_mse": heldout_mse,
+    save_ae(ae.cpu(), paths.ae_file(seed))
+    info = {"seed": seed, "train_seconds": result.seconds, "steps": result.steps_done, "heldout_mse": heldout_mse,
             "train_mse_last": result.history[-1]["loss_rec"], "mlflow_run_id": run.run_id,
             "wall_seconds": wall_seconds()}  # fmt: skip
-    write_json(paths.AE_INFO_FILE, info)
+    write_json(paths.ae_info_file(seed), info)
     run.log_metrics({"heldout_mse": heldout_mse})
     run.end()
     return info

@@ -42,7 +42,10 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     shape = NetShape.for_data(params.model, data.shape)
     x = to_unit_range(data.train_images, device)
     uses_ae = cls.uses_ae(strategy_params)
-    ae = load_ae(paths.AE_FILE, shape, device) if uses_ae else None
+    ae = load_ae(paths.ae_file(seed), shape, device) if uses_ae else None
+    # the budget counts generator-side updates: a strategy that uses the AE is charged its pretraining (DESIGN 3)
+    ae_steps = params.pretrain_ae.steps if uses_ae else 0
+    steps = tp.own_steps(ae_steps)
     reference = torch.as_tensor(data.heldout_images[: tp.eval_samples])
     evaluator = Evaluator(params.evaluate, paths.SCORER_FILE, reference, device) if tp.eval_every else None
 
@@ -62,10 +65,10 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     ckpt = resumable.resume_or_start()
     run = resume_run(ckpt, resumable.path) if ckpt else None
     if ckpt:
-        print(f"{resumable.path}: resuming at step {ckpt['step']} of {tp.steps}", file=sys.stderr)
+        print(f"{resumable.path}: resuming at step {ckpt['step']} of {steps}", file=sys.stderr)
     if run is None:
         section = {"model": params.model.model_dump(), "train": tp.model_dump(), strategy_name: strategy_params.model_dump()}
-        logged = flatten(section) | {"strategy": strategy_name, "seed": seed,
+        logged = flatten(section) | {"strategy": strategy_name, "seed": seed, "steps": steps, "ae_steps_charged": ae_steps,
                                      "generator_parameters": count_parameters(strategy.generator)}  # fmt: skip
         tags = stage_tags("train", data.sha256, section) | {"strategy": strategy_name, "seed": str(seed)}
         run = Run.start(f"{strategy_name}-{seed}", tags, logged)
@@ -83,7 +86,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         resumable.save(step, loop_state, run.run_id)
 
     try:
-        result = train_loop(strategy.train_step, [x], steps=tp.steps, batch_size=tp.batch_size, seed=seed,
+        result = train_loop(strategy.train_step, [x], steps=steps, batch_size=tp.batch_size, seed=seed,
                             log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
                             on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
                             checkpoint_every=tp.checkpoint_every, on_checkpoint=on_checkpoint,
@@ -101,7 +104,8 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     save_png(image_grid(to_uint8(strategy.generate(grid_eps))), out_dir / "samples.png")
     info = {
         "strategy": strategy_name, "seed": seed, "status": "diverged" if result.diverged else "finished",
-        "diverged_at": result.diverged_at, "steps": result.steps_done,
+        "diverged_at": result.diverged_at, "steps": result.steps_done, "ae_steps_charged": ae_steps,
+        "budget": ae_steps + result.steps_done,
         "train_seconds": result.seconds - result.eval_seconds, "eval_seconds": result.eval_seconds,
         "images_per_second": result.images_per_second, "generator_parameters": count_parameters(strategy.generator),
         "uses_ae": uses_ae, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds(),

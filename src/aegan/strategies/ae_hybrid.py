@@ -78,9 +78,9 @@ class AEHybrid(Strategy):
     def train_step(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         p, log = self.params, {}
         z = self.encoder(real)
-        x_rec = self.generator(z)  # x''
         z_p = self.sample_prior(real.shape[0])
-        x_p = self.generator(z_p)  # G(z_p)
+        # one pass of G over both kinds of codes: its batch statistics are those of one batch (DESIGN 3)
+        x_p, x_rec = self.generator(torch.cat([z_p, z])).chunk(2)  # G(z_p), x'' = G(E(x))
 
         d_real = self.discriminator(real)
         d_p, d_rec = self.discriminator(torch.cat([x_p, x_rec]).detach()).chunk(2)

@@ -55,14 +55,16 @@ class VAEGAN(Strategy):
 
     def losses(self, real: torch.Tensor) -> dict[str, torch.Tensor]:
         """Every loss term of one step, from one forward pass, with its graph."""
+        n = real.shape[0]
         mu, logvar = self.encoder(real).chunk(2, dim=1)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        x_tilde = self.generator(z)
-        x_p = self.generator(self.sample_prior(real.shape[0]))
-
-        d_real = self.discriminator(real)
-        d_tilde, d_p = self.discriminator(torch.cat([x_tilde, x_p])).chunk(2)
-        f_real, f_tilde = self.discriminator.features(torch.cat([real, x_tilde])).chunk(2)  # one batch: shared BN stats
+        # One pass of Dec over both kinds of codes, one pass of D over real, reconstructed and prior images: each
+        # network's batch statistics are those of one batch, so D_l(x) and D_l(x~) are comparable, and the feature
+        # loss and D's logits come from the same pass (DESIGN 3).
+        x_tilde, x_p = self.generator(torch.cat([z, self.sample_prior(n)])).chunk(2)
+        features, logits = self.discriminator.features_and_logits(torch.cat([real, x_tilde, x_p]))
+        f_real, f_tilde = features[:n], features[n : 2 * n]
+        d_real, d_tilde, d_p = logits.chunk(3)
         return {
             "kl": kl_standard_normal(mu, logvar),
             "loss_llike": 0.5 * (f_real - f_tilde).pow(2).sum(1).mean(),

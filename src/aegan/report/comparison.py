@@ -1,0 +1,111 @@
+"""Each strategy against the baseline, over training seeds: Welch t tests for FID and KID, Holm across strategies.
+
+Per metric, each strategy's difference of means to the baseline gets a Welch
+t interval and p-value (scipy, unequal variances). The p-values of the
+strategies compared are Holm-adjusted (a family per metric); the adjusted
+interval is the simultaneous Bonferroni interval at level
+1 - (1 - confidence) / m. The verdict uses the Holm-adjusted p. For each
+comparison, the smallest difference its n and observed spreads could detect
+(80% power, at the adjusted level) says what a "no clear difference" can and
+cannot rule out. With fewer than 2 finished seeds on a side, or no spread on
+either side, nothing is tested and the reading says why.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+POWER = 0.8
+NAMES = {"fid": "FID", "kid_mean": "KID"}
+
+
+@dataclass
+class Comparison:
+    strategy: str
+    metric: str
+    n: int
+    n_baseline: int
+    delta: float  # mean of the strategy minus mean of the baseline: negative = better (lower FID/KID)
+    ci_low: float = math.nan  # Welch t interval at `confidence`
+    ci_high: float = math.nan
+    p_value: float = math.nan  # raw, two-sided
+    p_adjusted: float = math.nan  # Holm, across the strategies compared on this metric
+    adj_low: float = math.nan  # simultaneous (Bonferroni) interval
+    adj_high: float = math.nan
+    detectable: float = math.nan  # smallest |difference| this n and spread detect with POWER at the adjusted level
+    verdict: str = ""
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm's step-down adjustment; NaN p-values (nothing tested) stay NaN and do not count in m."""
+    idx = [i for i, p in enumerate(pvalues) if math.isfinite(p)]
+    m, out, running = len(idx), [math.nan] * len(pvalues), 0.0
+    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
+        running = max(running, min(1.0, (m - rank) * pvalues[i]))
+        out[i] = running
+    return out
+
+
+def welch(a: np.ndarray, b: np.ndarray, confidence: float):
+    """Welch's t test of mean(a) - mean(b): the scipy result and its interval; None when neither side has spread."""
+    from scipy import stats
+
+    if a.var(ddof=1) == 0.0 and b.var(ddof=1) == 0.0:
+        return None
+    res = stats.ttest_ind(a, b, equal_var=False)
+    return res, res.confidence_interval(confidence_level=confidence)
+
+
+def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, confidence: float) -> list[Comparison]:
+    from scipy import stats
+
+    base = values.get(baseline, np.array([]))
+    others = [s for s in values if s != baseline]
+    out, tests = [], {}
+    for s in others:
+        a = values[s]
+        c = Comparison(s, metric, len(a), len(base), float(a.mean() - base.mean()) if len(a) and len(base) else math.nan)
+        if len(a) < 2 or len(base) < 2:
+            c.verdict = (f"n too small to tell: {len(a)} finished seed(s) against {len(base)} for {baseline}; "
+                         "a test needs at least 2 on each side")  # fmt: skip
+        elif (tested := welch(a, base, confidence)) is None:
+            c.verdict = "undefined: no spread over seeds on either side, so no test (p and interval undefined)"
+        else:
+            res, ci = tested
+            c.ci_low, c.ci_high, c.p_value = float(ci.low), float(ci.high), float(res.pvalue)
+            tests[s] = (res, math.sqrt(a.var(ddof=1) / len(a) + base.var(ddof=1) / len(base)))
+        out.append(c)
+    m = len(tests)
+    alpha = 1.0 - confidence
+    for c, p_adj in zip(out, holm([c.p_value for c in out])):
+        if c.strategy not in tests:
+            continue
+        res, se = tests[c.strategy]
+        c.p_adjusted = p_adj
+        half = float(stats.t.ppf(1 - alpha / (2 * m), res.df)) * se
+        c.adj_low, c.adj_high = c.delta - half, c.delta + half
+        c.detectable = float((stats.t.ppf(1 - alpha / (2 * m), res.df) + stats.t.ppf(POWER, res.df)) * se)
+        name = NAMES.get(metric, metric)
+        if p_adj < alpha:
+            word = "better" if c.delta < 0 else "worse"
+            c.verdict = f"{word} than {baseline}: {'lower' if c.delta < 0 else 'higher'} {name} (Holm-adjusted p < {alpha:g})"
+        else:
+            c.verdict = (f"no clear difference from {baseline} at n = {c.n} vs {c.n_baseline}: a true difference "
+                         f"smaller than {c.detectable:.3g} would likely go unseen")  # fmt: skip
+    return out
+
+
+def compare_with_baseline(runs: pd.DataFrame, baseline: str, confidence: float,
+                          metrics: tuple[str, ...] = ("fid", "kid_mean")) -> list[Comparison]:  # fmt: skip
+    """Every strategy against `baseline` on each of `metrics`, over finished training seeds."""
+    finished = runs[runs["status"] == "finished"]
+    order = list(runs["strategy"].drop_duplicates())
+    out = []
+    for metric in metrics:
+        values = {s: finished.loc[finished["strategy"] == s, metric].dropna().to_numpy(dtype=float) for s in order}
+        out += compare_metric(values, baseline, metric, confidence)
+    return out
