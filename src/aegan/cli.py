@@ -48,6 +48,16 @@ def _params(path: Path, strategies=()):
     return load_params(path, strategies)
 
 
+def _seed(seed: int) -> int:
+    """A training seed from the command line, in the range every seed of params.yaml has (what numpy and torch take)."""
+    from aegan.errors import UserError
+    from aegan.params_base import SEED_MAX
+
+    if not 0 <= seed <= SEED_MAX:
+        raise UserError(f"--seed {seed} is out of range: give a seed from 0 to {SEED_MAX}")
+    return seed
+
+
 def _echo_json(obj) -> None:
     import json
 
@@ -94,7 +104,7 @@ def train(
     from aegan.strategies import get_strategy
 
     get_strategy(strategy)  # an unknown name: one line before params.yaml is read
-    _echo_json(run_train(_params(params, [strategy]), strategy, seed, progress=sys.stderr.isatty()))
+    _echo_json(run_train(_params(params, [strategy]), strategy, _seed(seed), progress=sys.stderr.isatty()))
 
 
 @app.command()
@@ -107,7 +117,7 @@ def evaluate(
     """Score one trained generator with torch-fidelity (FID, KID, IS, precision/recall)."""
     from aegan.stages.evaluate import run_evaluate
 
-    _echo_json(run_evaluate(_params(params), strategy, seed))
+    _echo_json(run_evaluate(_params(params), strategy, _seed(seed)))
 
 
 @app.command()
