@@ -25,20 +25,50 @@ ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params file to r
 
 
 def _user_errors(fn):
-    """Turn a UserError into `error: <message>` + exit 2, with no traceback."""
+    """Turn a UserError (or a permission error) into `error: <message>` + exit 2, with no traceback.
+
+    The command runs as a stage process (shutdown.py): SIGTERM stops it like Ctrl-C (exit 143), and it
+    does not outlive its parent. A run it leaves open in MLflow ends KILLED (signal) or FAILED (error).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from aegan.errors import UserError
+        from aegan.shutdown import Terminated, stage_process
 
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
-            return fn(*args, **kwargs)
+            with stage_process():
+                return fn(*args, **kwargs)
         except UserError as err:
+            _end_open_runs("FAILED")
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except PermissionError as err:
+            _end_open_runs("FAILED")
+            where = err.filename or "a file"
+            typer.echo(f"error: {where}: {err.strerror or 'permission denied'}: give this user access to it "
+                       f"(chmod u+rwX {where})", err=True)  # fmt: skip
+            raise typer.Exit(UserError.exit_code) from None
+        except Terminated:
+            _end_open_runs("KILLED")
+            typer.echo("error: stopped by SIGTERM (outputs of this stage not written)", err=True)
+            raise typer.Exit(Terminated.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C
+            _end_open_runs("KILLED")
+            raise
+        except Exception:  # a bug: its traceback follows
+            _end_open_runs("FAILED")
+            raise
 
     return wrapper
+
+
+def _end_open_runs(status: str) -> None:
+    """End the MLflow runs this process left open. Only if it used MLflow at all: never imported here for nothing."""
+    tracking = sys.modules.get("aegan.tracking")
+    if tracking is not None:
+        tracking.end_open_runs(status)
 
 
 def _params(path: Path, strategies=()):
