@@ -253,3 +253,10 @@ def test_a_folder_of_other_things_is_refused_not_skipped_to_nothing(workdir):
     (workdir / RAW / "odd" / "loop.png").symlink_to(workdir / RAW / "odd" / "loop.png")
     msg = fails(workdir, {"source": "folder", "path": "data/raw/odd"})
     assert msg.startswith("prepare.path: data/raw/odd has no image file (png, jpg, jpeg, bmp, webp)")
+
+
+def test_labels_given_as_one_value_are_one_line(workdir):
+    """Found by the property test (tests/test_prepare_property.py): a 0-d labels array was a TypeError."""
+    np.savez(workdir / RAW / "d.npz", images=pattern_images(40, 8, 8), labels=np.array(3))
+    assert fails(workdir, {"source": "npz", "path": "data/raw/d.npz"}) == \
+        "data/raw/d.npz: labels: one value (shape ()), expected one label per image (N,): save a 1-d array"

@@ -76,6 +76,8 @@ def as_uint8_nchw(arr: np.ndarray, where: str) -> np.ndarray:
 
 
 def check_counts(images: np.ndarray, labels: np.ndarray | None, where_images: str, where_labels: str) -> None:
+    if labels is not None and np.ndim(labels) == 0:
+        raise UserError(f"{where_labels}: one value (shape ()), expected one label per image (N,): save a 1-d array")
     if labels is not None and len(labels) != len(images):
         raise UserError(
             f"{where_labels}: {len(labels)} labels for {len(images)} images in {where_images}: "
