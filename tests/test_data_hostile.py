@@ -109,6 +109,21 @@ def test_an_unreadable_class_folder_allowed_is_named_in_warning_card_and_report(
                                               "skipped": ["b/ (Permission denied)"], "missing_classes": ["b"]}  # fmt: skip
     line = skipped_inputs(card)
     assert "0 file(s) and 1 folder(s)" in line and "`b/ (Permission denied)`" in line and "dropped" in line
+    assert line in setup_markdown(card)  # in the report's Setup section
+
+
+def setup_markdown(card: dict) -> str:
+    """The report's Setup section for this data card (the other inputs as small as the section allows)."""
+    from aegan.params import validate_params
+    from aegan.report.compose import setup_section
+    from aegan.report.render import Document, to_markdown
+
+    doc = Document("report")
+    ctx = {"card": card | {"sha256": "0" * 64}, "scorer": {"task": "classes", "heldout_accuracy": 1.0},
+           "ae": {"train_seconds": 1.0, "heldout_mse": 0.1}, "reference": {"num_samples": 16},
+           "params": validate_params({}), "wall": (1.0, 1, 1), "differences": [], "commit": "abc"}  # fmt: skip
+    setup_section(doc, ctx)
+    return to_markdown(doc)
 
 
 def test_a_class_of_undecodable_images_is_a_lost_class(workdir):
