@@ -167,8 +167,8 @@ def test_a_path_behind_an_unsearchable_folder_is_one_line(workdir, locked):
     (workdir / RAW / "sub").mkdir()
     np.savez(workdir / RAW / "sub" / "d.npz", images=pattern_images(100, 8, 8))
     locked(workdir / RAW / "sub")
-    assert fails(workdir, {"source": "npz", "path": "data/raw/sub/d.npz"}).startswith(
-        "prepare.path: data/raw/sub/d.npz cannot be reached ([Errno 13] Permission denied")
+    assert fails(workdir, {"source": "npz", "path": "data/raw/sub/d.npz"}) == ("prepare.path: data/raw/sub/d.npz cannot "
+        "be reached (Permission denied): check the permissions of the folders on its way")  # fmt: skip
 
 
 # ---------------------------------------------------------------- item 4: bounded memory

@@ -87,7 +87,10 @@ def existing_path(p: PrepareParams, key: str = "path") -> Path:
             what = "the IDX labels file (or remove prepare.labels_path)"
         raise UserError(f"prepare.{key}: {value} does not exist: point prepare.{key} at {what}") from None
     except OSError as err:  # a folder on the way cannot be searched, a link loop, ...
-        raise UserError(f"prepare.{key}: {value} cannot be reached ({one_line(err)}): check the permissions on its way")
+        raise UserError(
+            f"prepare.{key}: {value} cannot be reached ({err.strerror or one_line(err)}): check the permissions of "
+            "the folders on its way"
+        ) from None
     return path
 
 
