@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from pathlib import Path
 
 import torch
 
@@ -47,14 +48,20 @@ def main(point: str, args: list[str]) -> None:
 
         train_stage.train_loop = loop
     elif kind == "checkpoint-write":
-        real_save = torch.save
+        real_save, real_replace = torch.save, os.replace
+        writing = []
 
         def save(obj, f, *a, **kw):
             real_save(obj, f, *a, **kw)
             if isinstance(obj, dict) and obj.get("format") == FORMAT and obj.get("step") == n:
-                kill()
+                writing.append(n)  # serialised; the atomic write of its bytes follows
 
-        torch.save = save
+        def replace(src, dst, *a, **kw):
+            if writing and Path(dst).parent.name == "checkpoints":
+                kill()  # the temp file is complete, the rename has not happened
+            return real_replace(src, dst, *a, **kw)
+
+        torch.save, os.replace = save, replace
     else:
         raise SystemExit(f"unknown kill point {point!r}")
     app(args, prog_name="aegan")

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 from aegan.cli import app
 from test_data_sources import pattern_images, write_folder, write_idx
 
+RAW = Path("data/raw")
 SMALL_BATCHES = {"train": {"batch_size": 8}, "pretrain_ae": {"batch_size": 8}, "train_scorer": {"batch_size": 8},
                  "evaluate": {"num_samples": 16, "kid_subset_size": 8}}  # fmt: skip
 
@@ -26,6 +27,7 @@ def workdir(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     prepared = tmp_path / "data" / "prepared"
     prepared.mkdir(parents=True)
+    (tmp_path / RAW).mkdir()  # the user's data lives under data/raw/ (the folder dvc.yaml tracks)
     (prepared / "dataset.npz").write_bytes(b"earlier packed file")
     (prepared / "card.json").write_text('{"earlier": true}\n')
     return tmp_path
@@ -80,53 +82,53 @@ def test_path_given_to_a_source_that_ignores_it(workdir):
 @pytest.mark.parametrize("source, what", [("idx", "the IDX images file"), ("npz", "the .npz file"),
                                           ("folder", "the image folder")])  # fmt: skip
 def test_path_does_not_exist(workdir, source, what):
-    msg = fails(workdir, {"source": source, "path": "no/such/thing"})
-    assert msg == f"prepare.path: no/such/thing does not exist: point prepare.path at {what}"
+    msg = fails(workdir, {"source": source, "path": "data/raw/no/such/thing"})
+    assert msg == f"prepare.path: data/raw/no/such/thing does not exist: point prepare.path at {what}"
 
 
 def test_labels_path_does_not_exist(workdir):
-    write_idx(workdir / "imgs", pattern_images(40))
-    msg = fails(workdir, {"source": "idx", "path": "imgs", "labels_path": "lbls"})
-    assert msg == "prepare.labels_path: lbls does not exist: point prepare.labels_path at the IDX labels file " \
+    write_idx(workdir / RAW / "imgs", pattern_images(40))
+    msg = fails(workdir, {"source": "idx", "path": "data/raw/imgs", "labels_path": "data/raw/lbls"})
+    assert msg == "prepare.labels_path: data/raw/lbls does not exist: point prepare.labels_path at the IDX labels file " \
                   "(or remove prepare.labels_path)"
 
 
 def test_empty_folder(workdir):
-    (workdir / "empty").mkdir()
-    (workdir / "empty" / ".DS_Store").write_bytes(b"hidden files do not count")
-    msg = fails(workdir, {"source": "folder", "path": "empty"})
-    assert msg == "prepare.path: empty is an empty folder: put image files (png, jpg, jpeg, bmp, webp) in it, " \
+    (workdir / RAW / "empty").mkdir()
+    (workdir / RAW / "empty" / ".DS_Store").write_bytes(b"hidden files do not count")
+    msg = fails(workdir, {"source": "folder", "path": "data/raw/empty"})
+    assert msg == "prepare.path: data/raw/empty is an empty folder: put image files (png, jpg, jpeg, bmp, webp) in it, " \
                   "or in class sub-folders"
 
 
 def test_folder_without_image_files(workdir):
-    (workdir / "docs" / "sub").mkdir(parents=True)
-    (workdir / "docs" / "readme.txt").write_text("no images here")
-    (workdir / "docs" / "sub" / "data.csv").write_text("1,2")
-    msg = fails(workdir, {"source": "folder", "path": "docs"})
-    assert msg.startswith("prepare.path: docs has no image file (png, jpg, jpeg, bmp, webp) in it or its sub-folders")
+    (workdir / RAW / "docs" / "sub").mkdir(parents=True)
+    (workdir / RAW / "docs" / "readme.txt").write_text("no images here")
+    (workdir / RAW / "docs" / "sub" / "data.csv").write_text("1,2")
+    msg = fails(workdir, {"source": "folder", "path": "data/raw/docs"})
+    assert msg.startswith("prepare.path: data/raw/docs has no image file (png, jpg, jpeg, bmp, webp) in it or its sub-folders")
 
 
 def test_folder_with_no_readable_image(workdir):
-    (workdir / "bad").mkdir()
-    (workdir / "bad" / "a.png").write_text("not a png at all")
-    (workdir / "bad" / "b.jpg").write_bytes(b"")
-    msg = fails(workdir, {"source": "folder", "path": "bad"})
-    assert msg.startswith("prepare.path: none of the 2 image files in bad could be read (first: a.png (")
+    (workdir / RAW / "bad").mkdir()
+    (workdir / RAW / "bad" / "a.png").write_text("not a png at all")
+    (workdir / RAW / "bad" / "b.jpg").write_bytes(b"")
+    msg = fails(workdir, {"source": "folder", "path": "data/raw/bad"})
+    assert msg.startswith("prepare.path: none of the 2 image files in data/raw/bad could be read (first: a.png (")
     assert msg.endswith("): replace them with valid images")
 
 
 def test_folder_path_is_a_file(workdir):
-    (workdir / "one.png").write_bytes(b"x")
-    assert fails(workdir, {"source": "folder", "path": "one.png"}).startswith(
-        "prepare.path: one.png is a file, not a folder: point it at a folder of images")
+    (workdir / RAW / "one.png").write_bytes(b"x")
+    assert fails(workdir, {"source": "folder", "path": "data/raw/one.png"}).startswith(
+        "prepare.path: data/raw/one.png is a file, not a folder: point it at a folder of images")
 
 
 def test_loose_images_next_to_class_folders(workdir):
-    root = write_folder(workdir / "mixed", pattern_images(4, 16, 16), classes=["a", "b"])
+    root = write_folder(workdir / RAW / "mixed", pattern_images(4, 16, 16), classes=["a", "b"])
     Image.fromarray(pattern_images(1, 16, 16)[0]).save(root / "loose.png")
     assert "holds both image files and class sub-folders (a/, ...): move the loose images" in fails(
-        workdir, {"source": "folder", "path": "mixed"})
+        workdir, {"source": "folder", "path": "data/raw/mixed"})
 
 
 def test_not_an_image_is_skipped_with_a_count_not_refused(workdir):
@@ -134,103 +136,103 @@ def test_not_an_image_is_skipped_with_a_count_not_refused(workdir):
     from aegan.stages.prepare import build_dataset
     from aegan.params import PrepareParams
 
-    root = write_folder(workdir / "imgs", pattern_images(5, 16, 16))
+    root = write_folder(workdir / RAW / "imgs", pattern_images(5, 16, 16))
     (root / "fake.webp").write_text("<html>a web page saved as .webp</html>")
-    card = build_dataset(PrepareParams(source="folder", path="imgs")).card
-    assert card["num_images"] == 5 and card["input"]["skipped_unreadable"] == 1
+    card = build_dataset(PrepareParams(source="folder", path="data/raw/imgs")).card
+    assert card["num_images"] == 5 and card["input"]["skipped_files"] == 1
 
 
 # ---------------------------------------------------------------- IDX
 def test_idx_wrong_magic_number(workdir):
-    Image.fromarray(pattern_images(1)[0]).save(workdir / "digit.png")  # an image, not an IDX file
-    msg = fails(workdir, {"source": "idx", "path": "digit.png"})
-    assert msg.startswith("digit.png: not an IDX file (magic number 0x89504e47, expected 00 00 <type> <dims>")
+    Image.fromarray(pattern_images(1)[0]).save(workdir / RAW / "digit.png")  # an image, not an IDX file
+    msg = fails(workdir, {"source": "idx", "path": "data/raw/digit.png"})
+    assert msg.startswith("data/raw/digit.png: not an IDX file (magic number 0x89504e47, expected 00 00 <type> <dims>")
     assert msg.endswith("point prepare.path at an IDX file, gzip-compressed or not")
 
 
 def test_idx_wrong_magic_number_in_gzip_labels(workdir):
-    write_idx(workdir / "imgs.gz", pattern_images(40), compress=True)
-    (workdir / "lbls.gz").write_bytes(gzip.compress(b"\x00\x00\x07\x01" + b"\x00" * 44))  # type 0x07 does not exist
-    msg = fails(workdir, {"source": "idx", "path": "imgs.gz", "labels_path": "lbls.gz"})
-    assert msg.startswith("lbls.gz: not an IDX file (magic number 0x00000701") and "prepare.labels_path" in msg
+    write_idx(workdir / RAW / "imgs.gz", pattern_images(40), compress=True)
+    (workdir / RAW / "lbls.gz").write_bytes(gzip.compress(b"\x00\x00\x07\x01" + b"\x00" * 44))  # type 0x07 does not exist
+    msg = fails(workdir, {"source": "idx", "path": "data/raw/imgs.gz", "labels_path": "data/raw/lbls.gz"})
+    assert msg.startswith("data/raw/lbls.gz: not an IDX file (magic number 0x00000701") and "prepare.labels_path" in msg
 
 
 def test_idx_truncated_body(workdir):
-    good = write_idx(workdir / "imgs", pattern_images(40)).read_bytes()
-    (workdir / "imgs").write_bytes(good[:-100])
-    msg = fails(workdir, {"source": "idx", "path": "imgs"})
-    assert msg == ("imgs: truncated IDX file: the header declares 40 x 28 x 28 values (31360 bytes), the body has "
+    good = write_idx(workdir / RAW / "imgs", pattern_images(40)).read_bytes()
+    (workdir / RAW / "imgs").write_bytes(good[:-100])
+    msg = fails(workdir, {"source": "idx", "path": "data/raw/imgs"})
+    assert msg == ("data/raw/imgs: truncated IDX file: the header declares 40 x 28 x 28 values (31360 bytes), the body has "
                    "31260 bytes: download or export it again")
 
 
 def test_idx_truncated_gzip(workdir):
-    good = write_idx(workdir / "imgs.gz", pattern_images(40), compress=True).read_bytes()
-    (workdir / "imgs.gz").write_bytes(good[: len(good) // 2])
-    assert fails(workdir, {"source": "idx", "path": "imgs.gz"}).startswith("imgs.gz: corrupt or truncated gzip (")
+    good = write_idx(workdir / RAW / "imgs.gz", pattern_images(40), compress=True).read_bytes()
+    (workdir / RAW / "imgs.gz").write_bytes(good[: len(good) // 2])
+    assert fails(workdir, {"source": "idx", "path": "data/raw/imgs.gz"}).startswith("data/raw/imgs.gz: corrupt or truncated gzip (")
 
 
 def test_idx_labels_and_images_swapped(workdir):
-    write_idx(workdir / "imgs", pattern_images(40))
-    write_idx(workdir / "lbls", np.zeros(40, np.uint8))
-    msg = fails(workdir, {"source": "idx", "path": "lbls", "labels_path": "imgs"})
-    assert msg.startswith("lbls: IDX array of shape (40,), expected images")
+    write_idx(workdir / RAW / "imgs", pattern_images(40))
+    write_idx(workdir / RAW / "lbls", np.zeros(40, np.uint8))
+    msg = fails(workdir, {"source": "idx", "path": "data/raw/lbls", "labels_path": "data/raw/imgs"})
+    assert msg.startswith("data/raw/lbls: IDX array of shape (40,), expected images")
     assert msg.endswith("check that prepare.path is the images file (and labels_path the labels)")
 
 
 def test_idx_count_mismatch(workdir):
-    write_idx(workdir / "imgs", pattern_images(40))
-    write_idx(workdir / "lbls", np.zeros(39, np.uint8))
-    msg = fails(workdir, {"source": "idx", "path": "imgs", "labels_path": "lbls"})
-    assert msg == "lbls: 39 labels for 40 images in imgs: give exactly one label per image"
+    write_idx(workdir / RAW / "imgs", pattern_images(40))
+    write_idx(workdir / RAW / "lbls", np.zeros(39, np.uint8))
+    msg = fails(workdir, {"source": "idx", "path": "data/raw/imgs", "labels_path": "data/raw/lbls"})
+    assert msg == "data/raw/lbls: 39 labels for 40 images in data/raw/imgs: give exactly one label per image"
 
 
 # ---------------------------------------------------------------- npz
 def test_npz_without_images(workdir):
-    np.savez(workdir / "d.npz", x=np.zeros((40, 8, 8), np.uint8), y=np.zeros(40))
-    msg = fails(workdir, {"source": "npz", "path": "d.npz"})
-    assert msg == ("d.npz: no array named 'images' (found: x, y): "
+    np.savez(workdir / RAW / "d.npz", x=np.zeros((40, 8, 8), np.uint8), y=np.zeros(40))
+    msg = fails(workdir, {"source": "npz", "path": "data/raw/d.npz"})
+    assert msg == ("data/raw/d.npz: no array named 'images' (found: x, y): "
                    "save it with numpy.savez(path, images=..., labels=...)")
 
 
 def test_npz_count_mismatch(workdir):
-    np.savez(workdir / "d.npz", images=np.zeros((40, 8, 8), np.uint8), labels=np.zeros(41, np.int64))
-    assert fails(workdir, {"source": "npz", "path": "d.npz"}) == \
-        "d.npz: labels: 41 labels for 40 images in d.npz: images: give exactly one label per image"
+    np.savez(workdir / RAW / "d.npz", images=np.zeros((40, 8, 8), np.uint8), labels=np.zeros(41, np.int64))
+    assert fails(workdir, {"source": "npz", "path": "data/raw/d.npz"}) == \
+        "data/raw/d.npz: labels: 41 labels for 40 images in data/raw/d.npz: images: give exactly one label per image"
 
 
 def test_npz_not_an_archive(workdir):
-    (workdir / "d.npz").write_text("plain text")
-    assert fails(workdir, {"source": "npz", "path": "d.npz"}).startswith("d.npz: not a readable .npz file (")
-    np.save(workdir / "single.npy", np.zeros((40, 8, 8), np.uint8))
-    assert fails(workdir, {"source": "npz", "path": "single.npy"}).startswith(
-        "single.npy: a single array (.npy), not an .npz archive")
+    (workdir / RAW / "d.npz").write_text("plain text")
+    assert fails(workdir, {"source": "npz", "path": "data/raw/d.npz"}).startswith("data/raw/d.npz: not a readable .npz file (")
+    np.save(workdir / RAW / "single.npy", np.zeros((40, 8, 8), np.uint8))
+    assert fails(workdir, {"source": "npz", "path": "data/raw/single.npy"}).startswith(
+        "data/raw/single.npy: a single array (.npy), not an .npz archive")
 
 
 @pytest.mark.parametrize("images, expected", [
-    (np.full((40, 8, 8), 2.0, np.float32), "d.npz: images: float values span [2, 2], expected [0, 1]: rescale them"),
-    (np.zeros((40, 8, 8), np.int64), "d.npz: images: dtype int64, expected uint8 (0..255) or float in [0, 1]"),
-    (np.zeros((40, 64), np.uint8), "d.npz: images: shape (40, 64), expected N x H x W, N x H x W x C or N x C x H x W"),
-    (np.zeros((40, 8, 8, 5), np.uint8), "d.npz: images: shape (40, 8, 8, 5) is not N x H x W, N x H x W x C or"),
+    (np.full((40, 8, 8), 2.0, np.float32), "data/raw/d.npz: images: float values span [2, 2], expected [0, 1]: rescale them"),
+    (np.zeros((40, 8, 8), np.int64), "data/raw/d.npz: images: dtype int64, expected uint8 (0..255) or float in [0, 1]"),
+    (np.zeros((40, 64), np.uint8), "data/raw/d.npz: images: shape (40, 64), expected N x H x W, N x H x W x C or N x C x H x W"),
+    (np.zeros((40, 8, 8, 5), np.uint8), "data/raw/d.npz: images: shape (40, 8, 8, 5) is not N x H x W, N x H x W x C or"),
 ])  # fmt: skip
 def test_npz_bad_images(workdir, images, expected):
-    np.savez(workdir / "d.npz", images=images)
-    assert fails(workdir, {"source": "npz", "path": "d.npz"}).startswith(expected)
+    np.savez(workdir / RAW / "d.npz", images=images)
+    assert fails(workdir, {"source": "npz", "path": "data/raw/d.npz"}).startswith(expected)
 
 
 # ---------------------------------------------------------------- too small for the protocol
 def test_smaller_than_one_batch(workdir):
-    write_folder(workdir / "imgs", pattern_images(20, 16, 16))
-    msg = fails(workdir, {"source": "folder", "path": "imgs"}, {"train": {"batch_size": 64}})
-    assert msg == "imgs: 15 training / 5 held-out images, fewer training images than train.batch_size = 64: " \
+    write_folder(workdir / RAW / "imgs", pattern_images(20, 16, 16))
+    msg = fails(workdir, {"source": "folder", "path": "data/raw/imgs"}, {"train": {"batch_size": 64}})
+    assert msg == "data/raw/imgs: 15 training / 5 held-out images, fewer training images than train.batch_size = 64: " \
                   "add images or lower train.batch_size"
-    msg = fails(workdir, {"source": "folder", "path": "imgs"}, {"train_scorer": {"batch_size": 16}})
+    msg = fails(workdir, {"source": "folder", "path": "data/raw/imgs"}, {"train_scorer": {"batch_size": 16}})
     assert "fewer training images than train_scorer.batch_size = 16" in msg
 
 
 def test_more_generated_samples_than_held_out_images_is_fine(workdir):
     """The generated sample count is not bounded by the data: every held-out image is the reference, whatever its size."""
-    np.savez(workdir / "d.npz", images=pattern_images(100, 16, 16))
-    params = {"prepare": {"source": "npz", "path": "d.npz"}, **SMALL_BATCHES,
+    np.savez(workdir / RAW / "d.npz", images=pattern_images(100, 16, 16))
+    params = {"prepare": {"source": "npz", "path": "data/raw/d.npz"}, **SMALL_BATCHES,
               "evaluate": {"num_samples": 2000, "kid_subset_size": 8}}  # fmt: skip
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
@@ -241,8 +243,8 @@ def test_more_generated_samples_than_held_out_images_is_fine(workdir):
 @pytest.mark.parametrize("source, where", [("mnist", "MNIST/raw"), ("fashion-mnist", "FashionMNIST/raw"),
                                            ("cifar10", "cifar-10-batches-py")])  # fmt: skip
 def test_torchvision_source_not_there_and_no_download(workdir, source, where):
-    msg = fails(workdir, {"source": source, "root": "local", "download": False})
-    assert msg.startswith(f"{source}: not found (or corrupt) in local/{where}/ and prepare.download is false: "
+    msg = fails(workdir, {"source": source, "root": "data/raw/local", "download": False})
+    assert msg.startswith(f"{source}: not found (or corrupt) in data/raw/local/{where}/ and prepare.download is false: "
                           "put a local copy there (")
     assert msg.endswith(f"or set prepare.root to the folder that holds {where}/")
 
@@ -257,7 +259,7 @@ def test_torchvision_download_fails_offline(workdir, monkeypatch, source, cls):
         raise urllib.error.URLError("[Errno -3] Temporary failure in name resolution")
 
     monkeypatch.setattr(getattr(torchvision.datasets, cls), "download", offline)  # never touch the network
-    msg = fails(workdir, {"source": source, "root": "cache"})
+    msg = fails(workdir, {"source": source, "root": "data/raw/cache"})
     assert "and the download failed (URLError: <urlopen error [Errno -3] Temporary failure in name resolution>): " \
            "put a local copy there" in msg
-    assert msg.startswith(f"{source}: not found (or corrupt) in cache/")
+    assert msg.startswith(f"{source}: not found (or corrupt) in data/raw/cache/")

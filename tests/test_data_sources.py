@@ -162,7 +162,8 @@ def test_folder_flat_rgb_any_format_and_size(tmp_path):
     d = load_packed(f)
     assert d.images.shape == (8, 3, 16, 16) and d.images.dtype == np.uint8
     assert d.labels is None and card["labels"] is False
-    assert card["input"]["skipped_unreadable"] == 0
+    assert card["input"]["skipped_files"] == 1 and card["input"]["skipped_folders"] == 0  # counted, named
+    assert card["input"]["skipped"] == ["notes.txt (not png, jpg, jpeg, bmp, webp)"]
     assert (card["num_train"], card["num_heldout"]) == (6, 2)
 
 
@@ -230,10 +231,11 @@ def test_unreadable_image_is_skipped_and_counted(tmp_path, capsys):
     (root / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 10)
     card = build_dataset(PrepareParams(source="folder", path=str(root))).card
     assert card["num_images"] == 6
-    assert card["input"]["skipped_unreadable"] == 2
-    assert card["input"]["skipped_files"][0].startswith("broken.png")
+    assert card["input"]["skipped_files"] == 2
+    assert [n.split(" ")[0] for n in card["input"]["skipped"]] == ["broken.png", "cut.jpg"]
     err = capsys.readouterr().err
-    assert "warning: skipped 2 of 8 image files" in err and err.count("\n") == 1
+    assert err.startswith(f"warning: {root}: skipped 2 file(s) and 0 folder(s): broken.png (") and err.count("\n") == 1
+    assert "; cut.jpg (" in err
 
 
 # ---------------------------------------------------------------- torchvision sources (no download)

@@ -112,3 +112,93 @@ def test_importing_the_cli_imports_neither_torch_nor_mlflow():
     code = "import sys, aegan.cli; print(sorted(m for m in ('torch', 'mlflow') if m in sys.modules))"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+# ------------------------------------------------------------------ issue 13: ambiguous or hostile params
+@pytest.mark.parametrize(
+    "raw, expected",
+    [
+        ({"train": {"budget": "40"}}, "train.budget = '40' is not allowed: Input should be a valid integer (a number in "
+                                     "quotes is a string: remove the quotes)"),
+        ({"train": {"optimizer": {"lr": "1e-3"}}}, "train.optimizer.lr = '1e-3' is not allowed: Input should be a valid number"),
+        ({"train": {"budget": 40.0}}, "train.budget = 40.0 is not allowed: Input should be a valid integer"),
+        ({"train": {"budget": True}}, "train.budget: true is a boolean: give a value of the field's own type"),
+        ({"seeds": [True]}, "seeds.0 = True is not allowed: Input should be a valid integer"),
+        ({"prepare": {"channels": True}}, "prepare.channels: true is a boolean"),
+        ({"compute": {"amp": 1}}, "compute.amp = 1 is not allowed: Input should be a valid boolean"),
+        ({"compute": {"amp": "yes"}}, "compute.amp = 'yes' is not allowed: Input should be a valid boolean"),
+        ({"seeds": [73786976294838206464]}, "seeds.0 = 73786976294838206464 is not allowed: Input should be less than "
+                                            "or equal to 4294967295"),
+        ({"seeds": [-1]}, "seeds.0 = -1 is not allowed: Input should be greater than or equal to 0"),
+        ({"prepare": {"split_seed": -1}}, "prepare.split_seed = -1 is not allowed: Input should be greater than or equal to 0"),
+        ({"evaluate": {"sample_seed": -1}}, "evaluate.sample_seed = -1 is not allowed"),
+        ({"evaluate": {"sample_seed": 2**32}}, "evaluate.sample_seed = 4294967296 is not allowed"),
+        ({"train": {"grid_seed": 2**40}}, "train.grid_seed = 1099511627776 is not allowed"),
+        ({"pretrain_ae": {"seed": 0}}, "unknown key 'pretrain_ae.seed'"),  # the AE's seed is the training seed
+        ({"train_scorer": {"seed": 2**64}}, "train_scorer.seed = 18446744073709551616 is not allowed"),
+        ({"ae_hybrid": {"latent_disc_width": "128"}}, "ae_hybrid.latent_disc_width = '128' is not allowed"),
+        ({"ae_disc": {"disc_width": "8"}}, "ae_disc.disc_width = '8' is not allowed"),
+        ({"train": {"match_budget": "false"}}, "train.match_budget = 'false' is not allowed"),
+    ],
+)
+def test_strings_booleans_and_out_of_range_seeds_are_refused(raw, expected):
+    with pytest.raises(UserError) as err:
+        validate_params(raw, "params.yaml")
+    assert str(err.value).startswith(f"params.yaml: {expected}") and "\n" not in str(err.value)
+
+
+def test_floats_take_integers_and_the_seed_range_ends_are_valid():
+    p = validate_params({"train": {"optimizer": {"lr": 1}}, "ae_manifold": {"lambda_m": 3},
+                         "seeds": [0, 2**32 - 1], "evaluate": {"sample_seed": 2**32 - 1}})  # fmt: skip
+    assert p.train.optimizer.lr == 1.0 and isinstance(p.train.optimizer.lr, float)
+    assert p.strategy_params("ae_manifold").lambda_m == 3.0 and p.seeds == [0, 2**32 - 1]
+
+
+def _params_file(tmp_path, data: bytes) -> Path:
+    path = tmp_path / "params.yaml"
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        (b"train:\n  steps: 40\n  batch_size: 8\nseeds: [0]\ntrain:\n  log_every: 2\n",
+         "key 'train' is given twice in the mapping that starts on line 1 (again on line 5): keep one, the second "
+         "would silently replace the first"),
+        (b"train:\n  steps: 40\n  steps: 50\n", "key 'steps' is given twice in the mapping that starts on line 2 "
+                                                "(again on line 3)"),
+        (b"train: {optimizer: {lr: 0.1, lr: 0.2}}\n", "key 'lr' is given twice"),
+        ("report:\n  title: R\u00e9sum\u00e9\n".encode("latin-1"), "not UTF-8 text (byte 0xe9 on line 2): save it as UTF-8"),
+        (b"train:\n\tsteps: 40\n", "not valid YAML (line 2): fix the syntax"),
+        (b"[" * 5000, "not valid YAML"),
+    ],
+)  # fmt: skip
+def test_duplicate_keys_encoding_and_syntax_are_one_line_errors(tmp_path, text, expected):
+    path = _params_file(tmp_path, text)
+    with pytest.raises(UserError) as err:
+        load_params(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: {expected}") and "\n" not in msg
+
+
+def test_yaml_is_read_as_dvc_reads_it(tmp_path):
+    """YAML 1.2 (ruamel.yaml, like DVC): 1e-3 is a number, `yes` is a string (refused for a boolean), a BOM is fine."""
+    p = load_params(_params_file(tmp_path, "\ufefftrain:\n  optimizer: {lr: 1e-3}\n".encode()))
+    assert p.train.optimizer.lr == pytest.approx(1e-3)
+    with pytest.raises(UserError, match="compute.amp = 'yes' is not allowed"):
+        load_params(_params_file(tmp_path, b"compute: {amp: yes}\n"))
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate"])
+@pytest.mark.parametrize("seed", ["-1", "4294967296", "73786976294838206464"])
+def test_cli_seed_out_of_range_is_one_line(tmp_path, monkeypatch, command, seed):
+    from typer.testing import CliRunner
+
+    from aegan.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text("seeds: [0]\n")
+    r = CliRunner().invoke(app, [command, "--strategy", "dcgan", "--seed", seed])
+    assert r.exit_code == 2, (r.output, r.exception)
+    assert r.stderr == f"error: --seed {seed} is out of range: give a seed from 0 to 4294967295\n"

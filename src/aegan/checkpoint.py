@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from aegan.atomic import atomic_path, remove_stale_temps
+from aegan.atomic import ensure_writable, remove_stale_temps, torch_save
 from aegan.errors import UserError
 
 FORMAT = "aegan-checkpoint/1"
@@ -44,8 +44,7 @@ def fingerprint(strategy: str, seed: int, params, data_sha256: str) -> str:
 
 
 def save_checkpoint(path: Path, bundle: dict[str, Any]) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"format": FORMAT, **bundle}, tmp)
+    torch_save({"format": FORMAT, **bundle}, path)
 
 
 def load_checkpoint(path: Path, strategy: str, shape, expected_fingerprint: str) -> dict | None:
@@ -91,6 +90,7 @@ class Resumable:
     def resume_or_start(self) -> dict | None:
         """Restore the strategy from a matching checkpoint and return it (step, loop_state, mlflow_run_id), else None."""
         name, shape = self.strategy.name, self.strategy.shape
+        ensure_writable(self.path.parent)  # a read-only checkpoints/ fails here, not at the first checkpoint
         ckpt = load_checkpoint(self.path, name, shape, self.fingerprint)
         if ckpt is None:
             return None

@@ -25,20 +25,50 @@ ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params file to r
 
 
 def _user_errors(fn):
-    """Turn a UserError into `error: <message>` + exit 2, with no traceback."""
+    """Turn a UserError (or a permission error) into `error: <message>` + exit 2, with no traceback.
+
+    The command runs as a stage process (shutdown.py): SIGTERM stops it like Ctrl-C (exit 143), and it
+    does not outlive its parent. A run it leaves open in MLflow ends KILLED (signal) or FAILED (error).
+    """
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         from aegan.errors import UserError
+        from aegan.shutdown import Terminated, stage_process
 
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
-            return fn(*args, **kwargs)
+            with stage_process():
+                return fn(*args, **kwargs)
         except UserError as err:
+            _end_open_runs("FAILED")
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
+        except PermissionError as err:
+            _end_open_runs("FAILED")
+            where = err.filename or "a file"
+            typer.echo(f"error: {where}: {err.strerror or 'permission denied'}: give this user access to it "
+                       f"(chmod u+rwX {where})", err=True)  # fmt: skip
+            raise typer.Exit(UserError.exit_code) from None
+        except Terminated:
+            _end_open_runs("KILLED")
+            typer.echo("error: stopped by SIGTERM (outputs of this stage not written)", err=True)
+            raise typer.Exit(Terminated.exit_code) from None
+        except KeyboardInterrupt:  # Ctrl-C
+            _end_open_runs("KILLED")
+            raise
+        except Exception:  # a bug: its traceback follows
+            _end_open_runs("FAILED")
+            raise
 
     return wrapper
+
+
+def _end_open_runs(status: str) -> None:
+    """End the MLflow runs this process left open. Only if it used MLflow at all: never imported here for nothing."""
+    tracking = sys.modules.get("aegan.tracking")
+    if tracking is not None:
+        tracking.end_open_runs(status)
 
 
 def _params(path: Path, strategies=()):
@@ -46,6 +76,16 @@ def _params(path: Path, strategies=()):
     from aegan.params import load_params
 
     return load_params(path, strategies)
+
+
+def _seed(seed: int) -> int:
+    """A training seed from the command line, in the range every seed of params.yaml has (what numpy and torch take)."""
+    from aegan.errors import UserError
+    from aegan.params_base import SEED_MAX
+
+    if not 0 <= seed <= SEED_MAX:
+        raise UserError(f"--seed {seed} is out of range: give a seed from 0 to {SEED_MAX}")
+    return seed
 
 
 def _echo_json(obj) -> None:
@@ -78,10 +118,10 @@ def pretrain_ae(
     seed: int = typer.Option(..., help="training seed: the AE of the runs with this seed"),
     params: Path = ParamsOpt,
 ) -> None:
-    """Pretrain the autoencoder of one training seed; writes models/ae-<seed>.pt."""
+    """Pretrain the autoencoder of one training seed; writes models/ae/ae-<seed>.pt."""
     from aegan.stages.pretrain_ae import run_pretrain_ae
 
-    _echo_json(run_pretrain_ae(_params(params), seed, progress=sys.stderr.isatty()))
+    _echo_json(run_pretrain_ae(_params(params), _seed(seed), progress=sys.stderr.isatty()))
 
 
 @app.command()
@@ -97,7 +137,7 @@ def train(
     from aegan.strategies import get_strategy
 
     get_strategy(strategy)  # an unknown name: one line before params.yaml is read
-    _echo_json(run_train(_params(params, [strategy]), strategy, seed, progress=sys.stderr.isatty()))
+    _echo_json(run_train(_params(params, [strategy]), strategy, _seed(seed), progress=sys.stderr.isatty()))
 
 
 @app.command()
@@ -110,7 +150,7 @@ def evaluate(
     """Score one trained generator with torch-fidelity (FID, KID, IS, precision/recall)."""
     from aegan.stages.evaluate import run_evaluate
 
-    _echo_json(run_evaluate(_params(params), strategy, seed))
+    _echo_json(run_evaluate(_params(params), strategy, _seed(seed)))
 
 
 @app.command()

@@ -9,14 +9,18 @@ never mix two different scorers.
 
 from __future__ import annotations
 
+import functools
+import os
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import torch
 from torch.utils.data import Dataset
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from aegan import paths
-from aegan.errors import UserError
+from aegan.errors import UserError, one_line
 from aegan.images import to_unit_range
 from aegan.params import EvaluateParams
 from aegan.scorer import load_scorer, scorer_hash
@@ -56,21 +60,84 @@ class UInt8Images(Dataset):
 
 
 def inception_weights(params: EvaluateParams) -> Path:
-    """Where the Inception weights are, offline; a one-line error if they are nowhere."""
+    """Where the Inception weights are, offline, checked (`check_inception_file`); a one-line error otherwise."""
     if params.feature_extractor_weights_path:
         path = Path(params.feature_extractor_weights_path).expanduser()
         if not path.is_file():
             raise UserError(
                 f"evaluate.feature_extractor_weights_path: {path} does not exist: point it at {INCEPTION_FILE}"
             )
-        return path
-    path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
-    if not path.is_file():
-        raise UserError(
-            f"Inception weights not available offline ({path} missing): download {INCEPTION_URL} there or set "
-            "evaluate.feature_extractor_weights_path, or use evaluate.feature_extractor: scorer"
-        )
+    else:
+        path = Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_FILE
+        if not path.is_file():
+            raise UserError(
+                f"Inception weights not available offline ({path} missing): download {INCEPTION_URL} there or set "
+                "evaluate.feature_extractor_weights_path, or use evaluate.feature_extractor: scorer"
+            )
+    stat = path.stat()
+    check_inception_file(path, stat.st_size, stat.st_mtime_ns)
     return path
+
+
+@functools.lru_cache(maxsize=4)
+def check_inception_file(path: Path, size: int = 0, mtime_ns: int = 0) -> None:
+    """Refuse in one line anything but a plain state dict with inception-v3-compat's tensor names and shapes.
+
+    torch-fidelity loads the file with weights_only=False, which runs any code a pickle carries. Here it is
+    loaded with weights_only=True first (a pickle's code cannot run; it fails to load), and torch-fidelity's
+    own loads then run under TORCH_FORCE_WEIGHTS_ONLY_LOAD (`_weights_only_loads`). Cached per file version.
+    """
+    fix = f"use torch-fidelity's {INCEPTION_FILE} ({INCEPTION_URL})"
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a pickle with code in it, not a torch file, truncated, ...
+        raise UserError(f"{path}: refused: not a plain file of tensors ({type(err).__name__}: "
+                        f"{one_line(err, 100)}): {fix}") from None  # fmt: skip
+    if not isinstance(state, dict) or not all(isinstance(k, str) and torch.is_tensor(v) for k, v in state.items()):
+        raise UserError(f"{path}: refused: not a state dict of named tensors ({type(state).__name__}): {fix}")
+    expected = inception_layout()
+    missing, extra = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    reshaped = sorted(k for k in set(expected) & set(state) if tuple(state[k].shape) != expected[k])
+    if missing or extra or reshaped:
+        first = (missing + extra + reshaped)[0]
+        raise UserError(
+            f"{path}: refused: not the {INCEPTION} weights ({len(missing)} tensors missing, {len(extra)} unexpected, "
+            f"{len(reshaped)} of another shape; first: {first}): {fix}"
+        )
+
+
+@functools.lru_cache(maxsize=1)
+def inception_layout() -> dict[str, tuple[int, ...]]:
+    """Name -> shape of every tensor torch-fidelity's inception-v3-compat loads: its module, built without weights
+    (on the meta device, from an empty state dict this function writes itself)."""
+    import tempfile
+
+    from torch_fidelity.feature_extractor_inceptionv3 import FeatureExtractorInceptionV3
+
+    class Skeleton(FeatureExtractorInceptionV3):
+        def load_state_dict(self, state_dict, *args, **kwargs):  # keep the (weightless) parameters as built
+            return None
+
+    with tempfile.TemporaryDirectory() as tmp, _weights_only_loads():
+        empty = Path(tmp) / "empty.pt"
+        torch.save({}, empty)
+        with torch.device("meta"):
+            net = Skeleton(INCEPTION, ["2048"], feature_extractor_weights_path=str(empty))
+    return {k: tuple(v.shape) for k, v in net.state_dict().items()}
+
+
+@contextmanager
+def _weights_only_loads() -> Iterator[None]:
+    """Every torch.load inside, torch-fidelity's included, runs with weights_only=True (no code from a pickle)."""
+    saved = {k: os.environ.pop(k, None) for k in ("TORCH_FORCE_WEIGHTS_ONLY_LOAD", "TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD")}
+    os.environ["TORCH_FORCE_WEIGHTS_ONLY_LOAD"] = "1"
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            os.environ.pop(k, None)
+            if v is not None:
+                os.environ[k] = v
 
 
 def check_feature_extractor(params: EvaluateParams) -> None:
@@ -170,17 +237,18 @@ class Evaluator:
 
         ref = self.reference if reference is None else UInt8Images(reference, self.rgb)
         n = min(len(samples), len(ref))
-        raw = torch_fidelity.calculate_metrics(
-            input1=UInt8Images(samples, self.rgb),
-            input2=ref,
-            fid=True,
-            kid=True,
-            isc=True,
-            prc=True,
-            kid_subset_size=min(self.params.kid_subset_size, n),
-            prc_neighborhood=self.params.prc_neighborhood,
-            **self._kwargs(),
-        )
+        with _weights_only_loads():
+            raw = torch_fidelity.calculate_metrics(
+                input1=UInt8Images(samples, self.rgb),
+                input2=ref,
+                fid=True,
+                kid=True,
+                isc=True,
+                prc=True,
+                kid_subset_size=min(self.params.kid_subset_size, n),
+                prc_neighborhood=self.params.prc_neighborhood,
+                **self._kwargs(),
+            )
         return {KEYS[k]: float(v) for k, v in raw.items() if k in KEYS}
 
     def fid(self, samples: torch.Tensor, reference: torch.Tensor | None = None) -> float:
@@ -188,7 +256,9 @@ class Evaluator:
         import torch_fidelity
 
         ref = self.reference if reference is None else UInt8Images(reference, self.rgb)
-        raw = torch_fidelity.calculate_metrics(input1=UInt8Images(samples, self.rgb), input2=ref, fid=True, **self._kwargs())
+        with _weights_only_loads():
+            raw = torch_fidelity.calculate_metrics(input1=UInt8Images(samples, self.rgb), input2=ref, fid=True,
+                                                   **self._kwargs())  # fmt: skip
         return float(raw["frechet_inception_distance"])
 
 

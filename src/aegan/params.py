@@ -15,14 +15,14 @@ Strategy names are known from the module files, without importing them.
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Any, Collection, Literal, Optional
 
-import yaml
 from pydantic import Field, ValidationError, create_model, model_validator
 
 from aegan.errors import UserError
-from aegan.params_base import OptimizerParams, StrictModel
+from aegan.params_base import OptimizerParams, Seed, StrictModel
 from aegan.paths import PARAMS_FILE
 
 SourceName = Literal["digits", "mnist", "fashion-mnist", "cifar10", "idx", "npz", "folder"]
@@ -44,7 +44,13 @@ class PrepareParams(StrictModel):
     image_size: Literal[16, 32, 64] = Field(16, description="power-of-two side length of the packed images")
     channels: Literal[1, 3] = 1
     heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
-    split_seed: int = 0
+    split_seed: Seed = 0
+    allow_missing_classes: bool = Field(
+        False, description="folder: go on without a class sub-folder that cannot be read (else: an error)"
+    )
+    max_input_mib: int = Field(
+        2048, ge=1, description="idx, npz: the largest array a file may declare, in MiB; read no further than that"
+    )
 
     @model_validator(mode="after")
     def _paths_fit_source(self) -> "PrepareParams":
@@ -85,7 +91,7 @@ class TrainScorerParams(StrictModel):
     width: int = Field(16, ge=4, le=1024)
     feature_dim: int = Field(64, ge=2, le=4096)
     optimizer: OptimizerParams = OptimizerParams(lr=1e-3, beta1=0.9, beta2=0.999)
-    seed: int = 0
+    seed: Seed = 0
 
 
 class TrainParams(StrictModel):
@@ -101,7 +107,7 @@ class TrainParams(StrictModel):
     eval_every: int = Field(100, ge=0, description="small-sample FID every N steps (0: off)")
     eval_samples: int = Field(512, ge=16)
     grid_samples: int = Field(64, ge=1, le=1024)
-    grid_seed: int = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
+    grid_seed: Seed = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
     checkpoint_every: int = Field(200, ge=0, description="resumable checkpoint every N steps (0: only after the last step)")
     divergence_bound: float = Field(1e4, gt=0.0, description="a logged loss above this magnitude (or non-finite) ends the run as diverged")
 
@@ -117,7 +123,7 @@ class EvaluateParams(StrictModel):
     kid_subset_size: int = Field(200, ge=2)
     prc_neighborhood: int = Field(3, ge=1)
     batch_size: int = Field(200, ge=1)
-    sample_seed: int = 2020
+    sample_seed: Seed = 2020
 
     @model_validator(mode="after")
     def _kid_fits(self) -> "EvaluateParams":
@@ -160,7 +166,7 @@ class StageParams(StrictModel):
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
     strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_STRATEGIES), min_length=1)
-    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> "StageParams":
@@ -217,7 +223,9 @@ def format_validation_error(err: ValidationError, source: str) -> str:
         msg = e["msg"].removeprefix("Value error, ")
         return f"{source}: {loc + ': ' if loc else ''}{msg}"
     given = e.get("input")
-    return f"{source}: {loc} = {given!r} is not allowed: {e['msg']}"
+    quoted = " (a number in quotes is a string: remove the quotes)" if isinstance(given, str) and kind in (
+        "int_type", "float_type") else ""  # fmt: skip
+    return f"{source}: {loc} = {given!r} is not allowed: {e['msg']}{quoted}"
 
 
 def validate_params(raw: Any, source: str = str(PARAMS_FILE), strategies: Collection[str] | None = ALL) -> StageParams:
@@ -241,13 +249,34 @@ def load_params(path: str | Path = PARAMS_FILE, strategies: Collection[str] | No
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: not found: run the command from the repository root, or pass --params PATH")
+    return validate_params(read_yaml(path), str(path), strategies)
+
+
+def read_yaml(path: Path) -> Any:
+    """The file's data: UTF-8, YAML 1.2 as DVC reads it (ruamel.yaml), a key given twice in one mapping refused."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.error import YAMLError
+
+    data = path.read_bytes()
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as err:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise UserError(f"{path}: not UTF-8 text (byte 0x{data[err.start]:02x} on line {line}): save it as UTF-8") from None
+    try:
+        return YAML(typ="safe").load(text)
+    except DuplicateKeyError as err:
+        key = re.search(r'duplicate key "(.*?)" with value', err.problem or "")
+        first, again = err.context_mark.line + 1, err.problem_mark.line + 1
+        raise UserError(
+            f"{path}: key '{key.group(1) if key else '?'}' is given twice in the mapping that starts on line {first} "
+            f"(again on line {again}): keep one, the second would silently replace the first"
+        ) from None
+    except (YAMLError, RecursionError) as err:
         mark = getattr(err, "problem_mark", None)
         where = f" (line {mark.line + 1})" if mark is not None else ""
         raise UserError(f"{path}: not valid YAML{where}: fix the syntax") from None
-    return validate_params(raw, str(path), strategies)
 
 
 def differences_from_defaults(params: StageParams) -> list[tuple[str, Any, Any]]:

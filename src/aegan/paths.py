@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 PARAMS_FILE = Path("params.yaml")
+RAW_DIR = Path("data/raw")  # the user's own data: a dependency of `prepare` in dvc.yaml, so DVC sees it change
 PREPARED_DIR = Path("data/prepared")
 DATASET_FILE = PREPARED_DIR / "dataset.npz"
 DATA_CARD_FILE = PREPARED_DIR / "card.json"

@@ -121,6 +121,18 @@ def _experiment_id(client) -> str:
         return with_retry(client.get_experiment_by_name, EXPERIMENT).experiment_id
 
 
+_OPEN: dict[str, "Run"] = {}  # runs this process started or resumed and has not ended
+
+
+def end_open_runs(status: str) -> None:
+    """End every run still open (a stage stopped by a signal or an error): KILLED or FAILED, not RUNNING forever."""
+    for run in list(_OPEN.values()):
+        try:
+            run.end(status)
+        except Exception:  # the store is gone or locked for good: nothing more to do on the way out
+            pass
+
+
 class Run:
     """One MLflow run, with buffered metrics. Use `Run.start(...)` or `Run.resume(run_id)`."""
 
@@ -129,6 +141,7 @@ class Run:
         self.run_id = run_id
         self.flush_every = flush_every
         self._buffer: list = []
+        _OPEN[run_id] = self
 
     @classmethod
     def start(cls, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> "Run":
@@ -179,5 +192,6 @@ class Run:
         with_retry(self.client.log_image, self.run_id, image, key=key, step=step)
 
     def end(self, status: str = "FINISHED") -> None:
+        _OPEN.pop(self.run_id, None)
         self.flush()
         with_retry(self.client.set_terminated, self.run_id, status=status)

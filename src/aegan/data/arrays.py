@@ -12,6 +12,8 @@ import numpy as np
 
 from aegan.errors import UserError
 
+CHUNK_BYTES = 2**27  # float32 working copy per resize step
+
 
 def encode_labels(values: np.ndarray, where: str) -> tuple[np.ndarray, list[str]]:
     """Any 1-d integer or string labels -> int64 codes 0..K-1 (sorted values) and their names."""
@@ -53,6 +55,9 @@ def as_uint8_nchw(arr: np.ndarray, where: str) -> np.ndarray:
         raise UserError(f"{where}: shape {arr.shape}, expected N x H x W, N x H x W x C or N x C x H x W")
     if len(arr) == 0:
         raise UserError(f"{where}: holds no images (shape {arr.shape}): save at least one image")
+    if arr.shape[2] == 0 or arr.shape[3] == 0:
+        raise UserError(f"{where}: images of {arr.shape[2]} x {arr.shape[3]} pixels (shape {arr.shape}): "
+                        "save images at least one pixel high and wide")  # fmt: skip
     if arr.dtype == np.uint8:
         pass
     elif arr.dtype.kind == "f":
@@ -71,6 +76,8 @@ def as_uint8_nchw(arr: np.ndarray, where: str) -> np.ndarray:
 
 
 def check_counts(images: np.ndarray, labels: np.ndarray | None, where_images: str, where_labels: str) -> None:
+    if labels is not None and np.ndim(labels) == 0:
+        raise UserError(f"{where_labels}: one value (shape ()), expected one label per image (N,): save a 1-d array")
     if labels is not None and len(labels) != len(images):
         raise UserError(
             f"{where_labels}: {len(labels)} labels for {len(images)} images in {where_images}: "
@@ -95,7 +102,8 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     if images.shape[-2:] == (size, size):
         return images
     out = []
-    for chunk in np.array_split(images, max(1, len(images) // 4096)):
+    # float32 chunks of at most CHUNK_BYTES, whatever the image size: memory stays near the input's own size
+    for chunk in np.array_split(images, max(1, min(len(images), -(-images.nbytes * 4 // CHUNK_BYTES)))):
         t = torch.from_numpy(chunk.astype(np.float32))
         t = F.interpolate(t, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
         out.append(t.round().clamp(0, 255).to(torch.uint8).numpy())

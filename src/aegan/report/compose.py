@@ -69,6 +69,19 @@ def data_labels(card: dict) -> str:
     return f"{len(counts)} classes"
 
 
+def skipped_inputs(card: dict, shown: int = 10) -> str | None:
+    """The inputs `prepare` left out (data card), counted and named; None when nothing was."""
+    info = card.get("input", {})
+    files, folders, names = info.get("skipped_files", 0), info.get("skipped_folders", 0), info.get("skipped", [])
+    if not files and not folders:
+        return None
+    listed = "; ".join(f"`{n}`" for n in names[:shown]) + (f"; and {len(names) - shown} more" if len(names) > shown else "")
+    lost = info.get("missing_classes") or []
+    dropped = f" Classes dropped (`prepare.allow_missing_classes`): {', '.join(lost)}." if lost else ""
+    return (f"Left out of the data: {files} file(s) and {folders} folder(s) that could not be read or are not images: "
+            f"{listed} (all in data/prepared/card.json).{dropped}")  # fmt: skip
+
+
 # ------------------------------------------------------------------ sections
 def setup_section(doc: Document, ctx: dict) -> None:
     card, scorer, ae, reference, params = ctx["card"], ctx["scorer"], ctx["ae"], ctx["reference"], ctx["params"]
@@ -94,6 +107,8 @@ def setup_section(doc: Document, ctx: dict) -> None:
         f"Pipeline wall time: {total:.0f} s ({total / 60:.1f} min), the sum of the wall times the stages recorded "
         f"({known} of {expected} stage runs recorded one; DVC's own bookkeeping is not included).",
     ]
+    if skipped := skipped_inputs(card):
+        items.insert(1, skipped)
     if diffs:
         shown = ", ".join(f"`{k}` = {v!r} (default {d!r})" for k, v, d in diffs)
         items.append(f"Parameters that differ from the defaults: {shown}.")

@@ -17,10 +17,11 @@ from aegan.data.arrays import finish_images
 from aegan.data.packed import FORMAT_VERSION, file_sha256, write_packed
 from aegan.data.sources import SOURCES
 from aegan.errors import UserError
-from aegan.params import PrepareParams
+from aegan.params import FILE_SOURCES, PrepareParams
 
 
 def run_prepare(params, track: bool = True) -> dict:
+    check_tracked(params.prepare)
     prepared = build_dataset(params.prepare)
     batch_sizes = {f"{k}.batch_size": getattr(params, k).batch_size for k in ("train", "pretrain_ae", "train_scorer")}
     check_dataset_size(prepared, batch_sizes)
@@ -35,10 +36,31 @@ def log_data_card(card: dict) -> None:
     from aegan.tracking import Run
 
     logged = {k: v for k, v in card.items() if k not in ("class_counts", "input", "notes", "prepare_wall_seconds")}
-    logged |= {f"input.{k}": v for k, v in card["input"].items() if k != "skipped_files"}
+    logged |= {f"input.{k}": v for k, v in card["input"].items() if not isinstance(v, list)}
     run = Run.start("data", {"stage": "prepare", "data_sha256": card["sha256"][:12], "source": card["source"]}, logged)
     run.log_artifact(paths.DATA_CARD_FILE)
     run.end()
+
+
+def check_tracked(p: PrepareParams) -> None:
+    """Refuse input outside data/raw/: DVC tracks that folder only, so it would never see such a file change.
+
+    Paths are compared after resolving symbolic links: a link under data/raw/ to a file elsewhere is refused too.
+    """
+    raw = paths.RAW_DIR.resolve()
+    keys = ("path", "labels_path") if p.source in FILE_SOURCES else ("root",)
+    for key in keys:
+        value = getattr(p, key)
+        if value is None:
+            continue
+        where = Path(value).expanduser().resolve()
+        if where != raw and raw not in where.parents:
+            how = "copy the files" if key == "root" else "copy it"
+            raise UserError(
+                f"prepare.{key}: {value} is outside {paths.RAW_DIR}/ (resolved: {where}), so DVC would never see it "
+                f"change: {how} under {paths.RAW_DIR}/ (e.g. {paths.RAW_DIR / Path(value).name}) and set "
+                f"prepare.{key} to that path"
+            )
 
 
 @dataclass
