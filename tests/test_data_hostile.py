@@ -120,7 +120,7 @@ def setup_markdown(card: dict) -> str:
 
     doc = Document("report")
     ctx = {"card": card | {"sha256": "0" * 64}, "scorer": {"task": "classes", "heldout_accuracy": 1.0},
-           "ae": {"train_seconds": 1.0, "heldout_mse": 0.1}, "reference": {"num_samples": 16},
+           "ae": {0: {"train_seconds": 1.0, "heldout_mse": 0.1}}, "reference": {"num_samples": 16},
            "params": validate_params({}), "wall": (1.0, 1, 1), "differences": [], "commit": "abc"}  # fmt: skip
     setup_section(doc, ctx)
     return to_markdown(doc)

@@ -135,7 +135,8 @@ def test_killing_the_dvc_parent_stops_the_stage(tmp_path):
 ])  # fmt: skip
 def test_a_read_only_output_folder_stops_train_before_training(tmp_path, monkeypatch, folder, expected):
     params = {"strategies": ["dcgan"], "seeds": [0], "model": {"z_dim": 8, "width": 8},
-              "train": {"steps": 5, "batch_size": 16, "eval_every": 0, "grid_samples": 4}}  # fmt: skip
+              "train": {"budget": 5, "match_budget": False, "batch_size": 16, "eval_every": 0,
+                        "grid_samples": 4}}  # fmt: skip
     repo = _prepared_repo(tmp_path / "repo", params)
     monkeypatch.chdir(repo)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
