@@ -41,13 +41,14 @@ def _write(path: Path, obj) -> None:
 
 def history(strategy: str, seed: int) -> str:
     began = strategy == "ae_disc"
-    rows = ["step,loss_d,loss_g,fid_small" + (",convergence_M,k_t" if began else "")]
+    rows = ["step,loss_d,loss_g,fid_small" + (",convergence_M,k_t,energy_real,energy_fake" if began else "")]
     end = DIVERGED_AT.get((strategy, seed), OWN_STEPS[strategy])
     for step in range(10, end + 1, 10):
         # loss_g alternates 1 +/- 0.1 around 1: over the tail its std is known exactly
         g = "inf" if step == end and (strategy, seed) in DIVERGED_AT else f"{1.0 + (0.1 if (step // 10) % 2 else -0.1):.3f}"
         fid = FID_SMALL[strategy].get(step, "")
-        extra = f",{1.0 - step / 200:.3f},{step / 1000:.3f}" if began else ""  # M 0.95 -> 0.5, k_t 0.01 -> 0.1
+        # M 0.95 -> 0.5, k_t 0.01 -> 0.1, L(G(z)) / L(x) = 0.1 / 0.2 at the end
+        extra = f",{1.0 - step / 200:.3f},{step / 1000:.3f},0.2,{0.1 if step > 60 else 0.3}" if began else ""
         rows.append(f"{step},0.5,{g},{fid}{extra}")
     return "\n".join(rows) + "\n"
 

@@ -131,7 +131,8 @@ def test_stability_counts_divergence_coverage_collapse_and_began_m(report):
     assert disc[1] == "2 of 3 (at step 40, 60)"
     assert disc[6] == "1 ± – of 10"  # all samples in one class; one finished seed: no spread
     assert disc[8] == "1 of 1"  # recall 0.05 < 0.5 x precision 0.4
-    assert disc[9] == "0.95 → 0.5 (k_t 0.01 → 0.1)"  # M and k_t of the finished seed, first and last logged value
+    # M and k_t of the finished seed, first and last logged value; its energy ratio over the last quarter (steps > 75)
+    assert disc[9] == "0.95 → 0.5 (k_t 0.01 → 0.1); L(G(z))/L(x) at the end 0.5"
     assert row(md, "`dcgan`", "Stability")[6] == "10 ± 0 of 10"
     assert row(md, "`ae_init`", "Stability")[6] == "9 ± 0 of 10"  # class 9 holds 1% of samples, 10% of held-out
     assert row(md, "`dcgan`", "Stability")[7] == "0"  # identical class distribution: KL 0

@@ -164,6 +164,8 @@ def stability_section(doc: Document, ctx: dict) -> None:
         m = "n/a" if not math.isfinite(r["began_m_last"]) else f"{r['began_m_first']:.3g} → {r['began_m_last']:.3g}"
         if math.isfinite(r["began_k_last"]):
             m += f" (k_t {r['began_k_first']:.3g} → {r['began_k_last']:.3g})"
+        if math.isfinite(r["began_energy_ratio"]):
+            m += f"; L(G(z))/L(x) at the end {r['began_energy_ratio']:.2g}"
         rows.append([
             f"`{r['strategy']}`", diverged, fmt(r["fid_std"]),
             "n/a" if not math.isfinite(r["fid_min"]) else f"{r['fid_min']:.3g} – {r['fid_max']:.3g}",
@@ -171,15 +173,16 @@ def stability_section(doc: Document, ctx: dict) -> None:
             covered, fmt(r["class_kl_mean"]), f"{int(r['collapse_flags'])} of {int(r['n'])}", m,
         ])  # fmt: skip
     header = ["strategy", "diverged", "FID std (seeds)", "FID range", "G loss osc.", "D loss osc.", "classes covered",
-              "class KL", "precision ≫ recall", "BEGAN M (k_t) first → last"]  # fmt: skip
+              "class KL", "precision ≫ recall", "BEGAN M (k_t) first → last; energy ratio"]  # fmt: skip
     doc.add(Table(header, rows, note=(
         f"Loss oscillation: std of the logged loss over the last {rp.tail_fraction:.0%} of training (mean over "
         "seeds), and in brackets relative to the loss's mean magnitude (losses have different scales per strategy). "
         f"Classes covered: scorer classes whose share of the samples is at least {rp.coverage_min_share:g} x their "
         "held-out share (mean ± std over seeds); class KL: KL(held-out classes || sample classes), 0 for a perfect "
         f"match. Precision ≫ recall: runs whose recall < {rp.collapse_recall_ratio:g} x precision, a sign of mode "
-        "collapse. BEGAN M: the convergence measure of Berthelot et al. (2017), only for the strategy that trains "
-        "a BEGAN discriminator.")))  # fmt: skip
+        "collapse. BEGAN M: the convergence measure of Berthelot et al. (2017), and its control variable k_t; the "
+        "energy ratio E[L(G(z))] / E[L(x)] over the end of training is what k_t steers towards gamma (equilibrium), "
+        "only for the strategy that trains a BEGAN discriminator.")))  # fmt: skip
     refs = T.reference_coverage(reference, rp.coverage_min_share)
     if refs.get("real_vs_real"):
         (c_real, kl_real), untrained = refs["real_vs_real"], refs.get("untrained_generator")

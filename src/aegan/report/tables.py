@@ -198,6 +198,13 @@ def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.Da
                     first.append(float(v.iloc[0]))
                     last.append(float(v.iloc[-1]))
             row[f"{key}_first"], row[f"{key}_last"] = mean_std(first)[0], mean_std(last)[0]
+        # BEGAN's equilibrium: E[L(G(z))] / E[L(x)] over the end of training, which k_t steers towards gamma
+        ratios = []
+        for seed in ok["seed"]:
+            end = tail(histories.get((strategy, int(seed)), pd.DataFrame()), rp.tail_fraction)
+            if {"energy_real", "energy_fake"} <= set(end) and end["energy_real"].notna().any():
+                ratios.append(float(end["energy_fake"].mean() / end["energy_real"].mean()))
+        row["began_energy_ratio"] = mean_std(ratios)[0]
         out.append(row)
     return pd.DataFrame(out)
 
