@@ -1,7 +1,9 @@
-# `make run`: set up (venv + package) and run the whole comparison with `dvc repro`.
+# `make run`: set up (venv + package) and run the whole comparison with `dvc repro`;
+# `make run JOBS=N`: the same, N independent stages at a time (`aegan run --jobs N`, Dask).
 # `make test`: set up the same way if needed and run the test suite.
 PYTHON ?= python3
 VENV ?= .venv
+JOBS ?= 1
 BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
@@ -18,7 +20,11 @@ setup: $(VENV)/.installed
 
 run: setup  ## every section of params.yaml is checked first, then the whole pipeline
 	aegan check-params
+ifeq ($(JOBS),1)
 	dvc repro
+else
+	aegan run --jobs $(JOBS)
+endif
 
 test: setup
 	$(BIN)/pytest

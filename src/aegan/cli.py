@@ -141,5 +141,21 @@ def check_params(params: Path = ParamsOpt) -> None:
     typer.echo(f"{params}: ok")
 
 
+@app.command("run")
+@_user_errors
+def run_pipeline(
+    jobs: str = typer.Option(None, "--jobs", "-j", help="stages at once [default: the machine's cores; on a cluster: its worker threads]"),
+    scheduler: str = typer.Option(None, "--scheduler", help="an existing Dask scheduler, e.g. tcp://host:8786 (workers must see this folder)"),
+) -> None:
+    """`dvc repro` with independent stages in parallel: each out-of-date stage is a Dask task once its upstream stages are done."""
+    from aegan.parallel import failure_message, parse_jobs, run
+
+    outcome = run(parse_jobs(jobs), scheduler)
+    message = failure_message(outcome)
+    if message:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()
