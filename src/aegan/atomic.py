@@ -54,8 +54,10 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def torch_save(obj: Any, path: str | os.PathLike) -> None:
     import torch
 
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # through a file object: torch.save given a path names the archive inside after the (random) temp file,
+    # so the same tensors would give different bytes, and a different DVC hash, on every run
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        torch.save(obj, f)
 
 
 def remove_stale_temps(path: str | os.PathLike) -> list[Path]:

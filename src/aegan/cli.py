@@ -12,7 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-import typer
+from aegan.warm import forward_if_warm
+
+forward_if_warm()  # a stage started by `aegan run` runs in its warm process (warm.py) and exits here with its status
+
+import typer  # noqa: E402
 
 app = typer.Typer(
     help="Compare autoencoder/GAN fusion strategies (run the whole pipeline with `dvc repro`).",
@@ -146,11 +150,12 @@ def check_params(params: Path = ParamsOpt) -> None:
 def run_pipeline(
     jobs: str = typer.Option(None, "--jobs", "-j", help="stages at once [default: the machine's cores; on a cluster: its worker threads]"),
     scheduler: str = typer.Option(None, "--scheduler", help="an existing Dask scheduler, e.g. tcp://host:8786 (workers must see this folder)"),
+    cold: bool = typer.Option(False, "--cold", help="start every stage as a fresh process (no warm process to fork from)"),
 ) -> None:
     """`dvc repro` with independent stages in parallel: each out-of-date stage is a Dask task once its upstream stages are done."""
     from aegan.parallel import failure_message, parse_jobs, run
 
-    outcome = run(parse_jobs(jobs), scheduler)
+    outcome = run(parse_jobs(jobs), scheduler, warm=not cold)
     message = failure_message(outcome)
     if message:
         typer.echo(f"error: {message}", err=True)

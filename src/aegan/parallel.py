@@ -87,9 +87,14 @@ def log_path(root: Path, stage: str) -> Path:
     return root / LOG_DIR / (stage.replace("/", "_").replace(":", "_") + ".log")
 
 
-def run_stage(root: str, stage: str, log: str, env: dict[str, str]) -> dict:
-    """The Dask task: `dvc repro` of one stage on the worker, its output in `log`; never raises for a failed stage."""
+def run_stage(root: str, stage: str, log: str, env: dict[str, str], warm: bool = True) -> dict:
+    """The Dask task: `dvc repro` of one stage on the worker, its output in `log`; never raises for a failed stage.
+
+    `warm`: the stage's `aegan` command runs in this worker's warm process (warm.py), started on first use.
+    """
     import socket
+
+    from aegan import warm as warm_process
 
     slots = 1
     try:
@@ -100,6 +105,8 @@ def run_stage(root: str, stage: str, log: str, env: dict[str, str]) -> dict:
         pass
     threads = str(max(1, (os.cpu_count() or 1) // slots))
     full_env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **env}
+    if warm:
+        full_env[warm_process.ENV] = warm_process.ensure_server()
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")  # `aegan`, `dvc`
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
@@ -197,8 +204,11 @@ def parse_jobs(text: str | None) -> int | None:
 
 
 def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], None] = print,
-        prepare_tracking: bool = True) -> Outcome:  # fmt: skip
-    """In the workspace at the working directory: connect, plan with DVC, prepare the tracking store, run the plan."""
+        prepare_tracking: bool = True, warm: bool = True) -> Outcome:  # fmt: skip
+    """In the workspace at the working directory: connect, plan with DVC, prepare the tracking store, run the plan.
+
+    `warm`: stages start as children of a warm process (warm.py) instead of importing everything again.
+    """
     root = Path.cwd().resolve()
     client, cluster = connect(jobs or os.cpu_count() or 1, scheduler)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
@@ -217,11 +227,14 @@ def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], No
         slots = jobs or sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
 
         def task(stage: str) -> tuple:
-            return run_stage, str(root), stage, str(log_path(root, stage)), env
+            return run_stage, str(root), stage, str(log_path(root, stage)), env, warm
 
         return schedule(plan, client, task, slots, echo)
     finally:
         _stop_local_stages()
+        from aegan.warm import stop_server
+
+        stop_server()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         client.close()
