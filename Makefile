@@ -35,7 +35,7 @@ test-fast: setup  ## everything but the end-to-end `dvc repro` tests
 ui: setup  ## MLflow UI on http://127.0.0.1:5000, runs grouped by the `strategy` tag
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-bench: setup
+bench: setup  ## CPU figures; on a GPU: python bench/throughput.py --device cuda --size 32 --channels 3 --width 64 --batch 256
 	$(BIN)/python bench/throughput.py
 
 clean-results:  ## remove pipeline outputs (not the DVC cache, not mlflow.db)
