@@ -145,6 +145,21 @@ def check_params(params: Path = ParamsOpt) -> None:
     typer.echo(f"{params}: ok")
 
 
+@app.command()
+@_user_errors
+def preset(
+    name: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Write a preset for real data (image size, width, budgets, seeds, evaluation counts) into params.yaml, comments kept."""
+    from aegan.presets import apply_preset
+
+    changed = apply_preset(name, params)
+    for key, old, new in changed:
+        typer.echo(f"{key}: {old} -> {new}")
+    typer.echo(f"{params}: preset {name}, {len(changed)} values changed (expected wall times: README, Presets)")
+
+
 @app.command("run")
 @_user_errors
 def run_pipeline(
