@@ -12,7 +12,7 @@ import os
 import sys
 from pathlib import Path
 
-from aegan.warm import forward_if_warm
+from aegan.warm import exit_now, forward_if_warm
 
 forward_if_warm()  # a stage started by `aegan run` runs in its warm process (warm.py) and exits here with its status
 
@@ -37,7 +37,9 @@ def _user_errors(fn):
 
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
-            return fn(*args, **kwargs)
+            result = fn(*args, **kwargs)
+            exit_now(0)  # a finished command skips the interpreter's slow clean-up (warm.py)
+            return result
         except UserError as err:
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None

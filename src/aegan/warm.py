@@ -38,7 +38,7 @@ _server_lock = threading.Lock()
 def forward_if_warm() -> None:
     """In an `aegan` command with a warm server: run there and exit with its status; otherwise return."""
     path = os.environ.get(ENV)
-    if not path or Path(sys.argv[0]).name not in ("aegan", "cli.py"):
+    if not path or not invoked_as_command():
         return
     rc = forward(path, sys.argv)
     if rc is not None:
@@ -70,6 +70,24 @@ def forward(path: str, argv: list[str]) -> int | None:
         print(f"error: the warm process running this command (pid {child}) was lost", file=sys.stderr)
         return 1
     return int(last[1])
+
+
+def invoked_as_command() -> bool:
+    """Whether this process is an `aegan` command (not aegan called in-process, e.g. by tests)."""
+    return Path(sys.argv[0]).name in ("aegan", "cli.py")
+
+
+def exit_now(code: int = 0) -> None:
+    """End an `aegan` command at once, skipping the interpreter's clean-up (1-2 s with torch and MLflow loaded);
+    its outputs are written and closed by then, and MLflow's writes are committed. In-process calls return."""
+    if not invoked_as_command():
+        return
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:
+            pass
+    os._exit(code)
 
 
 # ---- the server's side -------------------------------------------------------------------------------------------
