@@ -1,9 +1,10 @@
 """Wall time of the pipeline run one stage after another (`dvc repro`) and with `aegan run --jobs N`, in one run.
 
-    python bench/pipeline.py [--jobs 2] [--full] [--strategies dcgan ae_init] [--seeds 0 1] [--steps 100]
+    python bench/pipeline.py [--jobs 2] [--repeats 1] [--full] [--strategies dcgan ae_init] [--seeds 0 1] [--steps 100]
 
 Each variant runs from scratch in its own temporary clone (src, dvc.yaml,
-params.yaml, DVC config; a fresh MLflow DB each), one after the other:
+params.yaml, DVC config; a fresh MLflow DB each), one after the other, the
+variants taking turns `--repeats` times (medians are printed):
 
 - sequential: `dvc repro`;
 - JOBS=N cold: `aegan run --jobs N --cold` (every stage a fresh process);
@@ -22,6 +23,7 @@ import hashlib
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -53,13 +55,16 @@ def clone(dest: Path, params: dict) -> Path:
     return dest
 
 
-def timed(cmd: list[str], repo: Path) -> float:
+def timed(cmd: list[str], repo: Path, log: Path | None = None) -> float:
     env = dict(os.environ, MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}", MLFLOW_DISABLE_TELEMETRY="true",
                DVC_NO_ANALYTICS="1", PYTHONPATH=str(repo / "src"))  # fmt: skip
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env["PATH"]
     t0 = time.perf_counter()
     r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True)
     took = time.perf_counter() - t0
+    if log is not None:
+        with open(log, "a") as f:
+            f.write(f"$ {' '.join(cmd)}  ({took:.1f} s)\n{r.stdout}\n")
     if r.returncode != 0:
         sys.exit(f"{' '.join(cmd)} failed in {repo}:\n{r.stdout[-3000:]}\n{r.stderr[-3000:]}")
     return took
@@ -94,6 +99,8 @@ def outputs(repo: Path) -> dict[str, str]:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--jobs", type=int, default=2)
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--log", type=Path, default=None, help="append each `aegan run`'s output to this file")
     ap.add_argument("--full", action="store_true", help="the default pipeline of params.yaml, unchanged")
     ap.add_argument("--strategies", nargs="+", default=["dcgan", "ae_init"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
@@ -108,12 +115,18 @@ def main() -> int:
                 f"JOBS={args.jobs}": ["aegan", "run", "--jobs", str(args.jobs)]}  # fmt: skip
     print(f"{matrix}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory(prefix="aegan-bench-") as tmp:
-        walls, digests = {}, {}
-        for i, (name, cmd) in enumerate(variants.items()):
-            repo = clone(Path(tmp) / f"v{i}", params)
-            walls[name] = timed(cmd, repo)
-            digests[name] = outputs(repo)
-            print(f"{name:<24} {walls[name]:8.1f} s  {walls[name] / walls[next(iter(walls))]:.2f}x", flush=True)
+        walls: dict[str, list[float]] = {name: [] for name in variants}
+        digests = {}
+        for r in range(args.repeats):
+            for i, (name, cmd) in enumerate(variants.items()):
+                repo = clone(Path(tmp) / f"r{r}v{i}", params)
+                walls[name].append(timed(cmd, repo, args.log))
+                digests[name] = outputs(repo)
+                print(f"  round {r + 1}: {name:<24} {walls[name][-1]:8.1f} s", flush=True)
+                shutil.rmtree(repo)
+        first = statistics.median(walls[next(iter(walls))])
+        for name, w in walls.items():
+            print(f"{name:<24} {statistics.median(w):8.1f} s  {statistics.median(w) / first:.2f}x  (median of {len(w)})")
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
         base = digests[next(iter(digests))]
         ok = True

@@ -210,6 +210,9 @@ def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], No
     `warm`: stages start as children of a warm process (warm.py) instead of importing everything again.
     """
     root = Path.cwd().resolve()
+    t0 = time.monotonic()
+    say = echo
+    echo = lambda line: say(f"[{time.monotonic() - t0:7.1f} s] {line}")  # noqa: E731
     client, cluster = connect(jobs or os.cpu_count() or 1, scheduler)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
