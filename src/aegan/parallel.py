@@ -204,8 +204,8 @@ def parse_jobs(text: str | None) -> int | None:
 
 
 def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], None] = print,
-        prepare_tracking: bool = True, warm: bool = True) -> Outcome:  # fmt: skip
-    """In the workspace at the working directory: connect, plan with DVC, prepare the tracking store, run the plan.
+        warm: bool = True) -> Outcome:
+    """In the workspace at the working directory: connect, plan with DVC, check a tracking server, run the plan.
 
     `warm`: stages start as children of a warm process (warm.py) instead of importing everything again.
     """
@@ -216,15 +216,20 @@ def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], No
     client, cluster = connect(jobs or os.cpu_count() or 1, scheduler)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
+        if warm and cluster is not None:
+            from aegan.warm import ensure_server
+
+            ensure_server()  # its imports overlap with planning; remote workers start theirs with their first stage
         plan = plan_from_dvc(root)
         if not plan.order:
             echo(f"{len(plan.up_to_date)} stages, all up to date")
             return Outcome()
         echo(f"{len(plan.order)} stages to run, {len(plan.up_to_date)} up to date")
-        if prepare_tracking:
+        if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http:", "https:")):
             from aegan.tracking import check_tracking
 
-            check_tracking()  # reachable; a fresh sqlite DB is created or migrated once, before any stage uses it
+            check_tracking()  # a tracking server: reachable before any stage starts
+        # a sqlite DB: the first stage that opens it creates it, under the lock next to it (tracking.store_lock)
         env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")
                if k in os.environ}  # fmt: skip
         slots = jobs or sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
