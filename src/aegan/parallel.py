@@ -64,6 +64,10 @@ def plan_from_dvc(root: Path) -> Plan:
     import networkx as nx
     from dvc.repo import Repo
 
+    from dvc.exceptions import DvcException
+
+    from aegan.errors import UserError
+
     cwd = os.getcwd()
     os.chdir(root)  # stage.addressing (the `dvc repro` target) is relative to the working directory
     try:
@@ -79,6 +83,9 @@ def plan_from_dvc(root: Path) -> Plan:
             order = [name[s] for s in topo if s in todo]
             upstream = {name[s]: {name[u] for u in graph.successors(s) if u in todo} for s in todo}
             return Plan(order, upstream, [name[s] for s in topo if s not in todo])
+    except DvcException as err:
+        first = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise UserError(f"dvc cannot plan the pipeline in {root}: {first}") from None
     finally:
         os.chdir(cwd)
 
@@ -112,7 +119,8 @@ def run_stage(root: str, stage: str, log: str, env: dict[str, str], warm: bool =
     cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
     start = time.time()
     with open(log, "w") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT)
+        # its own process group: stopping the stage reaches DVC, the shell and the stage's command alike
+        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
         with _LOCK:
             _RUNNING[stage] = proc
         try:
@@ -259,12 +267,19 @@ def _stop_local_stages() -> None:
     with _LOCK:
         procs = list(_RUNNING.values())
     for p in procs:
-        p.terminate()
+        _signal_group(p, signal.SIGTERM)
     for p in procs:
         try:
             p.wait(timeout=30)
         except subprocess.TimeoutExpired:
-            p.kill()
+            _signal_group(p, signal.SIGKILL)
+
+
+def _signal_group(proc: subprocess.Popen, sig: int) -> None:
+    try:
+        os.killpg(proc.pid, sig)  # the group run_stage started for this stage (start_new_session)
+    except ProcessLookupError:
+        pass
 
 
 def failure_message(outcome: Outcome) -> str | None:

@@ -57,9 +57,12 @@ def forward(path: str, argv: list[str]) -> int | None:
     started = time.time() - aegan.wall_seconds()
     request = json.dumps({"argv": argv, "cwd": os.getcwd(), "env": dict(os.environ), "started": started,
                           "aegan": aegan.__file__}).encode()  # fmt: skip
-    socket.send_fds(sock, [len(request).to_bytes(8, "big") + request], [0, 1, 2])
     reader = sock.makefile("r")
-    first = reader.readline().split()
+    try:
+        socket.send_fds(sock, [len(request).to_bytes(8, "big") + request], [0, 1, 2])
+        first = reader.readline().split()
+    except OSError:
+        return None  # the server went away before starting anything
     if first[:1] != ["pid"]:
         return None  # stale or other code: nothing ran
     child = int(first[1])
@@ -120,6 +123,8 @@ def serve(path: str, parent: int) -> None:
         importlib.import_module(name)
     if threading.active_count() > 1:
         sys.exit(f"aegan warm server: importing {PRELOAD} started threads; forking would be unsafe")
+    if sys.modules["torch"].cuda.is_initialized():
+        sys.exit("aegan warm server: an import initialised CUDA, which a forked child cannot use")
     loaded = _aegan_files()
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # clean up (finally) when stopped
     srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
