@@ -62,9 +62,8 @@ class Outcome:
 def plan_from_dvc(root: Path) -> Plan:
     """What `dvc repro` would consider: stages DVC reports changed, and every stage downstream of them."""
     import networkx as nx
-    from dvc.repo import Repo
-
     from dvc.exceptions import DvcException
+    from dvc.repo import Repo
 
     from aegan.errors import UserError
 
