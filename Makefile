@@ -1,7 +1,9 @@
-# `make run`: set up (venv + package) and run the whole comparison with `dvc repro`.
+# `make run`: set up (venv + package) and run the whole comparison with `dvc repro`;
+# `make run JOBS=N`: the same, N independent stages at a time (`aegan run --jobs N`, Dask).
 # `make test`: set up the same way if needed and run the test suite.
 PYTHON ?= python3
 VENV ?= .venv
+JOBS ?= $(shell nproc 2>/dev/null || echo 1)
 BIN := $(VENV)/bin
 export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
@@ -18,7 +20,11 @@ setup: $(VENV)/.installed
 
 run: setup  ## every section of params.yaml is checked first, then the whole pipeline
 	aegan check-params
+ifeq ($(JOBS),1)
 	dvc repro
+else
+	aegan run --jobs $(JOBS)
+endif
 
 test: setup
 	$(BIN)/pytest
@@ -29,7 +35,7 @@ test-fast: setup  ## everything but the end-to-end `dvc repro` tests
 ui: setup  ## MLflow UI on http://127.0.0.1:5000, runs grouped by the `strategy` tag
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
-bench: setup
+bench: setup  ## CPU figures; on a GPU: python bench/throughput.py --device cuda --size 32 --channels 3 --width 64 --batch 256
 	$(BIN)/python bench/throughput.py
 
 clean-results:  ## remove pipeline outputs (not the DVC cache, not mlflow.db)

@@ -12,7 +12,11 @@ import os
 import sys
 from pathlib import Path
 
-import typer
+from aegan.warm import exit_now, forward_if_warm
+
+forward_if_warm()  # a stage started by `aegan run` runs in its warm process (warm.py) and exits here with its status
+
+import typer  # noqa: E402
 
 app = typer.Typer(
     help="Compare autoencoder/GAN fusion strategies (run the whole pipeline with `dvc repro`).",
@@ -39,7 +43,9 @@ def _user_errors(fn):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
             with stage_process():
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
+            exit_now(0)  # a finished command skips the interpreter's slow clean-up (warm.py)
+            return result
         except UserError as err:
             _end_open_runs("FAILED")
             typer.echo(f"error: {err}", err=True)
@@ -182,6 +188,38 @@ def check_params(params: Path = ParamsOpt) -> None:
 
     _params(params, ALL)
     typer.echo(f"{params}: ok")
+
+
+@app.command()
+@_user_errors
+def preset(
+    name: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Write a preset for real data (image size, width, budgets, seeds, evaluation counts) into params.yaml, comments kept."""
+    from aegan.presets import apply_preset
+
+    changed = apply_preset(name, params)
+    for key, old, new in changed:
+        typer.echo(f"{key}: {old} -> {new}")
+    typer.echo(f"{params}: preset {name}, {len(changed)} values changed (expected wall times: README, Presets)")
+
+
+@app.command("run")
+@_user_errors
+def run_pipeline(
+    jobs: str = typer.Option(None, "--jobs", "-j", help="stages at once [default: the machine's cores; on a cluster: its worker threads]"),
+    scheduler: str = typer.Option(None, "--scheduler", help="an existing Dask scheduler, e.g. tcp://host:8786 (workers must see this folder)"),
+    cold: bool = typer.Option(False, "--cold", help="start every stage as a fresh process (no warm process to fork from)"),
+) -> None:
+    """`dvc repro` with independent stages in parallel: each out-of-date stage is a Dask task once its upstream stages are done."""
+    from aegan.parallel import failure_message, parse_jobs, run
+
+    outcome = run(parse_jobs(jobs), scheduler, warm=not cold)
+    message = failure_message(outcome)
+    if message:
+        typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -26,11 +26,23 @@ def to_uint8(images: torch.Tensor) -> torch.Tensor:
 
 
 def image_grid(images: torch.Tensor) -> np.ndarray:
-    """uint8 (N, C, H, W) images -> one square-ish uint8 grid (H, W, 3) (torchvision's make_grid), for PNGs."""
-    from torchvision.utils import make_grid
+    """uint8 (N, C, H, W) images -> one square-ish uint8 grid (H, W, 3), 1-pixel black borders, for PNGs.
 
-    grid = make_grid(images.float() / 255, nrow=int(np.ceil(np.sqrt(len(images)))), padding=1)
-    return (grid.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    The layout of torchvision's `make_grid(nrow=ceil(sqrt(N)), padding=1)`, without importing torchvision.
+    """
+    x = np.asarray(images.cpu() if torch.is_tensor(images) else images, dtype=np.uint8)
+    if x.shape[1] == 1:
+        x = np.repeat(x, 3, axis=1)
+    n, c, h, w = x.shape
+    if n == 1:  # make_grid gives a single image back as it is
+        return np.ascontiguousarray(x[0].transpose(1, 2, 0))
+    cols = min(int(np.ceil(np.sqrt(n))), n)
+    rows = int(np.ceil(n / cols))
+    grid = np.zeros((rows * (h + 1) + 1, cols * (w + 1) + 1, c), dtype=np.uint8)
+    for i in range(n):
+        r, col = divmod(i, cols)
+        grid[1 + r * (h + 1) : 1 + r * (h + 1) + h, 1 + col * (w + 1) : 1 + col * (w + 1) + w] = x[i].transpose(1, 2, 0)
+    return grid
 
 
 def save_png(image: np.ndarray, path: Path) -> None:

@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+import functools
+
 import torch
 from torch.utils.data import Dataset
-from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
 from aegan import paths
 from aegan.errors import UserError, one_line
@@ -146,43 +147,55 @@ def check_feature_extractor(params: EvaluateParams) -> None:
         inception_weights(params)
 
 
-class ScorerFeatureExtractor(FeatureExtractorBase):
-    """torch-fidelity interface: uint8 (N, C, H, W) -> ('features', 'logits')."""
+@functools.lru_cache(maxsize=None)
+def scorer_feature_extractor() -> type:
+    """The scorer's torch-fidelity adapter class, defined on first use: torch-fidelity (and the torchvision it
+    imports) load only when a metric is computed, not with this module."""
+    from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 
-    def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
-        super().__init__(name, features_list)
-        self.net, self.task = load_scorer(feature_extractor_weights_path)
-        self.requires_grad_(False)
+    class ScorerFeatureExtractor(FeatureExtractorBase):
+        """torch-fidelity interface: uint8 (N, C, H, W) -> ('features', 'logits')."""
 
-    @staticmethod
-    def get_provided_features_list():
-        return SCORER_FEATURES
+        def __init__(self, name, features_list, feature_extractor_weights_path=None, **kwargs):
+            super().__init__(name, features_list)
+            self.net, self.task = load_scorer(feature_extractor_weights_path)
+            self.requires_grad_(False)
 
-    @staticmethod
-    def get_default_feature_layer_for_metric(metric):
-        return {"isc": "logits"}.get(metric, "features")
+        @staticmethod
+        def get_provided_features_list():
+            return SCORER_FEATURES
 
-    @staticmethod
-    def can_be_compiled():
-        return False
+        @staticmethod
+        def get_default_feature_layer_for_metric(metric):
+            return {"isc": "logits"}.get(metric, "features")
 
-    @staticmethod
-    def get_dummy_input_for_compile():
-        return None
+        @staticmethod
+        def can_be_compiled():
+            return False
 
-    def forward(self, x: torch.Tensor):
-        features = self.net.features(to_unit_range(x, x.device))
-        out = {"features": features, "logits": self.net.head(features)}
-        return tuple(out[name] for name in self.features_list)
+        @staticmethod
+        def get_dummy_input_for_compile():
+            return None
+
+        def forward(self, x: torch.Tensor):
+            features = self.net.features(to_unit_range(x, x.device))
+            out = {"features": features, "logits": self.net.head(features)}
+            return tuple(out[name] for name in self.features_list)
+
+    return ScorerFeatureExtractor
+
+
+def scorer_name(path: str | Path) -> str:
+    return f"aegan-scorer-{scorer_hash(Path(path))}"
 
 
 def register_scorer(path: str | Path) -> str:
     """Register the scorer at `path` with torch-fidelity; returns its registered name."""
     from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY, register_feature_extractor
 
-    name = f"aegan-scorer-{scorer_hash(Path(path))}"
+    name = scorer_name(path)
     if name not in FEATURE_EXTRACTORS_REGISTRY:
-        register_feature_extractor(name, ScorerFeatureExtractor)
+        register_feature_extractor(name, scorer_feature_extractor())
     return name
 
 
@@ -200,7 +213,7 @@ class Evaluator:
                 self.classifier, task = load_scorer(scorer_path)
         else:
             self.classifier, task = load_scorer(scorer_path)  # one-line error if missing or corrupt
-            self.extractor = register_scorer(scorer_path)
+            self.extractor = scorer_name(scorer_path)  # registered with torch-fidelity on first use
             self.weights = str(scorer_path)
         if self.classifier is not None:
             self.classifier = self.classifier.to(device) if task == "classes" else None
@@ -220,6 +233,8 @@ class Evaluator:
         return torch.bincount(pred.cpu(), minlength=net.config["num_outputs"]).tolist()
 
     def _kwargs(self) -> dict:
+        if not self.rgb:
+            register_scorer(self.weights)
         return dict(
             feature_extractor=self.extractor,
             feature_extractor_weights_path=self.weights,

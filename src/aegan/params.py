@@ -73,8 +73,16 @@ class ModelParams(StrictModel):
 
 
 class ComputeParams(StrictModel):
+    """Device and speed (compute.py). The speed-ups are off by default: today's step, selectable against them."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: bool = Field(False, description="bf16 autocast on CUDA (ignored on CPU)")
+    cpu_threads: int = Field(1, ge=0, le=1024, description="torch threads per stage on CPU, fixed so results do not "
+                             "depend on the machine or on `aegan run --jobs` (0: cores / stages at once)")
+    fused_optimizer: bool = Field(False, description="Adam's fused kernel instead of its per-tensor loop")
+    channels_last: bool = Field(False, description="NHWC layout for networks and batches, cudnn autotuning (CUDA)")
+    compile: bool = Field(False, description="torch.compile every network; compile time counts in train_seconds")
+    cuda_graphs: bool = Field(False, description="capture the training step once as a CUDA graph and replay it")
 
 
 class PretrainAEParams(StrictModel):

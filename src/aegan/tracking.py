@@ -2,12 +2,15 @@
 
 Tracking URI: $MLFLOW_TRACKING_URI if set, else an absolute sqlite:///<repo>/mlflow.db;
 artifacts under <repo>/mlruns. Metrics are buffered and sent with log_batch.
-Several stages may log to one sqlite DB at once (`dvc repro --jobs`, or parallel
-seeds): writes that find it locked are retried with backoff, never dropped.
+Several stages may log to one sqlite DB at once (`aegan run --jobs`, or parallel
+seeds): writes that find it locked are retried with backoff, never dropped, and
+a fresh DB is created (MLflow's schema migration) by one process at a time,
+under a file lock next to it (`mlflow.db.lock`): MLflow's own creation races.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import json
@@ -101,13 +104,36 @@ def _client():
 
 @functools.lru_cache(maxsize=4)
 def _client_for(uri: str):
-    """One client (one SQLAlchemy engine, slow to build) per URI and process."""
+    """One client (one SQLAlchemy engine, slow to build) per URI and process; a fresh sqlite DB is created under a lock."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     import mlflow
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
-    return MlflowClient(uri)
+    path = sqlite_path(uri)
+    if path is None:
+        return MlflowClient(uri)
+    with store_lock(path):  # the client opens the store: creates or migrates the DB
+        client = MlflowClient(uri)
+        with_retry(client.search_experiments, max_results=1)
+    return client
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a `sqlite:///` URI; None for other stores (and in-memory sqlite)."""
+    if not uri.startswith("sqlite:///"):
+        return None
+    path = uri[len("sqlite:///") :].split("?")[0]
+    return Path(path) if path and path != ":memory:" else None
+
+
+@contextlib.contextmanager
+def store_lock(db: Path, timeout: float = 600):
+    """Held while a process opens the sqlite store, so one process at a time creates or migrates it."""
+    from filelock import FileLock
+
+    with FileLock(f"{db}.lock", timeout=timeout):
+        yield
 
 
 def _experiment_id(client) -> str:

@@ -11,9 +11,9 @@ import json
 
 from aegan import paths, wall_seconds
 from aegan.atomic import write_json
+from aegan.compute import setup as setup_compute
 from aegan.errors import UserError
 from aegan.generator import load_generator, sample_uint8
-from aegan.loop import resolve_device
 from aegan.metrics import heldout_evaluator
 from aegan.nets import NetShape
 from aegan.strategies import names
@@ -25,7 +25,7 @@ KEPT = ("strategy", "seed", "status", "steps", "ae_steps_charged", "budget", "tr
 def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     if strategy_name not in names():
         raise UserError(f"unknown strategy {strategy_name!r}: choose one of {', '.join(names())}")
-    device = resolve_device(params.compute.device)
+    device = setup_compute(params.compute)
     data, evaluator = heldout_evaluator(params, device)
     shape = NetShape.for_data(params.model, data.shape)
     run_dir = paths.run_dir(strategy_name, seed)

@@ -9,9 +9,10 @@ from __future__ import annotations
 from aegan import paths, wall_seconds
 from aegan.ae import AETrainer, reconstruction_mse, save_ae
 from aegan.atomic import write_json
+from aegan.compute import setup as setup_compute
 from aegan.data.packed import load_packed
 from aegan.images import to_unit_range
-from aegan.loop import resolve_device, seed_everything, train_loop
+from aegan.loop import seed_everything, train_loop
 from aegan.nets import AutoEncoder, NetShape, set_autocast
 from aegan.params import flatten
 from aegan.tracking import Run, stage_tags
@@ -19,7 +20,7 @@ from aegan.tracking import Run, stage_tags
 
 def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
     p = params.pretrain_ae
-    device = resolve_device(params.compute.device)
+    device = setup_compute(params.compute)
     data = load_packed(paths.DATASET_FILE)
     shape = NetShape.for_data(params.model, data.shape)
     x = to_unit_range(data.train_images, device)

@@ -12,15 +12,16 @@ import torch
 
 from aegan import paths, wall_seconds
 from aegan.atomic import write_json
+from aegan.compute import setup as setup_compute
 from aegan.generator import sample_uint8
 from aegan.images import image_grid, save_png
-from aegan.loop import resolve_device, seed_everything
+from aegan.loop import seed_everything
 from aegan.metrics import heldout_evaluator
 from aegan.nets import Decoder, NetShape
 
 
 def run_reference(params) -> dict:
-    device = resolve_device(params.compute.device)
+    device = setup_compute(params.compute)
     data, evaluator = heldout_evaluator(params, device)
     # held-out images as a grid, for the report to show next to the strategies' samples
     save_png(image_grid(torch.as_tensor(data.heldout_images[: params.train.grid_samples])), paths.HELDOUT_GRID_FILE)

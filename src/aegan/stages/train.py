@@ -16,10 +16,11 @@ from aegan import paths, wall_seconds
 from aegan.ae import load_ae
 from aegan.atomic import atomic_path, remove_stale_temps, write_json
 from aegan.checkpoint import Resumable, checkpoint_path, fingerprint
+from aegan.compute import accelerate, setup as setup_compute
 from aegan.data.packed import load_packed
 from aegan.generator import fixed_latents, sample_uint8, save_generator
 from aegan.images import image_grid, save_png, to_uint8, to_unit_range
-from aegan.loop import resolve_device, seed_everything, train_loop
+from aegan.loop import seed_everything, train_loop
 from aegan.metrics import Evaluator, check_feature_extractor
 from aegan.nets import NetShape, count_parameters, set_autocast
 from aegan.params import flatten
@@ -36,7 +37,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     check_feature_extractor(params.evaluate)
     check_tracking()
     tp = params.train
-    device = resolve_device(params.compute.device)
+    device = setup_compute(params.compute)
     amp = "cuda" if params.compute.amp and device.type == "cuda" else None
     data = load_packed(paths.DATASET_FILE)
     shape = NetShape.for_data(params.model, data.shape)
@@ -66,6 +67,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     run = resume_run(ckpt, resumable.path) if ckpt else None
     if ckpt:
         print(f"{resumable.path}: resuming at step {ckpt['step']} of {steps}", file=sys.stderr)
+    train_step = accelerate(strategy, params.compute, device)  # today's step unless compute.* says otherwise
     if run is None:
         section = {"model": params.model.model_dump(), "train": tp.model_dump(), strategy_name: strategy_params.model_dump()}
         logged = flatten(section) | {"strategy": strategy_name, "seed": seed, "steps": steps, "ae_steps_charged": ae_steps,
@@ -86,7 +88,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         resumable.save(step, loop_state, run.run_id)
 
     try:
-        result = train_loop(strategy.train_step, [x], steps=steps, batch_size=tp.batch_size, seed=seed,
+        result = train_loop(train_step, [x], steps=steps, batch_size=tp.batch_size, seed=seed,
                             log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
                             on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
                             checkpoint_every=tp.checkpoint_every, on_checkpoint=on_checkpoint,

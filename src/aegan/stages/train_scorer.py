@@ -6,9 +6,10 @@ import torch
 
 from aegan import paths, wall_seconds
 from aegan.atomic import write_json
+from aegan.compute import setup as setup_compute
 from aegan.data.packed import load_packed
 from aegan.images import to_unit_range
-from aegan.loop import resolve_device, seed_everything, train_loop
+from aegan.loop import seed_everything, train_loop
 from aegan.params import flatten
 from aegan.scorer import ScorerNet, ScorerTrainer, heldout_accuracy, save_scorer
 from aegan.tracking import Run, stage_tags
@@ -16,7 +17,7 @@ from aegan.tracking import Run, stage_tags
 
 def run_train_scorer(params, progress: bool = True) -> dict:
     p = params.train_scorer
-    device = resolve_device(params.compute.device)
+    device = setup_compute(params.compute)
     data = load_packed(paths.DATASET_FILE)
     labelled = data.labels is not None
     task = "classes" if labelled else "rotation"

@@ -56,6 +56,7 @@ class AEManifoldParams(StrategyParams):
 class AEManifold(NonSaturatingGAN):
     name = "ae_manifold"
     Params = AEManifoldParams
+    cuda_graph_safe = False  # lambda_m's schedule follows a Python step counter: a replayed graph would freeze it
 
     @classmethod
     def uses_ae(cls, params: AEManifoldParams) -> bool:

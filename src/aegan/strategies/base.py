@@ -27,6 +27,8 @@ from aegan.params_base import OptimizerParams, StrategyParams
 class Strategy(nn.Module, ABC):
     name: ClassVar[str] = ""
     Params: ClassVar[type[StrategyParams]] = StrategyParams
+    # whether `compute.cuda_graphs` may replay train_step as a captured graph: no host sync, no per-step Python state
+    cuda_graph_safe: ClassVar[bool] = False
     generator: Decoder
 
     @classmethod
@@ -109,6 +111,8 @@ class NonSaturatingGAN(Strategy):
         L_D = -E[log D(x)] - E[log(1 - D(G(z)))]
         L_G = -E[log D(G(z))] + penalty(G(z))          (penalty: the `generator_penalty` hook, 0 by default)
     """
+
+    cuda_graph_safe = True  # with the default hook; a subclass whose penalty keeps per-step Python state says False
 
     def __init__(self, params, shape, optimizer, ae=None):
         super().__init__(params, shape, optimizer, ae)

@@ -1,0 +1,90 @@
+"""`aegan preset NAME`: settings for a real dataset at a real budget, written into params.yaml with its comments kept.
+
+A preset sets the data (source, image size, channels), the shared
+architecture, the budgets (scorer, AE and training steps), the seeds, the
+evaluation sample counts and the cadence of the training-time FID curve.
+Everything else in params.yaml (strategies, their knobs, compute, report
+judgement) stays as it is. The file is edited by ruamel.yaml's round trip,
+so comments and layout survive, and validated before it is replaced.
+
+The expected wall times are in the README ("Presets"), with how they were estimated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from aegan.errors import UserError
+
+_MNIST_LIKE: dict[str, Any] = {
+    "prepare": {"image_size": 32, "channels": 1},
+    "model": {"z_dim": 64, "width": 64},
+    "train_scorer": {"steps": 2000, "batch_size": 128, "width": 32, "feature_dim": 128},
+    "pretrain_ae": {"steps": 3000, "batch_size": 128},
+    "train": {"budget": 10000, "batch_size": 128, "log_every": 50, "eval_every": 1000, "eval_samples": 2000},
+    "evaluate": {"num_samples": 10000, "kid_subset_size": 1000, "batch_size": 500},
+    "seeds": [0, 1, 2, 3, 4],
+}
+PRESETS: dict[str, dict[str, Any]] = {
+    "mnist": _MNIST_LIKE | {"prepare": {"source": "mnist", **_MNIST_LIKE["prepare"]},
+                            "report": {"title": "Autoencoder/GAN fusion strategies on MNIST"}},
+    "fashion-mnist": _MNIST_LIKE | {
+        "prepare": {"source": "fashion-mnist", **_MNIST_LIKE["prepare"]},
+        "train": {**_MNIST_LIKE["train"], "budget": 15000},
+        "report": {"title": "Autoencoder/GAN fusion strategies on Fashion-MNIST"}},
+    "cifar10": {
+        "prepare": {"source": "cifar10", "image_size": 32, "channels": 3},
+        "model": {"z_dim": 128, "width": 64},
+        "train_scorer": {"steps": 5000, "batch_size": 128, "width": 64, "feature_dim": 256},
+        "pretrain_ae": {"steps": 5000, "batch_size": 128},
+        "train": {"budget": 20000, "batch_size": 128, "log_every": 50, "eval_every": 2000, "eval_samples": 2000},
+        "evaluate": {"num_samples": 10000, "kid_subset_size": 1000, "batch_size": 500},
+        "seeds": [0, 1, 2],
+        "report": {"title": "Autoencoder/GAN fusion strategies on CIFAR-10"}},
+}  # fmt: skip
+
+
+def preset_values(name: str) -> dict[str, Any]:
+    if name not in PRESETS:
+        raise UserError(f"unknown preset {name!r}: choose one of {', '.join(sorted(PRESETS))}")
+    return PRESETS[name]
+
+
+def apply_preset(name: str, path: Path) -> list[tuple[str, Any, Any]]:
+    """Write preset `name` into the params file at `path`; returns (key, old, new) for every value it changed."""
+    import io
+
+    from ruamel.yaml import YAML
+    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+
+    from aegan.atomic import write_text
+    from aegan.params import ALL, validate_params
+
+    values = preset_values(name)
+    if not path.is_file():
+        raise UserError(f"{path}: not found: run the command from the repository root, or pass --params PATH")
+    yaml = YAML()  # round trip: comments, order and flow style are kept
+    yaml.width = 4096
+    yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))
+    doc = yaml.load(path.read_text(encoding="utf-8")) or CommentedMap()
+    changed = []
+    for section, value in values.items():
+        if isinstance(value, dict):
+            target = doc.setdefault(section, CommentedMap())
+            for key, new in value.items():
+                if target.get(key) != new:
+                    changed.append((f"{section}.{key}", target.get(key), new))
+                    target[key] = new
+        elif doc.get(section) != value:
+            changed.append((section, doc.get(section), value))
+            seq = CommentedSeq(value)
+            seq.fa.set_flow_style()
+            doc[section] = seq
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    import yaml as pyyaml
+
+    validate_params(pyyaml.safe_load(out.getvalue()), f"{path} with preset {name}", ALL)  # one line if it cannot work
+    write_text(path, out.getvalue())
+    return changed

@@ -1,0 +1,114 @@
+"""N `aegan train` stages at once lose no MLflow run and no metric: on a fresh sqlite DB they all open first, and
+on an `mlflow server` on 127.0.0.1 that the test starts and stops. Counted against each run's history.csv."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from pipeline import TINY, copy_repo, edit_params
+
+pytestmark = pytest.mark.e2e
+N = 3  # concurrent train stages (dcgan under seeds 0..N-1: no AE needed)
+
+
+def _env(uri: str) -> dict:
+    env = dict(os.environ, MLFLOW_TRACKING_URI=uri, MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1")
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[1] / "src")
+    return env
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory) -> Path:
+    """Tiny prepared data and scorer (logged to a DB of their own): what a train stage reads."""
+    repo = copy_repo(tmp_path_factory.mktemp("concurrency") / "repo")
+    edit_params(repo, **TINY)
+    edit_params(repo, train={"steps": 30, "log_every": 3, "eval_every": 10})
+    env = _env(f"sqlite:///{repo / 'setup.db'}")
+    for cmd in (["aegan", "prepare"], ["aegan", "train-scorer"]):
+        r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, r.stderr[-2000:]
+    return repo
+
+
+def train_at_once(repo: Path, uri: str) -> None:
+    procs = [subprocess.Popen(["aegan", "train", "--strategy", "dcgan", "--seed", str(seed)], cwd=repo, env=_env(uri),
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for seed in range(N)]  # fmt: skip
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, err[-3000:]
+
+
+def check_nothing_lost(repo: Path, uri: str) -> None:
+    import json
+
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(uri)
+    exp = client.get_experiment_by_name("aegan")
+    runs = client.search_runs([exp.experiment_id], "tags.stage = 'train'")
+    assert len(runs) == N and {r.info.status for r in runs} == {"FINISHED"}
+    for seed in range(N):
+        run_dir = repo / "models/runs" / f"dcgan-{seed}"
+        run_id = json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
+        history = pd.read_csv(run_dir / "history.csv")
+        for key in history.columns.drop("step"):
+            logged = client.get_metric_history(run_id, key)
+            expected = history.loc[history[key].notna(), "step"].tolist()
+            assert sorted(m.step for m in logged) == expected, (seed, key)
+
+
+def test_concurrent_stages_on_a_fresh_sqlite_db_lose_no_run_or_metric(repo):
+    db = repo / "fresh.db"
+    assert not db.exists()
+    uri = f"sqlite:///{db}"
+    train_at_once(repo, uri)  # all N open the new DB at the same moment: one creates it, under mlflow.db's lock
+    check_nothing_lost(repo, uri)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture()
+def mlflow_server(tmp_path):
+    port = _free_port()
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
+           "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1",
+           "--default-artifact-root", (tmp_path / "artifacts").as_uri()]  # fmt: skip
+    server = subprocess.Popen(cmd, env=_env(""), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)
+
+
+def test_concurrent_stages_on_an_mlflow_server_lose_no_run_or_metric(repo, mlflow_server):
+    for seed in range(N):  # outputs of the sqlite test: start clean
+        for name in ("run.json", "history.csv"):
+            (repo / "models/runs" / f"dcgan-{seed}" / name).unlink(missing_ok=True)
+    train_at_once(repo, mlflow_server)
+    check_nothing_lost(repo, mlflow_server)
