@@ -1,5 +1,5 @@
-# `make run`: set up (venv + package) and run the whole comparison with `dvc repro`;
-# `make run JOBS=N`: the same, N independent stages at a time (`aegan run --jobs N`, Dask).
+# `make run`: set up (venv + package) and run the whole comparison, one stage per core at a time
+# (`aegan run --jobs N`: DVC's stages as Dask tasks, in warm processes); `make run JOBS=1` is plain `dvc repro`.
 # `make test`: set up the same way if needed and run the test suite.
 PYTHON ?= python3
 VENV ?= .venv
