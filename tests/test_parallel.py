@@ -1,7 +1,7 @@
 """`aegan run --jobs N`: DVC's out-of-date stages as Dask tasks, in DAG order, a failed stage stopping only its downstream.
 
 The scheduler on its own (a fake task that records start and end) and on a
-real DVC workspace of stand-in stages (tests/fake_pipeline: a -> {b, c} -> d, e).
+real DVC workspace of stand-in stages (tests/fake_pipeline/pipeline.yaml: a -> {b, c} -> d, e).
 """
 
 from __future__ import annotations
@@ -117,8 +117,9 @@ def test_a_task_that_cannot_run_counts_as_failed(client):
 def fake_repo(tmp_path: Path) -> Path:
     repo = tmp_path / "repo"
     repo.mkdir()
-    for name in ("dvc.yaml", "step.py"):
-        shutil.copy2(FAKE / name, repo / name)
+    # pipeline.yaml, not dvc.yaml, in the source tree: DVC would take it for a pipeline of this repository
+    shutil.copy2(FAKE / "pipeline.yaml", repo / "dvc.yaml")
+    shutil.copy2(FAKE / "step.py", repo / "step.py")
     (repo / "a.in").write_text("1\n")
     (repo / "c.in").write_text("1\n")
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)

@@ -71,3 +71,10 @@ def test_no_stage_imports_what_it_does_not_use():
     assert "src/aegan/nets.py" not in stage_files("report")
     for stage in set(COMMANDS) - {"train"}:
         assert not any(f.startswith("src/aegan/strategies/") and not f.endswith("__init__.py") for f in stage_files(stage))
+
+
+def test_the_repository_holds_one_pipeline():
+    """DVC runs every dvc.yaml of the repository: a test fixture named dvc.yaml would run with the comparison."""
+    found = sorted(p.relative_to(REPO).as_posix() for p in REPO.rglob("dvc.yaml")
+                   if not {".venv", ".git", "node_modules"} & set(p.relative_to(REPO).parts))  # fmt: skip
+    assert found == ["dvc.yaml"], found
