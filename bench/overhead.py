@@ -40,7 +40,7 @@ COPIED = ["src", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".d
 SMALL = dict(
     strategies=["dcgan", "ae_init"], seeds=[0],
     train_scorer={"steps": 50}, pretrain_ae={"steps": 50},
-    train={"steps": 50, "eval_every": 25},
+    train={"budget": 50, "match_budget": False, "eval_every": 25},
     evaluate={"num_samples": 200, "kid_subset_size": 100},
 )  # fmt: skip
 

@@ -104,10 +104,11 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="the default pipeline of params.yaml, unchanged")
     ap.add_argument("--strategies", nargs="+", default=["dcgan", "ae_init"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--steps", type=int, default=100, help="train.steps (pretrain_ae and train_scorer: 2x)")
+    ap.add_argument("--steps", type=int, default=100, help="train.budget, each strategy's own steps "
+                    "(match_budget off, so every strategy trains this many; pretrain_ae and train_scorer: 2x)")
     args = ap.parse_args()
     params = {} if args.full else dict(
-        strategies=args.strategies, seeds=args.seeds, train={"steps": args.steps},
+        strategies=args.strategies, seeds=args.seeds, train={"budget": args.steps, "match_budget": False},
         pretrain_ae={"steps": 2 * args.steps}, train_scorer={"steps": 2 * args.steps})  # fmt: skip
     matrix = "the default matrix" if args.full else f"{args.strategies} x seeds {args.seeds}, {args.steps} steps"
     variants = {"sequential (dvc repro)": ["dvc", "repro"],

@@ -102,12 +102,15 @@ def test_a_signal_ends_the_mlflow_run_killed(tmp_path, sig, code, said):
 
 
 @pytest.mark.e2e
-def test_killing_the_dvc_parent_stops_the_stage(tmp_path):
+@pytest.mark.parametrize("shell", ["/bin/bash", "/bin/sh"])  # DVC runs `$SHELL -c cmd`; bash execs cmd, dash does not
+def test_killing_the_dvc_parent_stops_the_stage(tmp_path, shell):
+    if not Path(shell).exists():
+        pytest.skip(f"{shell} is not on this machine")
     repo = _prepared_repo(tmp_path / "repo", LONG)
     (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"scorer": {
         "cmd": "aegan train-scorer", "deps": ["data/prepared/dataset.npz"], "params": ["train_scorer"],
         "outs": ["models/scorer.pt", {"models/scorer.json": {"cache": False}}]}}}))  # fmt: skip
-    env = _env(repo)
+    env = _env(repo) | {"SHELL": shell}
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=repo, env=env, check=True)
     dvc = subprocess.Popen(["dvc", "repro", "scorer"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
@@ -118,8 +121,8 @@ def test_killing_the_dvc_parent_stops_the_stage(tmp_path):
         assert stage, "the stage process was not found"
         time.sleep(1.0)
         os.kill(dvc.pid, signal.SIGKILL)  # the parent only: nothing is sent to the stage
+        _wait(lambda: not _stage_pids(repo), 60, "the stage to stop after its parent")  # DVC not reaped: a zombie
         dvc.wait(timeout=30)
-        _wait(lambda: not _stage_pids(repo), 60, "the stage to stop after its parent")
     finally:
         for pid in _stage_pids(repo):
             os.kill(pid, signal.SIGKILL)

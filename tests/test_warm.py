@@ -95,7 +95,7 @@ def test_without_a_server_or_with_changed_code_the_command_runs_itself(repo, ser
 def _long_train(repo: Path, server: str) -> tuple[subprocess.Popen, psutil.Process]:
     params = repo / "long.yaml"
     doc = yaml.safe_load((repo / "params.yaml").read_text())
-    doc["train"]["steps"] = 10**7
+    doc["train"]["budget"] = 10**7
     params.write_text(yaml.safe_dump(doc))
     e = env(AEGAN_WARM_SOCKET=server, MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
     cmd = ["aegan", "train", "--strategy", "dcgan", "--seed", "7", "--params", str(params)]
@@ -106,6 +106,7 @@ def _long_train(repo: Path, server: str) -> tuple[subprocess.Popen, psutil.Proce
         assert time.monotonic() < deadline and client.poll() is None, "the command never reached the warm server"
         time.sleep(0.1)
     time.sleep(3)  # well into the run
+    assert children[0].is_running() and client.poll() is None, client.stderr.read() if client.poll() is not None else ""
     return client, children[0]
 
 

@@ -8,12 +8,18 @@
   dies (prctl PR_SET_PDEATHSIG). A stage whose `dvc repro` was killed then
   stops, instead of finishing later and writing outputs DVC has given up on.
   The signal follows the parent *thread* that started the process; DVC starts
-  stage commands from its main thread, through a shell that execs them.
+  stage commands from its main thread.
+- DVC runs a stage's command through `$SHELL -c` (`/bin/sh` when SHELL is
+  unset, as under CI runners and cron). bash execs the command, so the stage's
+  parent is DVC; dash does not, so the parent is the shell, which lives on
+  after DVC is killed. Where the parent is such a shell, a watcher thread
+  polls the shell's parent and sends SIGTERM to this process when it is gone.
 """
 
 from __future__ import annotations
 
 import ctypes
+import os
 import signal
 import sys
 import threading
@@ -21,6 +27,8 @@ from contextlib import contextmanager
 from typing import Iterator
 
 PR_SET_PDEATHSIG = 1
+SHELLS = {"sh", "dash", "bash", "zsh", "ksh", "mksh", "fish"}
+WATCH_INTERVAL_S = 0.5
 
 
 class Terminated(BaseException):
@@ -44,6 +52,38 @@ def set_parent_death_signal(sig: int) -> bool:
         return False
 
 
+def shell_parent_owner():
+    """The process that ran this one through `<shell> -c` where the shell did not exec it; else None."""
+    import psutil
+
+    try:
+        parent = psutil.Process().parent()
+        if parent is None or parent.name() not in SHELLS or "-c" not in parent.cmdline()[1:]:
+            return None
+        owner = parent.parent()
+        return owner if owner is not None and owner.pid > 1 else None
+    except psutil.Error:  # the parent went away or cannot be read: nothing to watch
+        return None
+
+
+def _gone(owner) -> bool:
+    """Exited, even if not yet reaped (a zombie); is_running compares start times, so a reused pid is not it."""
+    import psutil
+
+    try:
+        return not owner.is_running() or owner.status() == psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return True
+
+
+def _watch(owner, stop: threading.Event) -> None:
+    """SIGTERM to this process once `owner` is gone."""
+    while not stop.wait(WATCH_INTERVAL_S):
+        if _gone(owner):
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+
+
 @contextmanager
 def stage_process() -> Iterator[None]:
     """While a command runs: SIGTERM raises `Terminated`, the parent's death sends SIGTERM. Undone afterwards."""
@@ -52,8 +92,12 @@ def stage_process() -> Iterator[None]:
         return
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     set_parent_death_signal(signal.SIGTERM)
+    stop_watching = threading.Event()
+    if (owner := shell_parent_owner()) is not None:
+        threading.Thread(target=_watch, args=(owner, stop_watching), name="owner-watch", daemon=True).start()
     try:
         yield
     finally:
+        stop_watching.set()
         set_parent_death_signal(0)
         signal.signal(signal.SIGTERM, previous)
