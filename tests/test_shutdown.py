@@ -86,8 +86,10 @@ def _stage_pids(repo: Path) -> list[int]:
 ])  # fmt: skip
 def test_a_signal_ends_the_mlflow_run_killed(tmp_path, sig, code, said):
     repo = _prepared_repo(tmp_path / "repo", LONG)
+    # a shell's background job (`pytest &`) inherits SIGINT ignored, and Python then leaves it ignored
     proc = subprocess.Popen(["aegan", "train-scorer"], cwd=repo, env=_env(repo), stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+                            stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # fmt: skip
     try:
         _wait(lambda: _run_statuses(repo) == ["RUNNING"], 120, "the scorer's MLflow run")
         time.sleep(1.0)  # into the training loop

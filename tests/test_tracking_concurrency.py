@@ -32,7 +32,7 @@ def repo(tmp_path_factory) -> Path:
     """Tiny prepared data and scorer (logged to a DB of their own): what a train stage reads."""
     repo = copy_repo(tmp_path_factory.mktemp("concurrency") / "repo")
     edit_params(repo, **TINY)
-    edit_params(repo, train={"budget": 30, "log_every": 3, "eval_every": 10})
+    edit_params(repo, train={"budget": 30, "match_budget": False, "log_every": 3, "eval_every": 10})
     env = _env(f"sqlite:///{repo / 'setup.db'}")
     for cmd in (["aegan", "prepare"], ["aegan", "train-scorer"]):
         r = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=300)
