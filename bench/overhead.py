@@ -33,10 +33,9 @@ import tempfile
 import time
 from pathlib import Path
 
-import yaml
+from _repo import copy_repo  # bench/ is on sys.path when this file runs as a script
 
 HERE = Path(__file__).resolve().parents[1]
-COPIED = ["src", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore"]
 SMALL = dict(
     strategies=["dcgan", "ae_init"], seeds=[0],
     train_scorer={"steps": 50}, pretrain_ae={"steps": 50},
@@ -56,22 +55,6 @@ def once():
 once()
 print(json.dumps(statistics.median(once() for _ in range(repeats))))
 """
-
-
-def copy_repo(src: Path, dest: Path) -> Path:
-    for name in COPIED:
-        if (src / name).is_dir():
-            shutil.copytree(src / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(src / name, dest / name)
-    (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    params = yaml.safe_load((dest / "params.yaml").read_text())
-    for key, value in SMALL.items():
-        params[key] = {**params[key], **value} if isinstance(value, dict) else value
-    (dest / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    return dest
 
 
 def env_for(repo: Path) -> dict:
@@ -114,7 +97,7 @@ def main() -> int:
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="aegan-overhead-"))
     server = None
     try:
-        repos = [copy_repo(src.resolve(), tmp / f"repo{i}") for i, src in enumerate(args.src)]
+        repos = [copy_repo(src.resolve(), tmp / f"repo{i}", SMALL) for i, src in enumerate(args.src)]
         for repo in repos:
             subprocess.run(["dvc", "repro", "-q"], cwd=repo, env=env_for(repo), check=True, capture_output=True)
         variants = [(str(src)[-22:], repo, None) for src, repo in zip(args.src, repos)]

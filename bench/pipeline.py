@@ -32,27 +32,12 @@ from pathlib import Path
 
 import yaml
 
+from _repo import copy_repo  # bench/ is on sys.path when this file runs as a script
+
 HERE = Path(__file__).resolve().parents[1]
-COPIED = ["src", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore"]
 TIMING = ("seconds", "per_second", "mlflow_run_id", "git_commit", "commit")
 # outputs that carry wall times or the commit in prose or pixels: the numbers behind them are compared in summary.json
 NOT_BYTE_EQUAL = ("reports/report.md", "reports/report.html", "reports/figures/")
-
-
-def clone(dest: Path, params: dict) -> Path:
-    for name in COPIED:
-        if (HERE / name).is_dir():
-            shutil.copytree(HERE / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
-        else:
-            (dest / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(HERE / name, dest / name)
-    (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)
-    subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
-    doc = yaml.safe_load((dest / "params.yaml").read_text())
-    for key, value in params.items():
-        doc[key] = {**doc[key], **value} if isinstance(value, dict) else value
-    (dest / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
-    return dest
 
 
 def timed(cmd: list[str], repo: Path, log: Path | None = None) -> float:
@@ -120,7 +105,7 @@ def main() -> int:
         digests = {}
         for r in range(args.repeats):
             for i, (name, cmd) in enumerate(variants.items()):
-                repo = clone(Path(tmp) / f"r{r}v{i}", params)
+                repo = copy_repo(HERE, Path(tmp) / f"r{r}v{i}", params)
                 walls[name].append(timed(cmd, repo, args.log))
                 digests[name] = outputs(repo)
                 print(f"  round {r + 1}: {name:<24} {walls[name][-1]:8.1f} s", flush=True)

@@ -85,10 +85,14 @@ def exit_now(code: int = 0) -> None:
     its outputs are written and closed by then, and MLflow's writes are committed. In-process calls return."""
     if not invoked_as_command():
         return
+    _flush_and_exit(code)
+
+
+def _flush_and_exit(code: int) -> None:
     for stream in (sys.stdout, sys.stderr):
         try:
             stream.flush()
-        except Exception:
+        except Exception:  # a closed or broken stream must not keep the process alive
             pass
     os._exit(code)
 
@@ -228,12 +232,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 
         traceback.print_exc()
     finally:
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:
-                pass
-        os._exit(code)
+        _flush_and_exit(code)
 
 
 def _stop_when_command_dies(conn: socket.socket) -> None:
