@@ -1,10 +1,11 @@
-"""Which files of src/aegan a stage's command imports, read from the code (ast), for checking dvc.yaml's deps.
+"""Which files of src/aegan a stage's code imports, read from the code (ast), for checking dvc.yaml's deps.
 
-A stage runs `aegan <command>`: the CLI module's top level and helpers, the
-command's own function, and everything those import, directly or
-transitively. Imports inside functions count (the code imports lazily), at
-module granularity. The one dynamic import, of the strategy a `train` stage
-runs, is added by name.
+A stage's computation is its module, `aegan.stages.<stage>`, and everything
+it imports, directly or transitively; the `aegan` command (cli.py) and the
+runner (`aegan run`: parallel.py, warm.py, shutdown.py) only start stages and
+report what they return, so they are no part of a stage's identity. Imports
+inside functions count (the code imports lazily), at module granularity. The
+one dynamic import, of the strategy a `train` stage runs, is added by name.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ REPO = Path(__file__).resolve().parents[1]
 SRC = REPO / "src"
 PACKAGE = "aegan"
 
-# dvc.yaml stage (matrix stages by their name before '@') -> the `aegan` command's function in cli.py
-COMMANDS = {"prepare": "prepare", "train_scorer": "train_scorer", "pretrain_ae": "pretrain_ae", "train": "train",
-            "reference": "reference", "evaluate": "evaluate", "report": "report"}  # fmt: skip
+# dvc.yaml's stages (matrix stages by their name before '@'), each computed by src/aegan/stages/<stage>.py
+STAGES = ("prepare", "train_scorer", "pretrain_ae", "train", "reference", "evaluate", "report")
+# code that runs stages, not code that computes them: no stage may import it (tests/test_stage_deps.py)
+RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown")
 
 
 def module_file(name: str) -> Path | None:
@@ -64,17 +66,6 @@ def module_imports(name: str) -> set[str]:
     return imported_names(runtime_nodes(ast.parse(module_file(name).read_text())))
 
 
-def cli_imports(command: str) -> set[str]:
-    """What `aegan <command>` imports from cli.py: its top level, its helper functions, the command's function."""
-    tree = ast.parse(module_file(f"{PACKAGE}.cli").read_text())
-    commands = {n.name: n for n in tree.body if isinstance(n, ast.FunctionDef) and any(
-        isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "command" for d in n.decorator_list)}  # fmt: skip
-    if command not in commands:
-        raise KeyError(f"cli.py has no command function {command!r}")
-    nodes = [n for top in tree.body if not (isinstance(top, ast.FunctionDef) and top.name in commands) for n in runtime_nodes(top)]
-    return imported_names(nodes + list(runtime_nodes(commands[command]))) | {PACKAGE}
-
-
 def closure(roots: set[str], seen: set[str] | None = None) -> set[str]:
     """`roots` and every module they import, directly or transitively (modules in `seen` are not expanded)."""
     seen = set(seen or ())
@@ -88,10 +79,52 @@ def closure(roots: set[str], seen: set[str] | None = None) -> set[str]:
     return seen
 
 
-def stage_files(stage: str, strategy: str | None = None) -> set[str]:
-    """Repo-relative paths of every src/aegan file the stage's command imports."""
-    roots = cli_imports(COMMANDS[stage])
+def stage_modules(stage: str, strategy: str | None = None) -> set[str]:
+    """Every module of ours the stage's code imports: its stage module's closure (and the strategy it runs)."""
+    roots = {f"{PACKAGE}.stages.{stage}"}
     if strategy is not None:  # `train` imports the strategy it runs by name (aegan.strategies.get_strategy)
         roots |= {f"{PACKAGE}.strategies.{strategy}"}
-    modules = closure(roots, seen={f"{PACKAGE}.cli"})  # cli.py: only the parts this command runs (cli_imports)
-    return {module_file(n).relative_to(REPO).as_posix() for n in modules}
+    parents = {r.rsplit(".", i)[0] for r in roots for i in range(1, r.count(".") + 1)}  # run before any module
+    return closure(roots | parents)
+
+
+def stage_files(stage: str, strategy: str | None = None) -> set[str]:
+    """Repo-relative paths of every src/aegan file the stage's code imports."""
+    return {module_file(n).relative_to(REPO).as_posix() for n in stage_modules(stage, strategy)}
+
+
+def code_deps(stage: str, strategies: list[str]) -> list[str]:
+    """dvc.yaml's code deps of `stage`: its module first, a folder where the stage imports every file in it."""
+    per = [stage_files(stage, s) - {f"src/{PACKAGE}/strategies/{s}.py"} for s in strategies] if stage == "train" \
+        else [stage_files(stage)]  # fmt: skip
+    files = set.intersection(*per)
+    assert all(f == files for f in per), f"{stage}: strategies import different shared files"
+    folders = {}
+    for f in files:
+        folders.setdefault(f.rsplit("/", 1)[0], set()).add(f)
+    out = set(files)
+    for folder, used in folders.items():
+        everything = {p.relative_to(REPO).as_posix() for p in (REPO / folder).glob("*.py")}
+        if folder != f"src/{PACKAGE}" and used == everything and (REPO / folder / "__init__.py").is_file():
+            out = (out - used) | {folder}
+    own = f"src/{PACKAGE}/stages/{stage}.py"
+    first = [own] + ([f"src/{PACKAGE}/strategies/${{item.strategy}}.py"] if stage == "train" else [])
+    return first + sorted(out - {own})
+
+
+if __name__ == "__main__":
+    # `python tests/imports.py`: rewrite the code deps of every stage in dvc.yaml from the imports (comments kept)
+    import re
+
+    strategies = sorted(p.stem for p in (SRC / PACKAGE / "strategies").glob("*.py") if p.stem not in ("__init__", "base"))
+    text = (REPO / "dvc.yaml").read_text()
+    for stage in STAGES:
+        if module_file(f"{PACKAGE}.stages.{stage}") is None:
+            continue
+        block = re.search(rf"(?ms)^  {stage}:[^\n]*\n.*?^    deps:\n(.*?)^    \w", text)
+        deps = block.group(1)
+        kept = [line for line in deps.splitlines(keepends=True) if not line.strip().startswith("- src/")]
+        marker = next(i for i, line in enumerate(kept) if "# code:" in line)
+        new = kept[: marker + 1] + [f"      - {d}\n" for d in code_deps(stage, strategies)] + kept[marker + 1:]
+        text = text[: block.start(1)] + "".join(new) + text[block.end(1):]
+    (REPO / "dvc.yaml").write_text(text)

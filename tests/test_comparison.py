@@ -11,7 +11,7 @@ from scipy import stats
 
 from aegan.report.budget import Plateau, plateau, rankings
 from aegan.report.comparison import compare_metric, holm
-from aegan.report.compose import fmt
+from aegan.report.text import fmt
 
 
 def test_holm_against_a_worked_example():

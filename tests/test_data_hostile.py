@@ -114,15 +114,23 @@ def test_an_unreadable_class_folder_allowed_is_named_in_warning_card_and_report(
 
 def setup_markdown(card: dict) -> str:
     """The report's Setup section for this data card (the other inputs as small as the section allows)."""
+    import pandas as pd
+
     from aegan.params import validate_params
     from aegan.report.compose import setup_section
+    from aegan.report.inputs import ReportInputs, WallTime
     from aegan.report.render import Document, to_markdown
 
     doc = Document("report")
-    ctx = {"card": card | {"sha256": "0" * 64}, "scorer": {"task": "classes", "heldout_accuracy": 1.0},
-           "ae": {0: {"train_seconds": 1.0, "heldout_mse": 0.1}}, "reference": {"num_samples": 16},
-           "params": validate_params({}), "wall": (1.0, 1, 1), "differences": [], "commit": "abc"}  # fmt: skip
-    setup_section(doc, ctx)
+    inputs = ReportInputs(
+        card=card | {"sha256": "0" * 64}, scorer={"task": "classes", "heldout_accuracy": 1.0},
+        ae={0: {"train_seconds": 1.0, "heldout_mse": 0.1}}, reference={"num_samples": 16}, params=validate_params({}),
+        differences=[], commit="abc",
+        # the runs and what is derived from them: not read by the Setup section
+        runs=pd.DataFrame(), histories={}, table=pd.DataFrame(), comparisons=[], stability=pd.DataFrame(), curves={},
+        plateau=None, rankings={},
+    )  # fmt: skip
+    setup_section(doc, inputs, WallTime(1.0, 1, 1))
     return to_markdown(doc)
 
 

@@ -1,7 +1,8 @@
 """`aegan run --jobs N`: DVC's out-of-date stages as Dask tasks, in DAG order, a failed stage stopping only its downstream.
 
-The scheduler on its own (a fake task that records start and end) and on a
-real DVC workspace of stand-in stages (tests/fake_pipeline/pipeline.yaml: a -> {b, c} -> d, e).
+The scheduler on its own (a fake task that records start and end, on the
+LocalCluster `connect` makes) and on a real DVC workspace of stand-in stages
+(tests/fake_pipeline/pipeline.yaml: a -> {b, c} -> d, e).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import threading
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from aegan.parallel import Outcome, Plan, failure_message, plan_from_dvc, schedule
+from aegan.parallel import Outcome, Plan, connect, failure_message, plan_from_dvc, schedule
 
 FAKE = Path(__file__).resolve().parent / "fake_pipeline"
 DAG = {"prep": set(), "ae": {"prep"}, "scorer": {"prep"}, "t1": {"ae", "scorer"}, "t2": {"ae", "scorer"},
@@ -25,16 +27,23 @@ DAG = {"prep": set(), "ae": {"prep"}, "scorer": {"prep"}, "t1": {"ae", "scorer"}
 
 
 @pytest.fixture(scope="module")
-def client():
-    from distributed import Client, LocalCluster
+def cluster_of():
+    """`cluster_of(jobs)`: a client on the LocalCluster `aegan run --jobs jobs` uses, one per jobs for the module."""
+    made: dict[int, tuple] = {}
 
-    with LocalCluster(n_workers=1, threads_per_worker=3, processes=False, dashboard_address=None) as cluster:
-        with Client(cluster) as c:
-            yield c
+    def get(jobs: int):
+        if jobs not in made:
+            made[jobs] = connect(jobs, None)
+        return made[jobs][0]
+
+    yield get
+    for client, cluster in made.values():
+        client.close()
+        cluster.close()
 
 
 class Recorder:
-    """A fake stage runner: sleeps, records (start, end) per stage, fails the stages named in `fail`.
+    """A fake stage runner: sleeps, records (start, end) per stage and the order of starts, fails the stages in `fail`.
 
     Dask pickles what it runs: tasks call the module-level `record`, which finds the recorder of the current test.
     """
@@ -43,6 +52,7 @@ class Recorder:
 
     def __init__(self, fail=()):
         self.times: dict[str, tuple[float, float]] = {}
+        self.starts: list[str] = []
         self.fail = set(fail)
         self.lock = threading.Lock()
         self.running = 0
@@ -58,12 +68,14 @@ def record(stage: str) -> dict:
     with rec.lock:
         rec.running += 1
         rec.most = max(rec.most, rec.running)
+        rec.starts.append(stage)
     start = time.monotonic()
     time.sleep(0.15)
     with rec.lock:
         rec.running -= 1
         rec.times[stage] = (start, time.monotonic())
-    return {"stage": stage, "rc": 1 if stage in rec.fail else 0, "log": f"logs/{stage}.log"}
+    return {"stage": stage, "rc": 1 if stage in rec.fail else 0, "log": f"logs/{stage}.log", "start": start,
+            "end": time.monotonic()}  # fmt: skip
 
 
 def broken(stage: str) -> dict:
@@ -73,18 +85,29 @@ def broken(stage: str) -> dict:
 def plan_of(dag: dict[str, set[str]]) -> Plan:
     order, left = [], dict(dag)
     while left:
-        ready = sorted(s for s, up in left.items() if not up - set(order))
-        order += ready
-        for s in ready:
+        level = sorted(s for s, up in left.items() if not up - set(order))
+        order += level
+        for s in level:
             del left[s]
     return Plan(order, {s: set(up) for s, up in dag.items()})
 
 
+def quiet(_line: str) -> None:
+    pass
+
+
+def test_downstream_is_every_stage_below():
+    plan = plan_of(DAG)
+    assert plan.downstream("scorer") == {"t1", "t2", "e1", "e2", "ref", "report"}
+    assert plan.downstream("ae") == {"t1", "t2", "e1", "e2", "report"}
+    assert plan.downstream("report") == set() and plan.downstream("prep") == set(DAG) - {"prep"}
+
+
 @pytest.mark.parametrize("jobs", [1, 2, 3])
-def test_no_stage_starts_before_its_upstream_ends_and_at_most_jobs_run_at_once(client, jobs):
+def test_no_stage_starts_before_its_upstream_ends_and_at_most_jobs_run_at_once(cluster_of, jobs):
     rec = Recorder()
-    out = schedule(plan_of(DAG), client, rec.task, jobs, echo=lambda _: None)
-    assert sorted(out.done) == sorted(DAG) and not out.failed
+    out = schedule(plan_of(DAG), cluster_of(jobs), rec.task, echo=quiet)
+    assert sorted(out.done) == sorted(DAG) and not out.failed and not out.blocked
     for stage, ups in DAG.items():
         for up in ups:
             assert rec.times[up][1] <= rec.times[stage][0], (up, stage)
@@ -93,22 +116,59 @@ def test_no_stage_starts_before_its_upstream_ends_and_at_most_jobs_run_at_once(c
         assert rec.most > 1, "independent stages ran one at a time"
 
 
-def test_a_failed_stage_stops_its_downstream_and_lets_the_others_finish(client):
+def test_a_failed_stage_stops_its_downstream_and_lets_the_others_finish(cluster_of):
     rec = Recorder(fail={"ae"})
-    out = schedule(plan_of(DAG), client, rec.task, 2, echo=lambda _: None)
+    out = schedule(plan_of(DAG), cluster_of(2), rec.task, echo=quiet)
     assert set(out.failed) == {"ae"}
     assert set(out.blocked) == {"t1", "t2", "e1", "e2", "report"} and set(out.blocked.values()) == {"ae"}
     assert sorted(out.done) == ["prep", "ref", "scorer"]
     assert not set(rec.times) & set(out.blocked), "a stage downstream of the failure ran"
     msg = failure_message(out)
-    assert "stage ae failed (exit 1)" in msg and "logs/ae.log" in msg and "report" in msg and "\n" not in msg
+    assert "stage ae failed (exit 1)" in msg and "logs/ae.log" in msg and "\n" not in msg
+    assert "not run because of it: e1, e2, report, t1, t2" in msg
 
 
-def test_a_task_that_cannot_run_counts_as_failed(client):
-    out = schedule(plan_of({"x": set(), "y": {"x"}}), client, lambda s: (broken, s), 2, echo=lambda _: None)
+def test_two_failures_are_each_named_with_what_they_stopped(cluster_of):
+    rec = Recorder(fail={"t1", "ref"})
+    out = schedule(plan_of(DAG), cluster_of(3), rec.task, echo=quiet)
+    assert set(out.failed) == {"t1", "ref"}
+    assert out.blocked["e1"] == "t1" and out.blocked["report"] in {"t1", "ref"} and set(out.blocked) == {"e1", "report"}
+    assert sorted(out.done) == ["ae", "e2", "prep", "scorer", "t2"]  # e2 does not depend on either
+    assert set(rec.times) == set(DAG) - {"e1", "report"}
+    msg = failure_message(out)
+    assert "stage t1 failed (exit 1)" in msg and "stage ref failed (exit 1)" in msg and "logs/ref.log" in msg
+
+
+def test_a_task_that_cannot_run_counts_as_failed(cluster_of):
+    out = schedule(plan_of({"x": set(), "y": {"x"}}), cluster_of(2), lambda s: (broken, s), echo=quiet)
     assert set(out.failed) == {"x"} and out.blocked == {"y": "x"}
     assert "OSError: worker lost" in failure_message(out)
     assert failure_message(Outcome(done=["x"])) is None
+
+
+def test_start_is_said_when_a_stage_starts_and_done_or_failed_when_it_ends(cluster_of):
+    lines: list[str] = []
+    rec = Recorder(fail={"b"})
+    plan = plan_of({"a": set(), "b": {"a"}, "c": {"a"}, "d": {"b"}})
+    schedule(plan, cluster_of(1), rec.task, echo=lines.append)
+    words = [line.split()[:2] for line in lines]
+    # one thread: a stage starts only after the one before it has ended, and d (after the failed b) never starts
+    assert words[:2] == [["start", "a"], ["done", "a"]] and len(words) == 6, lines
+    for first, second in zip(words[2::2], words[3::2]):
+        assert first[0] == "start" and second[0] in ("done", "FAILED") and first[1] == second[1].rstrip(":"), lines
+    assert "FAILED b: logs/b.log" in lines and not any("d" in w[1] for w in words), lines
+    assert any(line.startswith("done   c in ") and line.endswith(" s") for line in lines), lines
+
+
+def test_with_one_thread_the_stage_with_more_downstream_work_starts_first(cluster_of):
+    # the plan's own (topological) order puts the stages with less below them first
+    dag = {"early": set(), "root": set(), "small": {"root"}, "big": {"root"}, "big2": {"big"}, "big3": {"big2"}}
+    plan = Plan(["early", "root", "small", "big", "big2", "big3"], dag)
+    rec = Recorder()
+    out = schedule(plan, cluster_of(1), rec.task, echo=quiet)
+    assert sorted(out.done) == sorted(dag)
+    assert rec.starts[0] == "root", rec.starts
+    assert rec.starts.index("big") < rec.starts.index("small"), rec.starts  # made runnable together, by root
 
 
 # ---- on a DVC workspace of stand-in stages -------------------------------------------------------------------

@@ -19,7 +19,7 @@ import fabricate as F
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
     """Fabricate the stage outputs in a temp dir and run the real report stage on them once."""
-    from aegan.report import run_report
+    from aegan.stages.report import run_report
 
     repo = tmp_path_factory.mktemp("report")
     mp = pytest.MonkeyPatch()
@@ -215,7 +215,7 @@ def test_unit_coverage_and_oscillation():
 def test_missing_stage_output_is_a_one_line_error(tmp_path, monkeypatch):
     from aegan.errors import UserError
     from aegan.params import validate_params
-    from aegan.report import run_report
+    from aegan.stages.report import run_report
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"reports/eval/dcgan-0.json: not found: run the stage that writes it first"):

@@ -172,7 +172,7 @@ def test_diverged_run_is_recorded_evaluated_and_counted(repo, monkeypatch):
     import json
 
     from aegan.params import load_params
-    from aegan.report import aggregate, collect_runs
+    from aegan.report.tables import aggregate, collect_runs
     from aegan.stages.evaluate import run_evaluate
     from aegan.stages.train import run_train
     from aegan.tracking import Run

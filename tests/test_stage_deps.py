@@ -1,4 +1,5 @@
-"""dvc.yaml's code deps are true: every file of src/aegan a stage's command imports is a dependency of that stage.
+"""dvc.yaml's code deps are true: every file of src/aegan a stage's code imports is a dependency of that stage,
+and nothing else is (not the code that runs stages).
 
 The imports are read from the code (tests/imports.py), not listed by hand, so
 a new import that dvc.yaml misses fails here before it can leave stale results.
@@ -11,7 +12,7 @@ import ast
 import pytest
 import yaml
 
-from imports import COMMANDS, REPO, cli_imports, closure, module_file, stage_files
+from imports import RUNNER, STAGES, REPO, closure, module_file, stage_files, stage_modules
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 STRATEGIES = sorted(p.stem for p in (REPO / "src/aegan/strategies").glob("*.py") if p.stem not in ("__init__", "base"))
@@ -26,7 +27,7 @@ def covered(path: str, deps: list[str]) -> bool:
     return any(path == d or path.startswith(d.rstrip("/") + "/") for d in deps)
 
 
-@pytest.mark.parametrize("stage", sorted(COMMANDS))
+@pytest.mark.parametrize("stage", STAGES)
 def test_every_imported_file_is_a_dependency(stage):
     strategies = STRATEGIES if stage == "train" else [None]
     for strategy in strategies:
@@ -35,7 +36,7 @@ def test_every_imported_file_is_a_dependency(stage):
         assert not missing, f"dvc.yaml stage {stage} ({strategy or ''}) imports but does not depend on {missing}"
 
 
-@pytest.mark.parametrize("stage", sorted(COMMANDS))
+@pytest.mark.parametrize("stage", STAGES)
 def test_every_declared_code_dependency_is_imported(stage):
     """No stale entries: a declared file the command no longer imports would re-run the stage for nothing."""
     for strategy in STRATEGIES if stage == "train" else [None]:
@@ -58,7 +59,7 @@ def test_the_analysis_sees_lazy_imports_and_skips_type_checking_ones(tmp_path):
     tree = ast.parse("from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    from aegan.nets import Decoder\n"
                      "def f():\n    from aegan.report import tables as T\n    import aegan.metrics\n")  # fmt: skip
     assert imported_names(runtime_nodes(tree)) == {"aegan", "aegan.report", "aegan.report.tables", "aegan.metrics"}
-    assert "aegan.stages.train" in cli_imports("train") and "aegan.stages.prepare" not in cli_imports("train")
+    assert "aegan.stages.train" in stage_modules("train") and "aegan.stages.prepare" not in stage_modules("train")
     assert module_file("aegan.stages") == REPO / "src/aegan/stages/__init__.py"
     assert "aegan.torch" not in closure({"aegan.images"})
 
@@ -69,7 +70,7 @@ def test_no_stage_imports_what_it_does_not_use():
     assert "src/aegan/nets.py" not in stage_files("prepare")
     assert "src/aegan/metrics.py" not in stage_files("train_scorer") | stage_files("pretrain_ae")
     assert "src/aegan/nets.py" not in stage_files("report")
-    for stage in set(COMMANDS) - {"train"}:
+    for stage in set(STAGES) - {"train"}:
         assert not any(f.startswith("src/aegan/strategies/") and not f.endswith("__init__.py") for f in stage_files(stage))
 
 
@@ -78,3 +79,30 @@ def test_the_repository_holds_one_pipeline():
     found = sorted(p.relative_to(REPO).as_posix() for p in REPO.rglob("dvc.yaml")
                    if not {".venv", ".git", "node_modules"} & set(p.relative_to(REPO).parts))  # fmt: skip
     assert found == ["dvc.yaml"], found
+
+
+def test_every_stage_has_its_module_and_dvc_runs_it():
+    """The stage list of the analysis is dvc.yaml's, and each stage's command is the `aegan` command of its module."""
+    assert sorted(DVC) == sorted(STAGES)
+    for stage in STAGES:
+        assert module_file(f"aegan.stages.{stage}") == REPO / f"src/aegan/stages/{stage}.py"
+        assert DVC[stage]["cmd"].split()[:2] == ["aegan", stage.replace("_", "-")], stage
+
+
+@pytest.mark.parametrize("stage", STAGES)
+def test_no_stage_imports_runner_code(stage):
+    """What computes a result cannot hide in the runner: editing cli.py, warm.py, parallel.py or shutdown.py
+    re-runs no stage, because no stage's code imports them (nor the entry point)."""
+    for strategy in STRATEGIES if stage == "train" else [None]:
+        reached = stage_modules(stage, strategy) & set(RUNNER)
+        assert not reached, f"stage {stage} ({strategy or ''}) imports runner code {sorted(reached)}"
+
+
+def test_the_runner_check_catches_an_import(monkeypatch):
+    """The check above can fail: a leaf module that imported cli.py would put it into every stage that uses it."""
+    import imports
+
+    real = imports.module_imports
+    monkeypatch.setattr(imports, "module_imports",
+                        lambda name: real(name) | ({"aegan.cli"} if name == "aegan.images" else set()))  # fmt: skip
+    assert "aegan.cli" in stage_modules("reference") and "aegan.cli" not in stage_modules("prepare")

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.e2e
 
 @pytest.fixture(scope="module")
 def server():
-    path = warm.ensure_server()
+    path = warm.ensure_server("aegan.cli:app")
     deadline = time.monotonic() + 300
     while not os.path.exists(path):
         assert time.monotonic() < deadline, "the warm server did not come up"

@@ -32,14 +32,17 @@ def checkpoint_path(strategy: str, seed: int) -> Path:
     return CHECKPOINT_DIR / f"{strategy}-{seed}.pt"
 
 
-def fingerprint(strategy: str, seed: int, params, data_sha256: str) -> str:
-    """What defines a run: a checkpoint continues it only when all of it is unchanged."""
+def fingerprint(strategy: str, seed: int, params, inputs: dict[str, str]) -> str:
+    """What defines a run: a checkpoint continues it only when all of it is unchanged.
+
+    `params`: the train stage's view (the params it declares); `inputs`: the sha256 of each file it trains from.
+    """
     from aegan.tracking import params_hash
 
     train = {k: v for k, v in params.train.model_dump().items() if k not in NOT_IN_FINGERPRINT}
     section = {"strategy": strategy, "seed": seed, "model": params.model.model_dump(), "train": train,
                "pretrain_ae": params.pretrain_ae.model_dump(), strategy: params.strategy_params(strategy).model_dump(),
-               "data_sha256": data_sha256}  # fmt: skip
+               **inputs}  # fmt: skip
     return params_hash(section)
 
 

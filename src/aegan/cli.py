@@ -1,8 +1,11 @@
-"""`aegan <command>`: one typer command per pipeline stage.
+"""`aegan <command>`: one typer command per pipeline stage, plus `run`, `check-params` and `preset`.
 
+A stage's command only hands its arguments to the stage's `main` (stages/*.py),
+which reads params.yaml and computes: this module runs stages and reports
+what they return, so it is no part of any stage's identity (dvc.yaml deps).
 Heavy imports (torch, mlflow) happen inside the commands, never at import of
-this module, so `aegan --help` is instant. Every command validates params.yaml
-first; a `UserError` becomes one line on stderr and exit code 2.
+this module, so `aegan --help` is instant. A `UserError` becomes one line on
+stderr and exit code 2.
 """
 
 from __future__ import annotations
@@ -12,11 +15,9 @@ import os
 import sys
 from pathlib import Path
 
-from aegan.warm import exit_now, forward_if_warm
+import typer
 
-forward_if_warm()  # a stage started by `aegan run` runs in its warm process (warm.py) and exits here with its status
-
-import typer  # noqa: E402
+from aegan.shutdown import exit_now
 
 app = typer.Typer(
     help="Compare autoencoder/GAN fusion strategies (run the whole pipeline with `dvc repro`).",
@@ -77,23 +78,6 @@ def _end_open_runs(status: str) -> None:
         tracking.end_open_runs(status)
 
 
-def _params(path: Path, strategies=()):
-    """params.yaml with the stage sections and the sections of `strategies` validated (check-params: all)."""
-    from aegan.params import load_params
-
-    return load_params(path, strategies)
-
-
-def _seed(seed: int) -> int:
-    """A training seed from the command line, in the range every seed of params.yaml has (what numpy and torch take)."""
-    from aegan.errors import UserError
-    from aegan.params_base import SEED_MAX
-
-    if not 0 <= seed <= SEED_MAX:
-        raise UserError(f"--seed {seed} is out of range: give a seed from 0 to {SEED_MAX}")
-    return seed
-
-
 def _echo_json(obj) -> None:
     import json
 
@@ -104,18 +88,18 @@ def _echo_json(obj) -> None:
 @_user_errors
 def prepare(params: Path = ParamsOpt) -> None:
     """Pack the dataset into data/prepared/dataset.npz with a seeded train/held-out split."""
-    from aegan.stages.prepare import run_prepare
+    from aegan.stages import prepare as stage
 
-    _echo_json(run_prepare(_params(params)))
+    _echo_json(stage.main(params))
 
 
 @app.command("train-scorer")
 @_user_errors
 def train_scorer(params: Path = ParamsOpt) -> None:
     """Train the independent scorer CNN (the offline feature extractor) on the training split."""
-    from aegan.stages.train_scorer import run_train_scorer
+    from aegan.stages import train_scorer as stage
 
-    _echo_json(run_train_scorer(_params(params), progress=sys.stderr.isatty()))
+    _echo_json(stage.main(params, progress=sys.stderr.isatty()))
 
 
 @app.command("pretrain-ae")
@@ -125,9 +109,9 @@ def pretrain_ae(
     params: Path = ParamsOpt,
 ) -> None:
     """Pretrain the autoencoder of one training seed; writes models/ae/ae-<seed>.pt."""
-    from aegan.stages.pretrain_ae import run_pretrain_ae
+    from aegan.stages import pretrain_ae as stage
 
-    _echo_json(run_pretrain_ae(_params(params), _seed(seed), progress=sys.stderr.isatty()))
+    _echo_json(stage.main(params, seed, progress=sys.stderr.isatty()))
 
 
 @app.command()
@@ -138,12 +122,9 @@ def train(
     params: Path = ParamsOpt,
 ) -> None:
     """Train one strategy under one seed; writes models/runs/<strategy>-<seed>/."""
-    from aegan.stages.train import run_train
+    from aegan.stages import train as stage
 
-    from aegan.strategies import get_strategy
-
-    get_strategy(strategy)  # an unknown name: one line before params.yaml is read
-    _echo_json(run_train(_params(params, [strategy]), strategy, _seed(seed), progress=sys.stderr.isatty()))
+    _echo_json(stage.main(params, strategy, seed, progress=sys.stderr.isatty()))
 
 
 @app.command()
@@ -154,29 +135,29 @@ def evaluate(
     params: Path = ParamsOpt,
 ) -> None:
     """Score one trained generator with torch-fidelity (FID, KID, IS, precision/recall)."""
-    from aegan.stages.evaluate import run_evaluate
+    from aegan.stages import evaluate as stage
 
-    _echo_json(run_evaluate(_params(params), strategy, _seed(seed)))
+    _echo_json(stage.main(params, strategy, seed))
 
 
 @app.command()
 @_user_errors
 def reference(params: Path = ParamsOpt) -> None:
     """Score the real-vs-real floor and an untrained generator under the evaluation protocol."""
-    from aegan.stages.reference import run_reference
+    from aegan.stages import reference as stage
 
-    _echo_json(run_reference(_params(params)))
+    _echo_json(stage.main(params))
 
 
 @app.command()
 @_user_errors
 def report(params: Path = ParamsOpt) -> None:
     """Write the comparison report: report.md, report.html, figures, summary.json, curves."""
-    from aegan.report import run_report
+    from aegan.stages import report as stage
 
     from aegan import paths
 
-    run_report(_params(params))
+    stage.main(params)
     typer.echo(paths.REPORT_FILE.read_text())
 
 
@@ -184,9 +165,9 @@ def report(params: Path = ParamsOpt) -> None:
 @_user_errors
 def check_params(params: Path = ParamsOpt) -> None:
     """Validate params.yaml, every strategy's section included, and exit (0: valid, 2: the first problem, in one line)."""
-    from aegan.params import ALL
+    from aegan.params import ALL, load_params
 
-    _params(params, ALL)
+    load_params(params, ALL)
     typer.echo(f"{params}: ok")
 
 
@@ -215,7 +196,8 @@ def run_pipeline(
     """`dvc repro` with independent stages in parallel: each out-of-date stage is a Dask task once its upstream stages are done."""
     from aegan.parallel import failure_message, parse_jobs, run
 
-    outcome = run(parse_jobs(jobs), scheduler, warm=not cold)
+    # the warm process runs stage commands through this module's app (warm.py knows no command of its own)
+    outcome = run(parse_jobs(jobs), scheduler, warm=not cold, entry="aegan.cli:app")
     message = failure_message(outcome)
     if message:
         typer.echo(f"error: {message}", err=True)

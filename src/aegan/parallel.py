@@ -1,10 +1,19 @@
-"""`aegan run --jobs N`: the out-of-date stages of DVC's DAG as Dask tasks, each once its upstream stages are done.
+"""`aegan run --jobs N`: the out-of-date stages of DVC's DAG as Dask tasks, each taking its upstream stages' futures.
 
 Each task runs `dvc --wait-for-lock repro --single-item <stage>` in the
 workspace: DVC itself decides whether the stage must run, locks the paths it
 reads and writes, and records it in dvc.lock, so the results are those of a
 plain `dvc repro`. Nothing here knows a stage name: the plan comes from DVC's
 own graph (`Repo.index.graph`) and status.
+
+Every stage is submitted at once; Dask does the scheduling. A task runs when
+the futures it takes as arguments are done, as many at once as the cluster has
+threads, stages with more downstream work first (`priority=`); a failed stage's
+task raises `StageFailed`, and Dask fails its dependents with that same
+exception without running them. Priority orders the stages a worker holds
+runnable at the same moment: a stage made runnable by one that just finished
+reaches the worker a scheduler round trip later, so a stage the worker holds
+by then may take that thread first.
 
 Stages run on a Dask `LocalCluster` in this process (tasks only wait on
 child processes) or, given `--scheduler tcp://host:port`, on an existing
@@ -22,13 +31,16 @@ import subprocess
 import sys
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Callable
 
 LOG_DIR = Path("logs")
 _RUNNING: dict[str, subprocess.Popen] = {}  # stage -> its `dvc repro`, for local clean-up on interrupt
 _LOCK = threading.Lock()
+_STOPPING = threading.Event()  # set on interrupt: a task that starts afterwards does not launch its stage
 
 
 @dataclass
@@ -39,16 +51,21 @@ class Plan:
     upstream: dict[str, set[str]]
     up_to_date: list[str] = field(default_factory=list)
 
+    @cached_property
+    def graph(self):
+        """The planned stages as a networkx DiGraph, edges from a stage to the stages that depend on it."""
+        import networkx as nx
+
+        graph = nx.DiGraph()
+        graph.add_nodes_from(self.order)
+        graph.add_edges_from((up, s) for s in self.order for up in self.upstream[s])
+        return graph
+
     def downstream(self, stage: str) -> set[str]:
         """Every planned stage that depends on `stage`, directly or not."""
-        out, todo = set(), [stage]
-        while todo:
-            s = todo.pop()
-            for d in self.order:
-                if s in self.upstream[d] and d not in out:
-                    out.add(d)
-                    todo.append(d)
-        return out
+        import networkx as nx
+
+        return nx.descendants(self.graph, stage)
 
 
 @dataclass
@@ -57,6 +74,17 @@ class Outcome:
     failed: dict[str, dict] = field(default_factory=dict)  # stage -> its task result (rc, log, ...)
     blocked: dict[str, str] = field(default_factory=dict)  # stage -> the failed upstream stage that stopped it
     results: dict[str, dict] = field(default_factory=dict)
+
+
+class StageFailed(Exception):
+    """A stage's task failed. Dask raises this same exception from its dependents' futures, so `stage` names the cause."""
+
+    def __init__(self, stage: str, result: dict):
+        super().__init__(stage, result)  # the arguments again: the exception is pickled from a remote worker
+        self.stage, self.result = stage, result
+
+    def __str__(self) -> str:
+        return f"stage {self.stage} failed: {self.result.get('log') or self.result.get('error')}"
 
 
 def plan_from_dvc(root: Path) -> Plan:
@@ -93,10 +121,11 @@ def log_path(root: Path, stage: str) -> Path:
     return root / LOG_DIR / (stage.replace("/", "_").replace(":", "_") + ".log")
 
 
-def run_stage(root: str, stage: str, log: str, env: dict[str, str], warm: bool = True) -> dict:
-    """The Dask task: `dvc repro` of one stage on the worker, its output in `log`; never raises for a failed stage.
+def run_stage(root: str, stage: str, log: str, env: dict[str, str], entry: str | None = None) -> dict:
+    """`dvc repro` of one stage on the worker, its output in `log`; returns its exit status (`rc`) and times.
 
-    `warm`: the stage's `aegan` command runs in this worker's warm process (warm.py), started on first use.
+    `entry`: "module:attribute" of the command-line app; given, the stage's `aegan` command runs in this
+    worker's warm process (warm.py) serving that app, started on first use.
     """
     import socket
 
@@ -111,16 +140,19 @@ def run_stage(root: str, stage: str, log: str, env: dict[str, str], warm: bool =
         pass
     threads = str(max(1, (os.cpu_count() or 1) // slots))
     full_env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **env}
-    if warm:
-        full_env[warm_process.ENV] = warm_process.ensure_server()
+    if entry is not None:
+        full_env[warm_process.ENV] = warm_process.ensure_server(entry)
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")  # `aegan`, `dvc`
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
     start = time.time()
     with open(log, "w") as out:
-        # its own process group: stopping the stage reaches DVC, the shell and the stage's command alike
-        proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-        with _LOCK:
+        with _LOCK:  # one check and start: no stage begins once _stop_local_stages has looked
+            if _STOPPING.is_set():
+                return {"stage": stage, "rc": None, "log": log, "error": "interrupted before it started"}
+            # its own process group: stopping the stage reaches DVC, the shell and the stage's command alike
+            proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)  # fmt: skip
             _RUNNING[stage] = proc
         try:
             rc = proc.wait()
@@ -131,52 +163,78 @@ def run_stage(root: str, stage: str, log: str, env: dict[str, str], warm: bool =
             "threads": int(threads)}  # fmt: skip
 
 
-def schedule(plan: Plan, client, task: Callable[[str], tuple], jobs: int, echo: Callable[[str], None] = print) -> Outcome:
-    """Submit each planned stage once its upstream stages have succeeded, at most `jobs` at a time.
+def stage_task(topic: str, stage: str, fn: Callable[..., dict], args: tuple, *upstream: dict) -> dict:
+    """The Dask task of one stage: it runs once its `upstream` results exist, says so on `topic`, and raises
+    `StageFailed` for anything but `rc` 0, so that Dask fails the stages downstream of it without running them."""
+    from distributed import get_worker
 
-    `task(stage)` gives the function and arguments of the stage's Dask task; the task returns a dict with `rc`.
+    get_worker().log_event(topic, stage)
+    try:
+        result = fn(*args)
+    except Exception as err:  # the task could not run its stage at all
+        result = {"stage": stage, "rc": None, "log": None, "error": f"{type(err).__name__}: {err}"}
+    if result.get("rc") != 0:
+        raise StageFailed(stage, result)
+    return result
+
+
+def schedule(plan: Plan, client, task: Callable[[str], tuple], echo: Callable[[str], None] = print) -> Outcome:
+    """Submit every planned stage to `client` at once, each taking its upstream stages' futures, and collect them.
+
+    `task(stage)` gives the function and arguments that run the stage; the function returns a dict with `rc`.
     """
+    weight = {s: len(plan.downstream(s)) for s in plan.order}  # stages with more downstream work go first
+    # a stage has more descendants than any stage below it: by weight is also a topological order
+    order = sorted(plan.order, key=lambda s: -weight[s])
+    run_id = uuid.uuid4().hex
+    topic = f"aegan-start-{run_id}"  # this run's own: other runs may share a remote scheduler
+    client.subscribe_topic(topic, lambda event: echo(f"start  {event[1]}"))
+    futures: dict[str, object] = {}
+    try:
+        for stage in order:
+            fn, *args = task(stage)
+            futures[stage] = client.submit(stage_task, topic, stage, fn, tuple(args),
+                                           *(futures[up] for up in plan.upstream[stage]),
+                                           priority=weight[stage], key=f"aegan-{stage}-{run_id}", pure=False)  # fmt: skip
+        return _collect(futures, echo)
+    except BaseException:  # an interrupt: no stage still queued starts
+        client.cancel(list(futures.values()))
+        raise
+    finally:
+        client.unsubscribe_topic(topic)
+
+
+def _collect(futures: dict, echo: Callable[[str], None]) -> Outcome:
+    """Each stage's result as its future finishes: done, failed, or not run because of the failed stage named."""
     from distributed import as_completed
 
     out = Outcome()
-    waiting = {s: set(plan.upstream[s]) for s in plan.order}
-    weight = {s: len(plan.downstream(s)) for s in plan.order}  # stages with more downstream work go first
-    ready = [s for s in plan.order if not waiting[s]]
-    futures = as_completed()
-    in_flight: dict = {}
-    while ready or in_flight:
-        ready.sort(key=lambda s: -weight[s])
-        while ready and len(in_flight) < jobs:
-            stage = ready.pop(0)
-            fn, *args = task(stage)
-            fut = client.submit(fn, *args, key=f"aegan-{stage}-{time.time_ns()}", pure=False)
-            in_flight[fut] = stage
-            futures.add(fut)
-            echo(f"start  {stage}")
-        fut = next(futures)
-        stage = in_flight.pop(fut)
-        try:
-            result = fut.result()
-        except Exception as err:  # the worker died, or the task could not run at all
-            result = {"stage": stage, "rc": None, "log": None, "error": f"{type(err).__name__}: {err}"}
-        out.results[stage] = result
-        if result.get("rc") == 0:
+    stage_of = {fut.key: stage for stage, fut in futures.items()}
+    for fut in as_completed(futures.values()):
+        stage = stage_of[fut.key]
+        cause, result = _outcome(fut, stage, stage_of)
+        if cause is None:
+            out.results[stage] = result
             out.done.append(stage)
-            took = f" in {result['end'] - result['start']:.1f} s" if "end" in result else ""
-            echo(f"done   {stage}{took}")
-            for s in plan.order:
-                if stage in waiting.get(s, ()):
-                    waiting[s].discard(stage)
-                    if not waiting[s] and s not in out.blocked:
-                        ready.append(s)
-        else:
+            echo(f"done   {stage} in {result['end'] - result['start']:.1f} s" if "end" in result else f"done   {stage}")
+        elif cause == stage:
+            out.results[stage] = result
             out.failed[stage] = result
             echo(f"FAILED {stage}: {result.get('log') or result.get('error')}")
-            for s in plan.downstream(stage):
-                out.blocked.setdefault(s, stage)
-                if s in ready:
-                    ready.remove(s)
+        else:
+            out.blocked[stage] = cause
     return out
+
+
+def _outcome(fut, stage: str, stage_of: dict) -> tuple[str | None, dict]:
+    """(None, result) for a done stage, else (the failed stage that caused this one's error, its result)."""
+    try:
+        return None, fut.result()
+    except StageFailed as err:
+        return err.stage, err.result
+    except Exception as err:  # from the scheduler: e.g. every worker that ran the task died (KilledWorker)
+        cause = stage_of.get(getattr(err, "task", None), stage)  # Dask gives dependents the cause's own error
+        return cause, {"stage": cause, "rc": None, "log": None, "error": f"{type(err).__name__}: {err}"}
 
 
 def connect(jobs: int, scheduler: str | None):
@@ -211,12 +269,14 @@ def parse_jobs(text: str | None) -> int | None:
 
 
 def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], None] = print,
-        warm: bool = True) -> Outcome:
+        warm: bool = True, entry: str = "aegan.cli:app") -> Outcome:
     """In the workspace at the working directory: connect, plan with DVC, check a tracking server, run the plan.
 
-    `warm`: stages start as children of a warm process (warm.py) instead of importing everything again.
+    `warm`: stages start as children of a warm process (warm.py), serving the command-line app `entry`
+    ("module:attribute"), instead of importing everything again.
     """
     root = Path.cwd().resolve()
+    _STOPPING.clear()
     t0 = time.monotonic()
     say = echo
     echo = lambda line: say(f"[{time.monotonic() - t0:7.1f} s] {line}")  # noqa: E731
@@ -226,12 +286,14 @@ def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], No
         if warm and cluster is not None:
             from aegan.warm import ensure_server
 
-            ensure_server()  # its imports overlap with planning; remote workers start theirs with their first stage
+            ensure_server(entry)  # its imports overlap with planning; remote workers start theirs with their first stage
         plan = plan_from_dvc(root)
         if not plan.order:
             echo(f"{len(plan.up_to_date)} stages, all up to date")
             return Outcome()
-        echo(f"{len(plan.order)} stages to run, {len(plan.up_to_date)} up to date")
+        slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
+        echo(f"{len(plan.order)} stages to run, {len(plan.up_to_date)} up to date, "
+             f"at most {slots} at once (the cluster's threads)")  # fmt: skip
         if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http:", "https:")):
             from aegan.tracking import check_tracking
 
@@ -239,12 +301,11 @@ def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], No
         # a sqlite DB: the first stage that opens it creates it, under the lock next to it (tracking.store_lock)
         env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")
                if k in os.environ}  # fmt: skip
-        slots = jobs or sum(w["nthreads"] for w in client.scheduler_info()["workers"].values()) or 1
 
         def task(stage: str) -> tuple:
-            return run_stage, str(root), stage, str(log_path(root, stage)), env, warm
+            return run_stage, str(root), stage, str(log_path(root, stage)), env, entry if warm else None
 
-        return schedule(plan, client, task, slots, echo)
+        return schedule(plan, client, task, echo)
     finally:
         _stop_local_stages()
         from aegan.warm import stop_server
@@ -262,8 +323,9 @@ def _raise_interrupt(signum, frame):
 
 
 def _stop_local_stages() -> None:
-    """Stop the `dvc repro` children of this process still running (after an interrupt)."""
+    """Stop the `dvc repro` children of this process still running (after an interrupt), and start no more."""
     with _LOCK:
+        _STOPPING.set()
         procs = list(_RUNNING.values())
     for p in procs:
         _signal_group(p, signal.SIGTERM)

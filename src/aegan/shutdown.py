@@ -24,6 +24,7 @@ import signal
 import sys
 import threading
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator
 
 PR_SET_PDEATHSIG = 1
@@ -101,3 +102,24 @@ def stage_process() -> Iterator[None]:
         stop_watching.set()
         set_parent_death_signal(0)
         signal.signal(signal.SIGTERM, previous)
+
+
+def invoked_as_command() -> bool:
+    """Whether this process is an `aegan` command (not aegan called in-process, e.g. by tests)."""
+    return Path(sys.argv[0]).name in ("aegan", "cli.py", "__main__.py")
+
+
+def exit_now(code: int = 0) -> None:
+    """End an `aegan` command at once, skipping the interpreter's clean-up (seconds with torch and MLflow loaded);
+    its outputs are written and closed by then, and MLflow's writes are committed. In-process calls return."""
+    if invoked_as_command():
+        flush_and_exit(code)
+
+
+def flush_and_exit(code: int) -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream must not keep the process alive
+            pass
+    os._exit(code)

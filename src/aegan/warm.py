@@ -1,16 +1,18 @@
 """Warm stage processes: a stage started by `aegan run` forks from a process that has already imported
 torch, torch-fidelity, MLflow and aegan, instead of importing them again (seconds per stage on a small CPU).
 
-`aegan run` starts one server per machine (`serve`) and gives the stages its
-socket in AEGAN_WARM_SOCKET. The `aegan` command (cli.py, before anything
+`aegan run` starts one server per machine (`serve`), naming the command's
+entry point (`aegan.cli:app`), and gives the stages its socket in
+AEGAN_WARM_SOCKET. The `aegan` command (aegan/__main__.py, before anything
 else) then hands its arguments, working directory, environment and standard
-streams to the server, which forks a child that runs the command as a fresh
-process would and sends back its exit status; signals sent to the command
+streams to the server, which forks a child that runs the entry point as a
+fresh process would and sends back its exit status; signals sent to the command
 reach the child, and the child stops if the command dies. Without a server
 (plain `dvc repro`), before it is up, or when it holds other code than the
 command would run (another checkout, an edited file), the command runs itself.
 
-This module is imported by every `aegan` command first: standard library only.
+This module is imported by every `aegan` command first: standard library only. It is runner
+code, like cli.py and parallel.py: no stage imports it, so editing it re-runs nothing.
 """
 
 from __future__ import annotations
@@ -24,10 +26,12 @@ import threading
 import time
 from pathlib import Path
 
+from aegan.shutdown import flush_and_exit, invoked_as_command
+
 ENV = "AEGAN_WARM_SOCKET"
 PRELOAD = ("torch", "torch_fidelity", "pandas", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store",
-           "aegan.cli", "aegan.tracking", "aegan.report", "aegan.stages.prepare", "aegan.stages.train_scorer",
-           "aegan.stages.pretrain_ae", "aegan.stages.train", "aegan.stages.reference", "aegan.stages.evaluate")  # fmt: skip
+           "aegan.tracking", "aegan.stages.prepare", "aegan.stages.train_scorer", "aegan.stages.pretrain_ae",
+           "aegan.stages.train", "aegan.stages.reference", "aegan.stages.evaluate", "aegan.stages.report")  # fmt: skip
 _server: dict = {}  # this process's server: {"proc": Popen, "path": str}
 _server_lock = threading.Lock()
 
@@ -75,28 +79,6 @@ def forward(path: str, argv: list[str]) -> int | None:
     return int(last[1])
 
 
-def invoked_as_command() -> bool:
-    """Whether this process is an `aegan` command (not aegan called in-process, e.g. by tests)."""
-    return Path(sys.argv[0]).name in ("aegan", "cli.py")
-
-
-def exit_now(code: int = 0) -> None:
-    """End an `aegan` command at once, skipping the interpreter's clean-up (1-2 s with torch and MLflow loaded);
-    its outputs are written and closed by then, and MLflow's writes are committed. In-process calls return."""
-    if not invoked_as_command():
-        return
-    _flush_and_exit(code)
-
-
-def _flush_and_exit(code: int) -> None:
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            stream.flush()
-        except Exception:  # a closed or broken stream must not keep the process alive
-            pass
-    os._exit(code)
-
-
 # ---- the server's side -------------------------------------------------------------------------------------------
 
 
@@ -117,12 +99,21 @@ def _aegan_files() -> dict[str, float]:
             if (name == "aegan" or name.startswith("aegan.")) and getattr(m, "__file__", None)}  # fmt: skip
 
 
-def serve(path: str, parent: int) -> None:
-    """Import everything once, then fork one child per command until the process `parent` is gone."""
+def entry_point(entry: str):
+    """The callable named "module:attribute" (the command's typer app)."""
+    import importlib
+
+    module, _, attr = entry.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+def serve(path: str, parent: int, entry: str) -> None:
+    """Import everything once, then fork one child per command, run by `entry`, until the process `parent` is gone."""
     import importlib
 
     os.environ.pop(ENV, None)
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # torch.cuda.is_available() must not init CUDA before fork
+    app = entry_point(entry)
     for name in PRELOAD:
         importlib.import_module(name)
     if threading.active_count() > 1:
@@ -145,7 +136,7 @@ def serve(path: str, parent: int) -> None:
                 conn = None
             if conn is not None:
                 conn.settimeout(None)
-                _start(conn, srv, children, loaded)
+                _start(conn, srv, children, loaded, app)
             while children:
                 pid, status = os.waitpid(-1, os.WNOHANG)
                 if pid == 0:
@@ -163,7 +154,7 @@ def serve(path: str, parent: int) -> None:
         Path(path).unlink(missing_ok=True)
 
 
-def _start(conn: socket.socket, srv: socket.socket, children: dict, loaded: dict[str, float]) -> None:
+def _start(conn: socket.socket, srv: socket.socket, children: dict, loaded: dict[str, float], app) -> None:
     try:
         request, fds = _receive(conn)
     except (OSError, ValueError):
@@ -184,7 +175,7 @@ def _start(conn: socket.socket, srv: socket.socket, children: dict, loaded: dict
         srv.close()
         for other in children.values():
             other.close()
-        _run_child(conn, request, fds)  # never returns
+        _run_child(conn, request, fds, app)  # never returns
     for fd in fds:
         os.close(fd)
     conn.sendall(f"pid {pid}\n".encode())
@@ -198,7 +189,7 @@ def _aegan_files_changed(loaded: dict[str, float]) -> bool:
         return True
 
 
-def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
+def _run_child(conn: socket.socket, request: dict, fds: list[int], app) -> None:
     """In the forked child: become the command's process (streams, directory, environment), run it, exit."""
     import aegan
 
@@ -219,8 +210,6 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
         if "OMP_NUM_THREADS" in os.environ and "torch" in sys.modules:
             sys.modules["torch"].set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"])))
         threading.Thread(target=_stop_when_command_dies, args=(conn,), daemon=True).start()
-        from aegan.cli import app
-
         app(request["argv"][1:], prog_name="aegan")
         code = 0
     except SystemExit as err:
@@ -232,7 +221,7 @@ def _run_child(conn: socket.socket, request: dict, fds: list[int]) -> None:
 
         traceback.print_exc()
     finally:
-        _flush_and_exit(code)
+        flush_and_exit(code)
 
 
 def _stop_when_command_dies(conn: socket.socket) -> None:
@@ -247,8 +236,11 @@ def _stop_when_command_dies(conn: socket.socket) -> None:
 # ---- started by `aegan run` --------------------------------------------------------------------------------------
 
 
-def ensure_server() -> str:
-    """The socket of this process's warm server, started on first use (the server is up some seconds later)."""
+def ensure_server(entry: str) -> str:
+    """The socket of this process's warm server, started on first use (the server is up some seconds later).
+
+    `entry`: "module:attribute" of the callable that runs a command's arguments (cli.py's typer app).
+    """
     import subprocess
     import tempfile
 
@@ -256,7 +248,7 @@ def ensure_server() -> str:
         proc = _server.get("proc")
         if proc is None or proc.poll() is not None:
             path = str(Path(tempfile.mkdtemp(prefix="aegan-warm-")) / "socket")
-            cmd = [sys.executable, "-c", f"from aegan.warm import serve; serve({path!r}, {os.getpid()})"]
+            cmd = [sys.executable, "-c", f"from aegan.warm import serve; serve({path!r}, {os.getpid()}, {entry!r})"]
             _server.update(proc=subprocess.Popen(cmd, stdin=subprocess.DEVNULL), path=path)
         return _server["path"]
 

@@ -1,56 +1,38 @@
 """The report's content: which tables, figures and sentences, in which order.
 
-Every sentence that judges a result is computed from the tables (tables.py);
+`build_document` composes the report from the sections: the setup, main
+table, stability and figures here, the judgements from findings.py. Every
+sentence that judges a result is computed from the tables (tables.py);
 nothing here is written with a particular outcome in mind.
 """
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
+from aegan.params import EvaluateParams
 from aegan.report import tables as T
+from aegan.report.findings import baseline_section, budget_section, findings
+from aegan.report.inputs import ReportInputs, WallTime
 from aegan.report.render import Bullets, Document, Figure, Heading, Paragraph, Table
+from aegan.report.text import fid_name, fmt
 
-METRIC_NAMES = {"fid": "FID", "kid_mean": "KID", "is_mean": "IS", "precision": "precision", "recall": "recall"}
-PROTOCOL_SAMPLES = 2000  # DESIGN 3: at least this many generated samples for final scores
-
-
-def fmt(mean, std=None, digits: int = 3, n: int | None = None) -> str:
-    """`mean ± std`; with n = 1 the std is "–" (one seed has no spread to estimate), never "± 0"."""
-    if mean is None or (isinstance(mean, float) and not math.isfinite(mean)):
-        return "n/a"
-    if n == 1:
-        return f"{mean:.{digits}g} ± –"
-    if std is None or not math.isfinite(std):
-        return f"{mean:.{digits}g}"
-    return f"{mean:.{digits}g} ± {std:.2g}"
+# DESIGN 3: final scores use at least as many generated samples as evaluate.num_samples's default
+PROTOCOL_SAMPLES = EvaluateParams.model_fields["num_samples"].default
 
 
-def fid_name(feature_extractor: str) -> str:
-    return "FID (Inception)" if feature_extractor.startswith("inception") else "FID (scorer features)"
-
-
-def commit_line() -> str:
-    """The checked-out commit, and whether tracked files differ from it (dvc.lock does while dvc repro runs)."""
-    from aegan.tracking import git_commit, git_dirty
-
-    sha = git_commit()
-    if sha == "unknown":
-        return "unknown (not a git checkout, or no commit yet)"
-    return f"`{sha[:12]}`" + (" with uncommitted changes to tracked files" if git_dirty() else "")
-
-
-def stage_seconds(card: dict, scorer: dict, ae: dict[int, dict], reference: dict, runs: pd.DataFrame) -> tuple[float, int, int]:
-    """Sum of the wall times the stages recorded (process start to outputs), and how many of them recorded one."""
-    values = [card.get("prepare_wall_seconds"), scorer.get("wall_seconds"), reference.get("wall_seconds")]
-    values += [info.get("wall_seconds") for info in ae.values()]
-    for col in ("train_wall_seconds", "wall_seconds"):
-        values += list(runs[col]) if col in runs else [None] * len(runs)
-    known = [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
-    return sum(known), len(known), len(values)
+def build_document(inputs: ReportInputs, figs: dict[str, Path], wall: WallTime) -> Document:
+    """The whole report, section by section: the answer first, then how it was reached."""
+    doc = Document(inputs.params.report.title)
+    findings(doc, inputs)
+    setup_section(doc, inputs, wall)
+    main_table(doc, inputs)
+    baseline_section(doc, inputs)
+    budget_section(doc, inputs)
+    stability_section(doc, inputs)
+    figures_section(doc, figs)
+    return doc
 
 
 def budget_words(params) -> str:
@@ -83,10 +65,10 @@ def skipped_inputs(card: dict, shown: int = 10) -> str | None:
 
 
 # ------------------------------------------------------------------ sections
-def setup_section(doc: Document, ctx: dict) -> None:
-    card, scorer, ae, reference, params = ctx["card"], ctx["scorer"], ctx["ae"], ctx["reference"], ctx["params"]
-    total, known, expected = ctx["wall"]
-    diffs = ctx["differences"]
+def setup_section(doc: Document, inputs: ReportInputs, wall: WallTime) -> None:
+    card, scorer, ae, reference, params = inputs.card, inputs.scorer, inputs.ae, inputs.reference, inputs.params
+    total, known, expected = wall
+    diffs = inputs.differences
     doc.add(Heading("Setup"))
     items = [
         f"Data: `{card['source']}`, {card['num_train']} training / {card['num_heldout']} held-out images of shape "
@@ -103,7 +85,7 @@ def setup_section(doc: Document, ctx: dict) -> None:
         f"{reference.get('num_real_samples', reference['num_samples'])} training images against the same held-out images."
         + ("" if reference["num_samples"] >= PROTOCOL_SAMPLES else
            f" Fewer than the protocol's {PROTOCOL_SAMPLES:,} generated samples: FID's bias grows as the count falls."),
-        f"Commit: {ctx['commit']}.",
+        f"Commit: {inputs.commit}.",
         f"Pipeline wall time: {total:.0f} s ({total / 60:.1f} min), the sum of the wall times the stages recorded "
         f"({known} of {expected} stage runs recorded one; DVC's own bookkeeping is not included).",
     ]
@@ -120,8 +102,8 @@ def setup_section(doc: Document, ctx: dict) -> None:
                           "not comparable with published Inception FID."))  # fmt: skip
 
 
-def main_table(doc: Document, ctx: dict) -> None:
-    table, reference = ctx["table"], ctx["reference"]
+def main_table(doc: Document, inputs: ReportInputs) -> None:
+    table, reference = inputs.table, inputs.reference
     best = T.best_strategies(table)
     fid_col = fid_name(reference.get("feature_extractor", ""))
     header = ["strategy", "n", fid_col, "KID", "IS", "precision", "recall", "budget (own + AE)", "train s",
@@ -140,7 +122,7 @@ def main_table(doc: Document, ctx: dict) -> None:
     for name, key in (("real vs real (floor)", "real_vs_real"), ("untrained generator", "untrained_generator")):
         ref = reference[key]
         rows.append([f"*{name}*", "", *[fmt(ref.get(m)) for m in T.METRICS], "", "", "", "", ""])
-    n_seeds = len(ctx["params"].seeds)
+    n_seeds = len(inputs.params.seeds)
     params_g = {int(p) for p in table["generator_parameters"]}
     doc.add(Heading("Main table"))
     doc.add(Table(header, rows, note=(
@@ -151,8 +133,8 @@ def main_table(doc: Document, ctx: dict) -> None:
         f"generator has {', '.join(f'{p:,}' for p in sorted(params_g))} parameters.")))  # fmt: skip
 
 
-def stability_section(doc: Document, ctx: dict) -> None:
-    stab, rp, reference = ctx["stability"], ctx["params"].report, ctx["reference"]
+def stability_section(doc: Document, inputs: ReportInputs) -> None:
+    stab, rp, reference = inputs.stability, inputs.params.report, inputs.reference
     doc.add(Heading("Stability"))
     rows = []
     for _, r in stab.iterrows():
@@ -202,7 +184,7 @@ def _osc(std: float, rel: float) -> str:
     return f"{std:.3g}" + (f" ({rel:.0%})" if math.isfinite(rel) else "")
 
 
-def figures_section(doc: Document, figs: dict) -> None:
+def figures_section(doc: Document, figs: dict[str, Path]) -> None:
     captions = {
         "fid_curves": "Small-sample FID against the budget (generator-side updates, AE pretraining included), mean over "
                       "seeds with a ± std band (log scale); AE strategies start where their pretraining ends.",
@@ -220,28 +202,3 @@ def figures_section(doc: Document, figs: dict) -> None:
         if key in titles:
             doc.add(Heading(titles[key]))
         doc.add(Figure(path, f"figures/{path.name}", captions[key]))
-
-
-def build_document(ctx: dict, figs: dict) -> Document:
-    from aegan.report.findings import baseline_section, budget_section, findings
-
-    doc = Document(ctx["params"].report.title)
-    findings(doc, ctx)
-    setup_section(doc, ctx)
-    main_table(doc, ctx)
-    baseline_section(doc, ctx)
-    budget_section(doc, ctx)
-    stability_section(doc, ctx)
-    figures_section(doc, figs)
-    return doc
-
-
-def class_shares(runs: pd.DataFrame, strategies: list[str]) -> dict[str, np.ndarray]:
-    """Mean share of samples per class over a strategy's finished seeds (for the coverage figure)."""
-    out = {}
-    for s in strategies:
-        counts = [np.asarray(c, float) for c in runs.loc[(runs["strategy"] == s) & (runs["status"] == "finished"),
-                                                          "class_counts"] if isinstance(c, list) and sum(c) > 0]  # fmt: skip
-        if counts:
-            out[s] = np.mean([c / c.sum() for c in counts], axis=0)
-    return out

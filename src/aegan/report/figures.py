@@ -1,7 +1,8 @@
 """The report's figures (matplotlib, written as PNG under reports/figures/).
 
 Each function draws one figure from the tables' inputs and returns the path it
-wrote; the report embeds them in the HTML and links them from the Markdown.
+wrote; `draw_all` draws every figure the inputs allow. The report embeds them
+in the HTML and links them from the Markdown.
 """
 
 from __future__ import annotations
@@ -16,10 +17,48 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from aegan import paths  # noqa: E402
 from aegan.atomic import atomic_path  # noqa: E402
-from aegan.report.tables import mean_curve  # noqa: E402
+from aegan.report.budget import charged_steps  # noqa: E402
+from aegan.report.inputs import ReportInputs  # noqa: E402
+from aegan.report.tables import class_shares, mean_curve  # noqa: E402
 
 DPI = 110
+
+
+def draw_all(inputs: ReportInputs, out: Path) -> dict[str, Path]:
+    """Every figure the inputs allow, written under `out`, by name (class coverage needs class labels; BEGAN's
+    figure a strategy that logs k_t and M)."""
+    strategies, seeds, runs, histories = inputs.params.strategies, inputs.params.seeds, inputs.runs, inputs.histories
+    floor = inputs.reference["real_vs_real"].get("fid")
+    ae_steps = max((charged_steps(runs, s) for s in strategies), default=0)
+    figs = {
+        "fid_curves": fid_curves(inputs.curves, floor, ae_steps, out / "fid_curves.png"),
+        "losses": losses(histories, strategies, seeds, out / "losses.png"),
+        "final_fid": final_fid(runs, strategies, floor, out / "final_fid.png"),
+        "samples": sample_grids(real_grid(),
+                                {(s, seed): paths.run_dir(s, seed) / "samples.png" for s in strategies for seed in seeds},
+                                strategies, seeds, out / "samples.png"),  # fmt: skip
+    }
+    ref_counts = inputs.reference.get("heldout_class_counts")
+    shares = class_shares(runs, strategies)
+    if ref_counts and shares:
+        ref = np.asarray(ref_counts, float)
+        figs["class_coverage"] = class_coverage(shares, ref / ref.sum(), out / "class_coverage.png")
+    drawn = began(histories, strategies, seeds, out / "began.png")
+    if drawn is not None:
+        figs["began"] = drawn
+    return figs
+
+
+def real_grid() -> np.ndarray | None:
+    """The held-out images grid the reference stage wrote; None when it is missing."""
+    from PIL import Image
+
+    if not paths.HELDOUT_GRID_FILE.is_file():
+        return None
+    with Image.open(paths.HELDOUT_GRID_FILE) as im:
+        return np.asarray(im.convert("RGB"))
 
 
 def _colors(strategies: list[str]) -> dict[str, tuple]:

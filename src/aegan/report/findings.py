@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 
 from aegan.report.comparison import NAMES
-from aegan.report.compose import fmt, fid_name
+from aegan.report.inputs import ReportInputs
 from aegan.report.render import Bullets, Document, Heading, Paragraph, Table
+from aegan.report.text import fid_name, fmt
 
 
 def _listing(names: list[str]) -> str:
@@ -26,8 +27,8 @@ def _p(p: float) -> str:
     return "undefined" if not math.isfinite(p) else f"{p:.2g}"
 
 
-def baseline_section(doc: Document, ctx: dict) -> None:
-    params, rp = ctx["params"], ctx["params"].report
+def baseline_section(doc: Document, inputs: ReportInputs) -> None:
+    params, rp, comparisons = inputs.params, inputs.params.report, inputs.comparisons
     base = rp.baseline
     doc.add(Heading(f"Against the `{base}` baseline, at the matched budget"))
     if base not in params.strategies:
@@ -37,9 +38,9 @@ def baseline_section(doc: Document, ctx: dict) -> None:
     level = f"{rp.confidence:.0%}"
     rows = [[f"`{c.strategy}`", NAMES[c.metric], f"{c.n} vs {c.n_baseline}", fmt(c.delta), _interval(c.ci_low, c.ci_high),
              _p(c.p_value), _p(c.p_adjusted), _interval(c.adj_low, c.adj_high), fmt(c.detectable), c.verdict]
-            for c in ctx["comparisons"]]  # fmt: skip
-    ns = sorted({c.n for c in ctx["comparisons"]} | {c.n_baseline for c in ctx["comparisons"]})
-    tested = sum(math.isfinite(c.p_value) for c in ctx["comparisons"] if c.metric == "fid")
+            for c in comparisons]  # fmt: skip
+    ns = sorted({c.n for c in comparisons} | {c.n_baseline for c in comparisons})
+    tested = sum(math.isfinite(c.p_value) for c in comparisons if c.metric == "fid")
     header = ["strategy", "metric", "seeds", f"− {base}", f"{level} CI", "p (Welch)", "p (Holm)", "simultaneous CI",
               "detectable Δ", "reading"]  # fmt: skip
     doc.add(Table(header, rows, note=(
@@ -51,10 +52,10 @@ def baseline_section(doc: Document, ctx: dict) -> None:
         "not a win.")))  # fmt: skip
 
 
-def budget_section(doc: Document, ctx: dict) -> None:
-    base, pl, rk = ctx["params"].report.baseline, ctx["plateau"], ctx["rankings"]
+def budget_section(doc: Document, inputs: ReportInputs) -> None:
+    base = inputs.params.report.baseline
     doc.add(Heading("Budget"))
-    doc.add(Bullets([plateau_sentence(base, pl), *ranking_sentences(rk)]))
+    doc.add(Bullets([plateau_sentence(base, inputs.plateau), *ranking_sentences(inputs.rankings)]))
 
 
 def plateau_sentence(base: str, pl) -> str:
@@ -81,15 +82,15 @@ def ranking_sentences(rk: dict) -> list[str]:
     return out
 
 
-def findings(doc: Document, ctx: dict) -> None:
+def findings(doc: Document, inputs: ReportInputs) -> None:
     """Short sentences derived from the tables, so a reader gets the answer before the details."""
-    table, comparisons, stab = ctx["table"], ctx["comparisons"], ctx["stability"]
-    base, alpha = ctx["params"].report.baseline, 1.0 - ctx["params"].report.confidence
+    table, comparisons, stab = inputs.table, inputs.comparisons, inputs.stability
+    base, alpha = inputs.params.report.baseline, 1.0 - inputs.params.report.confidence
     items = []
     fid = table[["strategy", "fid_mean", "fid_std", "n"]].dropna(subset=["fid_mean"]).sort_values("fid_mean")
     if len(fid):
         ranking = ", ".join(f"`{r.strategy}` {fmt(r.fid_mean, r.fid_std, n=int(r.n))}" for r in fid.itertuples())
-        items.append(f"Ranking by mean {fid_name(ctx['reference'].get('feature_extractor', ''))} at the matched budget, "
+        items.append(f"Ranking by mean {fid_name(inputs.reference.get('feature_extractor', ''))} at the matched budget, "
                      f"lower is better: {ranking}.")  # fmt: skip
     for metric, name in NAMES.items():
         cs = [c for c in comparisons if c.metric == metric]
@@ -108,8 +109,8 @@ def findings(doc: Document, ctx: dict) -> None:
             bound = f"{detectable[0]:.3g}" if len(detectable) == 1 else f"{detectable[0]:.3g}–{detectable[-1]:.3g} (by strategy)"
             text += f". With these seeds a true {name} difference below {bound} would likely go unseen"
         items.append(text + ".")
-    items.append(plateau_sentence(base, ctx["plateau"]))
-    rk = ctx["rankings"]
+    items.append(plateau_sentence(base, inputs.plateau))
+    rk = inputs.rankings
     if rk["matched"]:
         same = [s for s, _ in rk["matched"]] == [s for s, v in rk["own_steps"] if math.isfinite(v)]
         items.append(f"Head start: the small-sample FID ranking at the matched budget {'agrees' if same else 'differs'} "

@@ -69,14 +69,21 @@ def collect_histories(strategies: list[str], seeds: list[int]) -> dict[tuple[str
     return {(s, seed): read_history(s, seed) for s in strategies for seed in seeds}
 
 
+def mean(values: pd.Series) -> float:
+    """Mean of the finite values; NaN when there is none."""
+    return float(values[np.isfinite(values)].mean())
+
+
+def std(values: pd.Series) -> float:
+    """Sample std (ddof 1) of the finite values; NaN for fewer than two (one seed has no spread to estimate)."""
+    v = values[np.isfinite(values)]
+    return float(v.std(ddof=1)) if len(v) > 1 else math.nan
+
+
 def mean_std(values) -> tuple[float, float, int]:
-    """Mean, sample std (ddof 1; NaN for a single value: no spread can be estimated) and n of the finite values."""
+    """Mean, sample std and n of the finite values (`mean`, `std`)."""
     v = pd.Series(values, dtype=float)
-    v = v[np.isfinite(v)]
-    n = len(v)
-    if n == 0:
-        return math.nan, math.nan, 0
-    return float(v.mean()), float(v.std(ddof=1)) if n > 1 else math.nan, n
+    return mean(v), std(v), int(np.isfinite(v).sum())
 
 
 # ------------------------------------------------------------------ main table
@@ -85,25 +92,33 @@ def aggregate(runs: pd.DataFrame, ae_seconds: dict[int, float]) -> pd.DataFrame:
 
     Costs: a strategy that uses the AE is charged the pretraining of its seed's AE, in generator-side updates
     (`ae_steps_charged`, part of its budget) and in wall seconds (`ae_seconds`: {seed: seconds}).
+    Each group is reduced by `mean` and `std` (Series.mean and .std), not by groupby's built-in mean and std:
+    those sum in another order (compensated, Welford) and can differ from them in the last bit.
     """
-    out = []
-    for strategy, g in runs.groupby("strategy", sort=False):
-        ok = g[g["status"] == "finished"]
-        row: dict = {"strategy": strategy, "n": len(ok), "runs": len(g), "diverged": int((g["status"] == "diverged").sum())}
-        for m in METRICS + ["images_per_second"]:
-            row[f"{m}_mean"], row[f"{m}_std"], _ = mean_std(ok[m])
-        # time and throughput are costs of every run, diverged ones included: they were paid for
-        row["train_seconds_mean"], row["train_seconds_std"], _ = mean_std(g["train_seconds"])
-        row["generator_parameters"] = int(g["generator_parameters"].iloc[0])
-        row["uses_ae"] = bool(g["uses_ae"].iloc[0])
-        charged = [ae_seconds.get(int(seed), math.nan) if row["uses_ae"] else 0.0 for seed in g["seed"]]
-        row["ae_seconds_charged"] = mean_std(charged)[0] if row["uses_ae"] else 0.0
-        row["total_seconds"] = row["train_seconds_mean"] + row["ae_seconds_charged"]
-        planned = ok if len(ok) else g  # a diverged run stopped early: the budget is that of the finished ones
-        for col in ("steps", "ae_steps_charged", "budget"):
-            row[col] = float(pd.to_numeric(planned[col], errors="coerce").mean()) if col in g else math.nan
-        out.append(row)
-    return pd.DataFrame(out)
+    strategy, finished = runs["strategy"], runs["status"] == "finished"
+    by = runs.groupby(strategy, sort=False)
+    table = pd.DataFrame({"n": finished.groupby(strategy, sort=False).sum(), "runs": by.size(),
+                          "diverged": (runs["status"] == "diverged").groupby(strategy, sort=False).sum()})  # fmt: skip
+    scores = runs[finished].groupby(strategy, sort=False)[METRICS + ["images_per_second"]].agg([mean, std])
+    table = table.join(_flat(scores))  # NaN for a strategy with no finished seed
+    # time and throughput are costs of every run, diverged ones included: they were paid for
+    table = table.join(_flat(by[["train_seconds"]].agg([mean, std])))
+    table["generator_parameters"] = by["generator_parameters"].first(skipna=False).astype(int)
+    table["uses_ae"] = by["uses_ae"].first(skipna=False).astype(bool)
+    charged = runs["seed"].astype(int).map(lambda seed: ae_seconds.get(seed, math.nan)).astype(float)
+    table["ae_seconds_charged"] = charged.groupby(strategy, sort=False).agg(mean).where(table["uses_ae"], 0.0)
+    table["total_seconds"] = table["train_seconds_mean"] + table["ae_seconds_charged"]
+    # a diverged run stopped early: the budget is that of the finished ones (of all its runs where none finished)
+    planned = finished | ~finished.groupby(strategy, sort=False).transform("any")
+    budget = pd.DataFrame({c: pd.to_numeric(runs[c], errors="coerce") if c in runs else math.nan
+                           for c in ("steps", "ae_steps_charged", "budget")}, index=runs.index)  # fmt: skip
+    table = table.join(budget[planned].groupby(strategy, sort=False).agg(pd.Series.mean))
+    return table.rename_axis("strategy").reset_index()
+
+
+def _flat(stats: pd.DataFrame) -> pd.DataFrame:
+    """Columns (metric, statistic) as `metric_statistic`: ("fid", "mean") -> "fid_mean"."""
+    return stats.set_axis([f"{col}_{stat}" for col, stat in stats.columns], axis=1)
 
 
 def best_strategies(table: pd.DataFrame) -> dict[str, set[str]]:
@@ -118,6 +133,17 @@ def best_strategies(table: pd.DataFrame) -> dict[str, set[str]]:
         target = finite.min() if LOWER_IS_BETTER[m] else finite.max()
         best[m] = set(table.loc[col == target, "strategy"])
     return best
+
+
+def class_shares(runs: pd.DataFrame, strategies: list[str]) -> dict[str, np.ndarray]:
+    """Mean share of samples per class over a strategy's finished seeds (for the coverage figure)."""
+    out = {}
+    for s in strategies:
+        counts = [np.asarray(c, float) for c in runs.loc[(runs["strategy"] == s) & (runs["status"] == "finished"),
+                                                          "class_counts"] if isinstance(c, list) and sum(c) > 0]  # fmt: skip
+        if counts:
+            out[s] = np.mean([c / c.sum() for c in counts], axis=0)
+    return out
 
 
 # ------------------------------------------------------------------ stability
@@ -136,8 +162,8 @@ def loss_oscillation(history: pd.DataFrame, column: str, fraction: float) -> tup
     v = tail(history, fraction)[column].dropna()
     if len(v) < 2:
         return math.nan, math.nan
-    std, scale = float(v.std(ddof=1)), float(v.abs().mean())
-    return std, std / scale if scale > 0 else math.nan
+    spread, scale = float(v.std(ddof=1)), float(v.abs().mean())
+    return spread, spread / scale if scale > 0 else math.nan
 
 
 def coverage(counts, reference_counts, min_share: float) -> tuple[int, float]:

@@ -16,10 +16,17 @@ from aegan.errors import UserError
 from aegan.generator import load_generator, sample_uint8
 from aegan.metrics import heldout_evaluator
 from aegan.nets import NetShape
+from aegan.stage_params import check_seed, load
 from aegan.strategies import names
+
+PARAMS = ("compute", "model", "evaluate")  # dvc.yaml's params of this stage
 
 KEPT = ("strategy", "seed", "status", "steps", "ae_steps_charged", "budget", "train_seconds", "images_per_second",
         "generator_parameters", "uses_ae", "diverged_at", "mlflow_run_id")  # fmt: skip
+
+
+def main(params_file, strategy_name: str, seed: int) -> dict:
+    return run_evaluate(load(params_file, PARAMS), strategy_name, check_seed(seed))
 
 
 def run_evaluate(params, strategy_name: str, seed: int) -> dict:

@@ -18,6 +18,14 @@ from aegan.data.packed import FORMAT_VERSION, file_sha256, write_packed
 from aegan.data.sources import SOURCES
 from aegan.errors import UserError
 from aegan.params import FILE_SOURCES, PrepareParams
+from aegan.stage_params import load
+
+# dvc.yaml's params of this stage; the batch sizes only to refuse a training split smaller than one batch
+PARAMS = ("prepare", "train.batch_size", "pretrain_ae.batch_size", "train_scorer.batch_size")
+
+
+def main(params_file: Path) -> dict:
+    return run_prepare(load(params_file, PARAMS))
 
 
 def run_prepare(params, track: bool = True) -> dict:

@@ -15,7 +15,14 @@ from aegan.images import to_unit_range
 from aegan.loop import seed_everything, train_loop
 from aegan.nets import AutoEncoder, NetShape, set_autocast
 from aegan.params import flatten
+from aegan.stage_params import check_seed, load
 from aegan.tracking import Run, stage_tags
+
+PARAMS = ("compute", "model", "pretrain_ae")  # dvc.yaml's params of this stage
+
+
+def main(params_file, seed: int, progress: bool = True) -> dict:
+    return run_pretrain_ae(load(params_file, PARAMS), check_seed(seed), progress)
 
 
 def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:

@@ -18,6 +18,13 @@ from aegan.images import image_grid, save_png
 from aegan.loop import seed_everything
 from aegan.metrics import heldout_evaluator
 from aegan.nets import Decoder, NetShape
+from aegan.stage_params import load
+
+PARAMS = ("compute", "model", "evaluate", "train.grid_samples")  # dvc.yaml's params of this stage
+
+
+def main(params_file) -> dict:
+    return run_reference(load(params_file, PARAMS))
 
 
 def run_reference(params) -> dict:

@@ -17,7 +17,7 @@ from aegan.ae import load_ae
 from aegan.atomic import atomic_path, remove_stale_temps, write_json
 from aegan.checkpoint import Resumable, checkpoint_path, fingerprint
 from aegan.compute import accelerate, setup as setup_compute
-from aegan.data.packed import load_packed
+from aegan.data.packed import file_sha256, load_packed
 from aegan.generator import fixed_latents, sample_uint8, save_generator
 from aegan.images import image_grid, save_png, to_uint8, to_unit_range
 from aegan.loop import seed_everything, train_loop
@@ -25,9 +25,25 @@ from aegan.metrics import Evaluator, check_feature_extractor
 from aegan.nets import NetShape, count_parameters, set_autocast
 from aegan.params import flatten
 from aegan.strategies import get_strategy
+from aegan.stage_params import STRATEGY, check_seed, load
 from aegan.tracking import Run, check_tracking, stage_tags
 
+# dvc.yaml's params of this stage: every train key but checkpoint_every, which cannot change the result
+PARAMS = ("compute", "model", "train.budget", "train.match_budget", "pretrain_ae.steps", "train.batch_size",
+          "train.optimizer", "train.log_every", "train.eval_every", "train.eval_samples", "train.grid_samples",
+          "train.grid_seed", "train.divergence_bound",
+          # the small-sample FID along the budget
+          "evaluate.feature_extractor", "evaluate.feature_extractor_weights_path", "evaluate.batch_size",
+          "evaluate.sample_seed", STRATEGY)  # fmt: skip
+UNTRACKED = ("train.checkpoint_every",)  # when checkpoints are written; a resumed run equals an uninterrupted one
+
 OUTPUTS = ("generator.pt", "history.csv", "samples.png", "run.json")
+
+
+def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> dict:
+    get_strategy(strategy_name)  # an unknown name: one line before params.yaml is read
+    params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
+    return run_train(params, strategy_name, check_seed(seed), progress)
 
 
 def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> dict:
@@ -61,8 +77,10 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         remove_stale_temps(out_dir / name)  # left by a killed earlier run
 
     # ---- resume a killed run of the same params, or start
+    inputs = {"data_sha256": data.sha256, "scorer_sha256": file_sha256(paths.SCORER_FILE) if evaluator else None,
+              "ae_sha256": file_sha256(paths.ae_file(seed)) if ae is not None else None}  # fmt: skip
     resumable = Resumable(checkpoint_path(strategy_name, seed), strategy, seed,
-                          fingerprint(strategy_name, seed, params, data.sha256))  # fmt: skip
+                          fingerprint(strategy_name, seed, params, inputs))  # fmt: skip
     ckpt = resumable.resume_or_start()
     run = resume_run(ckpt, resumable.path) if ckpt else None
     if ckpt:

@@ -12,7 +12,14 @@ from aegan.images import to_unit_range
 from aegan.loop import seed_everything, train_loop
 from aegan.params import flatten
 from aegan.scorer import ScorerNet, ScorerTrainer, heldout_accuracy, save_scorer
+from aegan.stage_params import load
 from aegan.tracking import Run, stage_tags
+
+PARAMS = ("compute", "train_scorer")  # dvc.yaml's params of this stage
+
+
+def main(params_file, progress: bool = True) -> dict:
+    return run_train_scorer(load(params_file, PARAMS), progress)
 
 
 def run_train_scorer(params, progress: bool = True) -> dict:

@@ -1,0 +1,103 @@
+"""Everything the report says is computed from: read once from the other stages' outputs, then only read.
+
+`read_inputs` reads the runs, their histories and the other stages' records,
+and derives the tables every section draws on; the sections and figures get
+the one `ReportInputs` and read its fields by name, so what a section uses is
+visible in its code and no section can change what another one sees.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any, NamedTuple
+
+import pandas as pd
+
+from aegan import paths
+from aegan.params import StageParams, differences_from_defaults, flatten
+from aegan.report import tables as T
+from aegan.report.budget import Plateau, budget_curve, plateau, rankings
+from aegan.report.comparison import Comparison, compare_with_baseline
+from aegan.tracking import git_commit, git_dirty
+
+
+@dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no single truth value to compare by
+class ReportInputs:
+    """What every section and figure of the report reads: built once by `read_inputs`, then only read."""
+
+    params: StageParams  # or the stage's view of them (stage_params.py): read the same way
+    runs: pd.DataFrame  # one row per (strategy, seed): status, metrics, costs (tables.collect_runs)
+    histories: dict[tuple[str, int], pd.DataFrame]  # (strategy, seed): its logged losses and FID curve
+    table: pd.DataFrame  # one row per strategy: the main table (tables.aggregate)
+    comparisons: list[Comparison]  # each strategy against the baseline, FID and KID
+    stability: pd.DataFrame  # one row per strategy (tables.stability)
+    reference: dict  # the reference stage's floor and untrained generator
+    card: dict  # prepare's data card
+    scorer: dict  # train_scorer's record
+    ae: dict[int, dict]  # pretrain_ae's record of each training seed's AE
+    curves: dict[str, pd.DataFrame]  # per strategy: mean small-sample FID over seeds on the budget axis
+    plateau: Plateau  # has the baseline's curve flattened
+    rankings: dict  # small-sample FID rankings at the matched budget and at equal own steps
+    differences: list[tuple[str, Any, Any]]  # (key, value, default) of every parameter not at its default
+    commit: str  # the checked-out commit, as the Setup section writes it
+
+    def stage_seconds(self) -> tuple[float, int, int]:
+        """Sum of the wall times the stages recorded (process start to outputs), how many recorded one, of how many."""
+        values = [self.card.get("prepare_wall_seconds"), self.scorer.get("wall_seconds")]
+        values += [self.reference.get("wall_seconds")] + [info.get("wall_seconds") for info in self.ae.values()]
+        for col in ("train_wall_seconds", "wall_seconds"):
+            values += list(self.runs[col]) if col in self.runs else [None] * len(self.runs)
+        known = [float(v) for v in values if v is not None and isinstance(v, (int, float)) and math.isfinite(v)]
+        return sum(known), len(known), len(values)
+
+
+class WallTime(NamedTuple):
+    """The pipeline's wall time as the Setup section reports it: known only once the report itself is nearly done."""
+
+    seconds: float  # sum over the stage runs that recorded theirs, this report up to now included
+    recorded: int  # how many stage runs recorded one
+    stage_runs: int  # of how many
+
+
+def read_inputs(params) -> ReportInputs:
+    """Read every stage output the report uses (a missing one: a UserError naming it) and derive the tables."""
+    strategies, seeds, rp = params.strategies, params.seeds, params.report
+    runs = T.collect_runs(strategies, seeds)
+    reference = T.read_json(paths.REFERENCE_FILE)
+    card, scorer = T.read_json(paths.DATA_CARD_FILE), T.read_json(paths.SCORER_INFO_FILE)
+    ae = {seed: T.read_json(paths.ae_info_file(seed)) for seed in seeds}  # one AE per training seed
+    histories = T.collect_histories(strategies, seeds)
+    curves = {s: budget_curve(histories, runs, s, seeds, "fid_small") for s in strategies}
+    return ReportInputs(
+        params=params, runs=runs, histories=histories,
+        table=T.aggregate(runs, {seed: info["train_seconds"] for seed, info in ae.items()}),
+        comparisons=compare_with_baseline(runs, rp.baseline, rp.confidence) if rp.baseline in strategies else [],
+        stability=T.stability(runs, histories, reference, rp), reference=reference, card=card, scorer=scorer, ae=ae,
+        curves=curves, plateau=plateau(curves.get(rp.baseline, curves[strategies[0]]), rp.plateau_tolerance),
+        rankings=rankings(histories, runs, strategies, seeds), differences=parameter_differences(params),
+        commit=commit_line(),
+    )  # fmt: skip
+
+
+def parameter_differences(params) -> list[tuple]:
+    """Every parameter that differs from its default: the stage sections from params.yaml, each strategy's
+    from what its runs recorded (run.json), so the report needs no strategy code."""
+    diffs = differences_from_defaults(params)
+    for s in params.strategies:
+        if not isinstance(getattr(params, s, None), dict):
+            continue  # validated with params.yaml: already compared
+        infos = [paths.run_dir(s, seed) / "run.json" for seed in params.seeds]
+        info = next((json.loads(p.read_text()) for p in infos if p.is_file()), {})
+        ran, defaults = flatten(info.get("strategy_params") or {}, s), flatten(info.get("strategy_defaults") or {}, s)
+        diffs += [(k, ran.get(k), defaults.get(k)) for k in sorted(set(ran) | set(defaults)) if ran.get(k) != defaults.get(k)]
+    return sorted(diffs, key=lambda d: d[0])
+
+
+def commit_line() -> str:
+    """The checked-out commit, and whether tracked files differ from it (dvc.lock does while dvc repro runs)."""
+    sha = git_commit()
+    if sha == "unknown":
+        return "unknown (not a git checkout, or no commit yet)"
+    return f"`{sha[:12]}`" + (" with uncommitted changes to tracked files" if git_dirty() else "")

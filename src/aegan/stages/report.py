@@ -1,0 +1,87 @@
+"""Stage `report`: turn every (strategy, seed) into the answer: tables, figures, a stability analysis.
+
+Writes reports/report.md, a self-contained reports/report.html, PNG figures
+under reports/figures/, reports/summary.json (nested per strategy, for
+`dvc metrics show/diff`) and reports/curves/*.csv (for `dvc plots show`), and
+logs them all to an MLflow run. It also gives each (strategy, seed) MLflow
+run its final scores: evaluate stays free of MLflow (see stages/evaluate.py).
+The building blocks are in aegan.report.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+
+import pandas as pd
+
+from aegan import paths, wall_seconds
+from aegan.atomic import atomic_path, write_json, write_text
+from aegan.report.compose import build_document
+from aegan.report.figures import draw_all
+from aegan.report.inputs import WallTime, read_inputs
+from aegan.report.render import to_html, to_markdown
+from aegan.report.tables import summary_json
+from aegan.stage_params import EVERYTHING, load
+from aegan.tracking import Run
+
+PARAMS = (EVERYTHING,)  # dvc.yaml's params of this stage: all of them (the report lists those not at their defaults)
+
+
+def main(params_file) -> dict:
+    return run_report(load(params_file, PARAMS))
+
+
+def run_report(params) -> dict:
+    rp = params.report
+    inputs = read_inputs(params)
+    # stale figures of strategies no longer run must not linger next to the new ones
+    for old in paths.FIGURES_DIR.glob("*.png") if paths.FIGURES_DIR.is_dir() else []:
+        old.unlink()
+    figs = draw_all(inputs, paths.FIGURES_DIR)
+    write_curves(inputs.curves)
+    summary = summary_json(inputs.table, inputs.comparisons, inputs.stability, inputs.reference, rp.baseline)
+    total, known, expected = inputs.stage_seconds()
+    wall = WallTime(total + wall_seconds(), known + 1, expected + 1)  # this stage too, up to now
+    doc = build_document(inputs, figs, wall)
+    write_text(paths.REPORT_FILE, to_markdown(doc))
+    write_text(paths.REPORT_HTML_FILE, to_html(doc))
+    write_json(paths.SUMMARY_FILE, summary)
+
+    run = Run.start("report", {"stage": "report", "baseline": rp.baseline})
+    table = inputs.table
+    run.log_metrics({f"{s}.fid_mean": v for s, v in zip(table["strategy"], table["fid_mean"]) if math.isfinite(v)})
+    for path in (paths.REPORT_FILE, paths.REPORT_HTML_FILE, paths.SUMMARY_FILE):
+        run.log_artifact(path)
+    for path in figs.values():
+        run.log_artifact(path, "figures")
+    run.end()
+    log_final_metrics(inputs.runs)
+    return summary
+
+
+def write_curves(curves: dict[str, pd.DataFrame]) -> None:
+    """Per-strategy mean small-sample FID over seeds on the budget axis, one CSV per strategy, for `dvc plots show`."""
+    paths.CURVES_DIR.mkdir(parents=True, exist_ok=True)
+    for s, curve in curves.items():
+        curve = curve.rename(columns={"mean": "fid_small", "std": "fid_small_std"})
+        with atomic_path(paths.CURVES_DIR / f"{s}.csv", suffix=".csv") as tmp:
+            pd.DataFrame(curve, columns=["budget", "step", "fid_small", "fid_small_std"]).to_csv(tmp, index=False)
+
+
+def log_final_metrics(runs: pd.DataFrame) -> None:
+    """Each (strategy, seed) MLflow run gets its final scores, found by the id that evaluate kept."""
+    for r in runs.itertuples():
+        run_id = getattr(r, "mlflow_run_id", None)
+        if not isinstance(run_id, str):
+            continue
+        try:
+            run = Run.resume(run_id)
+        except Exception as err:  # e.g. mlflow.db deleted since training: the report itself is still right
+            print(f"MLflow run {run_id} of {r.strategy}-{r.seed} not found ({type(err).__name__}): final metrics not "
+                  "logged there", file=sys.stderr)  # fmt: skip
+            continue
+        finals = {f"final_{m}": v for m, v in (r.all_metrics or {}).items()}
+        run.log_metrics({k: float(v) for k, v in finals.items() if v is not None and math.isfinite(v)})
+        run.set_tags({"feature_extractor": str(r.feature_extractor)})
+        run.end("FINISHED" if r.status == "finished" else "FAILED")
