@@ -292,9 +292,10 @@ def differences_from_defaults(params: StageParams) -> list[tuple[str, Any, Any]]
 
     Sections of strategies that were not validated (`strategies=` at load time) are left out.
     """
-    skipped = {name for name, value in params if isinstance(value, dict)}
-    ours = flatten({k: v for k, v in params.model_dump().items() if k not in skipped})
-    defaults = flatten({k: v for k, v in type(params)().model_dump().items() if k not in skipped})
+    dump = params.model_dump()  # also through a stage's view (stage_params.StageView), which has no __iter__
+    skipped = {name for name in dump if isinstance(getattr(params, name), dict)}
+    ours = flatten({k: v for k, v in dump.items() if k not in skipped})
+    defaults = flatten({k: v for k, v in params.model_validate({}).model_dump().items() if k not in skipped})
     return [(k, ours.get(k), defaults.get(k)) for k in sorted(set(ours) | set(defaults)) if ours.get(k) != defaults.get(k)]
 
 
