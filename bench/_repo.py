@@ -26,3 +26,17 @@ def copy_repo(src: Path, dest: Path, params: dict) -> Path:
         doc[key] = {**doc[key], **value} if isinstance(value, dict) else value
     (dest / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return dest
+
+
+def command_shim(repo: Path, python: str) -> Path:
+    """A folder holding an `aegan` that runs `repo`'s own code with `python`: put it first on PATH.
+
+    `python -m aegan` where the copy has `aegan/__main__.py` (the installed command's entry), else
+    `python -m aegan.cli` (older checkouts), so a bench can time a checkout older than the installed package.
+    """
+    shim = repo / ".bench-bin"
+    shim.mkdir(exist_ok=True)
+    module = "aegan" if (repo / "src/aegan/__main__.py").exists() else "aegan.cli"
+    (shim / "aegan").write_text(f'#!/bin/sh\nexec "{python}" -m {module} "$@"\n')
+    (shim / "aegan").chmod(0o755)
+    return shim

@@ -11,8 +11,8 @@ median, min and max of each, the number of paths in its dvc.lock, and the
 ratio of each median to the first copy's. What a no-op costs depends on the
 stages, their deps and params, not on the budgets, so tiny runs measure it.
 
-Stage commands run as `python -m aegan.cli` from each copy's own src/ (a
-shim named `aegan` first on PATH), so an older checkout runs its own code.
+Stage commands run each copy's own src/ (a shim named `aegan` first on
+PATH, bench/_repo.py), so an older checkout runs its own code.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _repo import copy_repo  # bench/ is on sys.path when this file runs as a script
+from _repo import command_shim, copy_repo  # bench/ is on sys.path when this file runs as a script
 
 HERE = Path(__file__).resolve().parents[1]
 TINY = dict(
@@ -39,10 +39,7 @@ TINY = dict(
 
 
 def env_for(repo: Path) -> dict:
-    shim = repo / ".bench-bin"
-    shim.mkdir(exist_ok=True)
-    (shim / "aegan").write_text(f'#!/bin/sh\nexec "{sys.executable}" -m aegan.cli "$@"\n')
-    (shim / "aegan").chmod(0o755)
+    shim = command_shim(repo, sys.executable)
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = str(repo / "src")
     env["PATH"] = os.pathsep.join([str(shim), str(Path(sys.executable).parent), env.get("PATH", "")])

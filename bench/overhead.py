@@ -33,7 +33,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from _repo import copy_repo  # bench/ is on sys.path when this file runs as a script
+from _repo import command_shim, copy_repo  # bench/ is on sys.path when this file runs as a script
 
 HERE = Path(__file__).resolve().parents[1]
 SMALL = dict(
@@ -60,7 +60,8 @@ print(json.dumps(statistics.median(once() for _ in range(repeats))))
 def env_for(repo: Path) -> dict:
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1", OMP_NUM_THREADS="1")
     env["PYTHONPATH"] = str(repo / "src")
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env["PATH"] = os.pathsep.join([str(command_shim(repo, sys.executable)), str(Path(sys.executable).parent),
+                                   env.get("PATH", "")])  # fmt: skip
     env["MLFLOW_TRACKING_URI"] = f"sqlite:///{repo / 'mlflow.db'}"
     return env
 
@@ -78,7 +79,9 @@ def stage_commands(repo: Path) -> dict[str, str]:
 
 def start_warm(repo: Path) -> tuple[subprocess.Popen, str]:
     path = tempfile.mkdtemp(prefix="aegan-warm-") + "/socket"
-    code = f"from aegan.warm import serve; serve({path!r}, {os.getpid()})"
+    # a checkout with aegan/__main__.py names the app its warm process serves; older ones served cli.app itself
+    entry = ", 'aegan.cli:app'" if (repo / "src/aegan/__main__.py").exists() else ""
+    code = f"from aegan.warm import serve; serve({path!r}, {os.getpid()}{entry})"
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=env_for(repo))
     while not os.path.exists(path):
         if proc.poll() is not None:

@@ -95,6 +95,21 @@ def test_editing_a_shared_module_changes_exactly_the_stages_that_import_it(repro
     assert changed == expected, (sorted(changed - expected), sorted(expected - changed))
 
 
+@pytest.mark.parametrize("module", ["cli.py", "warm.py", "parallel.py", "shutdown.py", "__main__.py"])
+def test_editing_runner_code_changes_no_stage(repro, module):
+    """Code that only runs stages (the command line, warm processes, the scheduler) is no stage's dependency."""
+    repo, _ = repro
+    path = repo / "src/aegan" / module
+    original = path.read_text()
+    path.write_text(original + "\n# an edit\n")
+    try:
+        r = run(["dvc", "status", "--json"], repo)
+    finally:
+        path.write_text(original)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == {}, r.stdout
+
+
 def test_mlflow_has_one_run_per_strategy_and_seed(repro):
     repo, params = repro
     r = run(["python", "-c", (
