@@ -21,6 +21,7 @@ PACKAGE = "aegan"
 STAGES = ("prepare", "train_scorer", "pretrain_ae", "train", "reference", "evaluate", "report")
 # code that runs stages, not code that computes them: no stage may import it (tests/test_stage_deps.py)
 RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown")
+STRATEGIES = sorted(p.stem for p in (SRC / PACKAGE / "strategies").glob("*.py") if p.stem not in ("__init__", "base"))
 
 
 def module_file(name: str) -> Path | None:
@@ -116,7 +117,6 @@ if __name__ == "__main__":
     # `python tests/imports.py`: rewrite the code deps of every stage in dvc.yaml from the imports (comments kept)
     import re
 
-    strategies = sorted(p.stem for p in (SRC / PACKAGE / "strategies").glob("*.py") if p.stem not in ("__init__", "base"))
     text = (REPO / "dvc.yaml").read_text()
     for stage in STAGES:
         if module_file(f"{PACKAGE}.stages.{stage}") is None:
@@ -125,6 +125,6 @@ if __name__ == "__main__":
         deps = block.group(1)
         kept = [line for line in deps.splitlines(keepends=True) if not line.strip().startswith("- src/")]
         marker = next(i for i, line in enumerate(kept) if "# code:" in line)
-        new = kept[: marker + 1] + [f"      - {d}\n" for d in code_deps(stage, strategies)] + kept[marker + 1:]
+        new = kept[: marker + 1] + [f"      - {d}\n" for d in code_deps(stage, STRATEGIES)] + kept[marker + 1:]
         text = text[: block.start(1)] + "".join(new) + text[block.end(1):]
     (REPO / "dvc.yaml").write_text(text)

@@ -68,12 +68,8 @@ def test_second_repro_is_a_no_op(repro):
     assert r.returncode == 0 and "changed" not in r.stdout, r.stdout
 
 
-@pytest.mark.parametrize("module", ["losses.py", "images.py", "data/packed.py"])
-def test_editing_a_shared_module_changes_exactly_the_stages_that_import_it(repro, module):
-    """dvc.yaml's code deps match the imports: an edit marks every stage importing the file, and no other."""
-    from imports import stage_files
-
-    repo, params = repro
+def status_after_editing(repo, module: str) -> dict:
+    """`dvc status --json` with a comment appended to src/aegan/<module>, the file restored afterwards."""
     path = repo / "src/aegan" / module
     original = path.read_text()
     path.write_text(original + "\n# an edit\n")
@@ -82,7 +78,16 @@ def test_editing_a_shared_module_changes_exactly_the_stages_that_import_it(repro
     finally:
         path.write_text(original)
     assert r.returncode == 0, r.stderr
-    changed = set(json.loads(r.stdout))
+    return json.loads(r.stdout)
+
+
+@pytest.mark.parametrize("module", ["losses.py", "images.py", "data/packed.py"])
+def test_editing_a_shared_module_changes_exactly_the_stages_that_import_it(repro, module):
+    """dvc.yaml's code deps match the imports: an edit marks every stage importing the file, and no other."""
+    from imports import stage_files
+
+    repo, params = repro
+    changed = set(status_after_editing(repo, module))
     target = f"src/aegan/{module}"
     expected = {s for s in ("prepare", "train_scorer", "reference", "report") if target in stage_files(s)}
     for seed in params["seeds"]:
@@ -99,15 +104,7 @@ def test_editing_a_shared_module_changes_exactly_the_stages_that_import_it(repro
 def test_editing_runner_code_changes_no_stage(repro, module):
     """Code that only runs stages (the command line, warm processes, the scheduler) is no stage's dependency."""
     repo, _ = repro
-    path = repo / "src/aegan" / module
-    original = path.read_text()
-    path.write_text(original + "\n# an edit\n")
-    try:
-        r = run(["dvc", "status", "--json"], repo)
-    finally:
-        path.write_text(original)
-    assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout) == {}, r.stdout
+    assert status_after_editing(repo, module) == {}
 
 
 def test_mlflow_has_one_run_per_strategy_and_seed(repro):

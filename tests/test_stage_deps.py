@@ -12,10 +12,9 @@ import ast
 import pytest
 import yaml
 
-from imports import RUNNER, STAGES, REPO, closure, module_file, stage_files, stage_modules
+from imports import RUNNER, STAGES, STRATEGIES, REPO, closure, module_file, stage_files, stage_modules
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
-STRATEGIES = sorted(p.stem for p in (REPO / "src/aegan/strategies").glob("*.py") if p.stem not in ("__init__", "base"))
 
 
 def declared(stage: str, strategy: str | None = None) -> list[str]:

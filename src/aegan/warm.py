@@ -99,21 +99,14 @@ def _aegan_files() -> dict[str, float]:
             if (name == "aegan" or name.startswith("aegan.")) and getattr(m, "__file__", None)}  # fmt: skip
 
 
-def entry_point(entry: str):
-    """The callable named "module:attribute" (the command's typer app)."""
-    import importlib
-
-    module, _, attr = entry.partition(":")
-    return getattr(importlib.import_module(module), attr)
-
-
 def serve(path: str, parent: int, entry: str) -> None:
     """Import everything once, then fork one child per command, run by `entry`, until the process `parent` is gone."""
     import importlib
+    import pkgutil
 
     os.environ.pop(ENV, None)
     os.environ.setdefault("PYTORCH_NVML_BASED_CUDA_CHECK", "1")  # torch.cuda.is_available() must not init CUDA before fork
-    app = entry_point(entry)
+    app = pkgutil.resolve_name(entry)  # "module:attribute": the command's typer app
     for name in PRELOAD:
         importlib.import_module(name)
     if threading.active_count() > 1:
