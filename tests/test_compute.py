@@ -38,7 +38,7 @@ def test_cpu_threads_are_fixed_by_params_or_follow_the_stages_at_once(threads, m
 def build(name: str, small_shape, pretrained_ae):
     cls = get_strategy(name)
     seed_everything(0)
-    return cls(cls.Params(), small_shape, OptimizerParams(), pretrained_ae if cls.uses_ae(cls.Params()) else None)
+    return cls(cls.Params(), small_shape, OptimizerParams(), pretrained_ae if cls.uses_ae else None)
 
 
 def train(step, digits16, steps: int = STEPS):

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copy
-import io
 import math
 
 import pytest
@@ -175,29 +174,6 @@ def test_each_update_moves_only_its_own_network(small_shape, optim, pretrained_a
     assert params_equal(s.discriminator, d) and not params_equal(s.generator, g)
 
 
-def test_checkpoint_round_trip_restores_k_and_the_next_step(small_shape, optim, pretrained_ae, digits16):
-    a = make(small_shape, optim, pretrained_ae, seed=0, lambda_k=0.05)
-    a.load_extra_state({"k_t": 0.3})
-    for i in range(3):
-        a.train_step(digits16[32 * i : 32 * (i + 1)])
-    buf = io.BytesIO()
-    torch.save(a.checkpoint_state(), buf)
-    buf.seek(0)
-    b = make(small_shape, optim, pretrained_ae, seed=1, lambda_k=0.05)
-    b.load_checkpoint_state(torch.load(buf, weights_only=False))
-    assert 0 < float(a.k_t) < 1 and b.extra_state() == a.extra_state() and torch.equal(b.k_t, a.k_t)
-
-    real = digits16[100:132]
-    torch.manual_seed(123)
-    out_a = a.train_step(real)
-    torch.manual_seed(123)
-    out_b = b.train_step(real)
-    for k in KEYS:
-        assert torch.equal(out_a[k], out_b[k]), k
-    sa, sb = a.state_dict(), b.state_dict()
-    assert all(torch.equal(sa[k], sb[k]) for k in sa) and torch.equal(a.k_t, b.k_t)
-
-
 def test_short_run_on_digits_lowers_the_real_energy_and_keeps_k_in_unit_interval(small_shape, optim, pretrained_ae, digits16):
     s = make(small_shape, optim, pretrained_ae)
     g = torch.Generator().manual_seed(0)
@@ -221,7 +197,7 @@ def test_k_stays_in_unit_interval_with_a_fast_controller(small_shape, optim, pre
 
 def test_uses_no_pretrained_ae():
     """The paper's D has its own architecture: it does not start from the shared AE, so no AE cost is charged."""
-    assert not AEDisc.uses_ae(AEDisc.Params())
+    assert not AEDisc.uses_ae
 
 
 def test_k_moves_off_zero_within_a_few_hundred_steps_on_digits(optim, digits16):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import math
 
 import pytest
@@ -32,7 +31,7 @@ def same(a, b):
 
 
 def test_registered_and_params_validated():
-    assert AEManifold.name == "ae_manifold" and AEManifold.uses_ae(AEManifold.Params())
+    assert AEManifold.name == "ae_manifold" and AEManifold.uses_ae
     assert registry()["ae_manifold"] is AEManifold
     assert P().lambda_m > 0 and P().lambda_at(0) == P().lambda_m == P().lambda_at(10**6)
     for bad in [
@@ -112,27 +111,6 @@ def test_step_trains_g_and_d_and_follows_the_schedule(small_shape, optim, pretra
         assert o["loss_g"].item() == pytest.approx(expected.item(), rel=1e-5)
     assert s.step == 5 and s.extra_state() == {"step": 5}
     assert not same(snapshot(s.generator), g0) and not same(snapshot(s.discriminator), d0)
-
-
-def test_checkpoint_round_trip_restores_schedule(small_shape, optim, pretrained_ae, digits16):
-    kw = dict(lambda_m=4.0, warmup_steps=8)
-    a = make(small_shape, optim, pretrained_ae, seed=0, **kw)
-    torch.manual_seed(0)
-    for _ in range(3):
-        a.train_step(digits16[:32])
-    buf = io.BytesIO()
-    torch.save(a.checkpoint_state(), buf)
-    buf.seek(0)
-    b = make(small_shape, optim, pretrained_ae, seed=1, **kw)
-    b.load_checkpoint_state(torch.load(buf, weights_only=True))
-    assert b.step == 3
-    outs = []
-    for s in (a, b):
-        torch.manual_seed(7)
-        outs.append(s.train_step(digits16[32:64]))
-    assert outs[0]["lambda_m"].item() == pytest.approx(1.5)
-    assert all(torch.equal(outs[0][k], outs[1][k]) for k in outs[0])
-    assert same(snapshot(a), snapshot(b))
 
 
 def test_penalty_alone_pulls_g_onto_the_ae_manifold(small_shape, optim, pretrained_ae):

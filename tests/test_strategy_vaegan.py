@@ -12,7 +12,7 @@ from aegan.nets import Decoder, count_parameters
 from aegan.params import OptimizerParams
 from aegan.strategies.dcgan import DCGAN
 from aegan.strategies.vaegan import VAEGAN, kl_standard_normal
-from tensors import batch, restore_through_bytes, same_state
+from tensors import batch, same_state
 
 LOGGED = {"loss_d", "loss_g", "kl", "loss_llike", "loss_enc", "loss_dec"}
 GROUPS = {"encoder": "opt_enc", "generator": "opt_dec", "discriminator": "opt_d"}
@@ -35,7 +35,7 @@ def close(a, b) -> bool:
 
 
 def test_params_and_no_ae(small_shape, optim):
-    assert not VAEGAN.uses_ae(VAEGAN.Params())
+    assert not VAEGAN.uses_ae
     p = VAEGAN.Params()
     assert (p.beta, p.gamma) == (1.0, 0.01)
     with pytest.raises(pydantic.ValidationError):
@@ -66,7 +66,8 @@ def test_each_update_sees_exactly_its_losses(small_shape, optim, digits16):
     twin = copy.deepcopy(s)
     x = batch(digits16)
     torch.manual_seed(1)
-    s.train_step(x)
+    out = s.train_step(x)
+    assert set(out) >= LOGGED and all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in out.values())
     torch.manual_seed(1)
     L = twin.losses(x)
 
@@ -134,22 +135,6 @@ def test_short_run_learns_feature_reconstruction(small_shape, digits16):
         assert all(torch.isfinite(v) for v in out.values())
     kl, llike = terms()
     assert llike < 0.9 * llike0 and kl + llike < kl0 + llike0
-
-
-def test_checkpoint_round_trip(small_shape, optim, digits16):
-    a = make(small_shape, optim)
-    a.train_step(batch(digits16, seed=1))
-    b = make(small_shape, optim, seed=123)
-    restore_through_bytes(a, b)
-    x = batch(digits16, seed=2)
-    torch.manual_seed(7)
-    out_a = a.train_step(x)
-    torch.manual_seed(7)
-    out_b = b.train_step(x)
-    assert set(out_a) >= LOGGED
-    assert all(v.dim() == 0 and not v.requires_grad and torch.isfinite(v) for v in out_a.values())
-    assert out_a.keys() == out_b.keys() and all(torch.equal(out_a[k], out_b[k]) for k in out_a)
-    assert same_state(a.state_dict(), b.state_dict())
 
 
 def test_generator_is_the_shared_decoder(small_shape, optim):

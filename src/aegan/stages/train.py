@@ -58,7 +58,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     data = load_packed(paths.DATASET_FILE)
     shape = NetShape.for_data(params.model, data.shape)
     x = to_unit_range(data.train_images, device)
-    uses_ae = cls.uses_ae(strategy_params)
+    uses_ae = cls.uses_ae
     ae = load_ae(paths.ae_file(seed), shape, device) if uses_ae else None
     # the budget counts generator-side updates: a strategy that uses the AE is charged its pretraining (DESIGN 3)
     ae_steps = params.pretrain_ae.steps if uses_ae else 0

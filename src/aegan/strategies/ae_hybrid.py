@@ -58,10 +58,7 @@ def latent_discriminator(z_dim: int, width: int) -> nn.Sequential:
 class AEHybrid(Strategy):
     name = "ae_hybrid"
     Params = AEHybridParams
-
-    @classmethod
-    def uses_ae(cls, params: AEHybridParams) -> bool:
-        return True
+    uses_ae = True
 
     def __init__(self, params, shape, optimizer, ae):
         super().__init__(params, shape, optimizer, ae)

@@ -30,10 +30,7 @@ class AEInitParams(StrategyParams):
 class AEInit(NonSaturatingGAN):
     name = "ae_init"
     Params = AEInitParams
-
-    @classmethod
-    def uses_ae(cls, params: AEInitParams) -> bool:
-        return True
+    uses_ae = True
 
     def __init__(self, params, shape, optimizer, ae):
         super().__init__(params, shape, optimizer, ae)  # dcgan's G, D and optimizers

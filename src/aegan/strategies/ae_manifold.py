@@ -56,11 +56,8 @@ class AEManifoldParams(StrategyParams):
 class AEManifold(NonSaturatingGAN):
     name = "ae_manifold"
     Params = AEManifoldParams
+    uses_ae = True
     cuda_graph_safe = False  # lambda_m's schedule follows a Python step counter: a replayed graph would freeze it
-
-    @classmethod
-    def uses_ae(cls, params: AEManifoldParams) -> bool:
-        return True
 
     def __init__(self, params, shape, optimizer, ae):
         super().__init__(params, shape, optimizer, ae)  # dcgan's G, D and optimizers

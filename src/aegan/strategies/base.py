@@ -29,16 +29,13 @@ class Strategy(nn.Module, ABC):
     Params: ClassVar[type[StrategyParams]] = StrategyParams
     # whether `compute.cuda_graphs` may replay train_step as a captured graph: no host sync, no per-step Python state
     cuda_graph_safe: ClassVar[bool] = False
+    # whether the strategy uses the pretrained AE (then it is loaded, and its cost charged to the strategy)
+    uses_ae: ClassVar[bool] = False
     generator: Decoder
-
-    @classmethod
-    def uses_ae(cls, params: StrategyParams) -> bool:
-        """Whether these params use the pretrained AE (then it is loaded, and its cost charged to the strategy)."""
-        return False
 
     def __init__(self, params: StrategyParams, shape: NetShape, optimizer: OptimizerParams, ae: AutoEncoder | None):
         super().__init__()
-        if self.uses_ae(params) and ae is None:
+        if self.uses_ae and ae is None:
             raise ValueError(f"strategy {self.name!r} needs the pretrained autoencoder")
         self.params = params
         self.shape = shape
