@@ -61,6 +61,23 @@ def test_retry_waits_out_a_locked_database_and_passes_other_errors():
         with_retry(lambda: (_ for _ in ()).throw(ValueError("other")))
 
 
+def test_retry_backs_off_exponentially_and_raises_the_last_locked_error(monkeypatch):
+    import time
+
+    waits, calls = [], []
+    monkeypatch.setattr(time, "sleep", waits.append)
+
+    def locked():
+        calls.append(1)
+        raise RuntimeError(f"database is locked (call {len(calls)})")
+
+    with pytest.raises(RuntimeError, match=r"database is locked \(call 4\)"):
+        with_retry(locked, attempts=4)
+    assert len(calls) == 4 and len(waits) == 3
+    for i, w in enumerate(waits):  # 0.05 s doubling, jittered by a factor in [0.5, 1.5)
+        assert 0.5 * 0.05 * 2**i <= w < 1.5 * 0.05 * 2**i, (i, w)
+
+
 @pytest.mark.parametrize("env_set", [True, False], ids=["user-env", "default-env"])
 def test_unreachable_tracking_server_is_a_quick_user_error(monkeypatch, env_set):
     """Without the user's MLFLOW_HTTP_* settings the probe still fails fast (check_tracking sets its own)."""

@@ -21,6 +21,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
+import tenacity
+
 T = TypeVar("T")
 
 EXPERIMENT = "aegan"
@@ -61,16 +63,26 @@ def params_hash(section: Any) -> str:
     return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+def _database_locked(err: BaseException) -> bool:
+    return "database is locked" in str(err)
+
+
+# 0.05 s doubling to at most 8 s, each wait scaled by a uniform factor in [0.5, 1.5): ~40 s over 12 attempts
+_BACKOFF = tenacity.wait_exponential(multiplier=0.05, max=8.0)
+
+
 def with_retry(fn: Callable[..., T], *args, attempts: int = 12, **kwargs) -> T:
-    """Call `fn`, retrying with jittered exponential backoff (~40 s in all) while sqlite says "database is locked"."""
-    for i in range(attempts):
-        try:
-            return fn(*args, **kwargs)
-        except Exception as err:
-            if "database is locked" not in str(err) or i == attempts - 1:
-                raise
-            time.sleep(min(0.05 * 2**i, 8.0) * (0.5 + random.random()))
-    raise AssertionError("unreachable")
+    """Call `fn`, retrying with jittered exponential backoff while sqlite says "database is locked".
+
+    Any other error, or the last locked one, is raised as it was.
+    """
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception(_database_locked),
+        stop=tenacity.stop_after_attempt(attempts),
+        wait=lambda state: _BACKOFF(state) * (0.5 + random.random()),
+        reraise=True,
+    )
+    return retrying(fn, *args, **kwargs)
 
 
 def check_tracking() -> None:
