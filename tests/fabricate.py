@@ -76,10 +76,20 @@ def fabricate(repo: Path):
     })  # fmt: skip
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (69, 69, 3), dtype=np.uint8)).save(repo / "reports/eval/heldout_samples.png")
+    from aegan.provenance import declared_values, scored_files
+    from aegan.stages import evaluate, train
+    from aegan.strategies import get_strategy
+
     for s in STRATEGIES:
         for seed in SEEDS:
             fid = FID[s][seed]
             finished = fid is not None
+            # the run's record and generator as train writes them, so the evaluation's provenance holds (provenance.py)
+            run_dir = repo / f"models/runs/{s}-{seed}"
+            _write(run_dir / "run.json", {"strategy": s, "seed": seed, "params": declared_values(params, train.PARAMS, s),
+                                          "strategy_defaults": get_strategy(s).Params().model_dump()})  # fmt: skip
+            if finished:
+                (run_dir / "generator.pt").write_bytes(f"{s}-{seed}".encode())
             metrics = {"fid": fid, "kid_mean": (fid or 0) / 2, "is_mean": IS[s], "precision": PRECISION[s], "recall": RECALL[s]}
             _write(repo / f"reports/eval/{s}-{seed}.json", {
                 "strategy": s, "seed": seed, "status": "finished" if finished else "diverged",
@@ -90,9 +100,8 @@ def fabricate(repo: Path):
                 "uses_ae": s == "ae_init", "metrics": metrics if finished else {},
                 "class_counts": CLASS_COUNTS[s] if finished else None, "feature_extractor": "aegan-scorer-000000000000",
                 "wall_seconds": WALL, "train_wall_seconds": WALL,
+                "params": declared_values(params, evaluate.PARAMS), "scored": scored_files(run_dir),
             })  # fmt: skip
-            run_dir = repo / f"models/runs/{s}-{seed}"
-            run_dir.mkdir(parents=True, exist_ok=True)
             (run_dir / "history.csv").write_text(history(s, seed))
             Image.fromarray(rng.integers(0, 256, (69, 69), dtype=np.uint8)).save(run_dir / "samples.png")
     return params

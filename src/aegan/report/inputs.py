@@ -16,7 +16,9 @@ from typing import Any, NamedTuple
 import pandas as pd
 
 from aegan import paths
+from aegan.errors import UserError
 from aegan.params import StageParams, differences_from_defaults, flatten
+from aegan.provenance import stale_evaluations
 from aegan.report import tables as T
 from aegan.report.budget import Plateau, budget_curve, plateau, rankings
 from aegan.report.comparison import Comparison, compare_with_baseline
@@ -64,6 +66,7 @@ class WallTime(NamedTuple):
 def read_inputs(params) -> ReportInputs:
     """Read every stage output the report uses (a missing one: a UserError naming it) and derive the tables."""
     strategies, seeds, rp = params.strategies, params.seeds, params.report
+    check_current(params)
     runs = T.collect_runs(strategies, seeds)
     reference = T.read_json(paths.REFERENCE_FILE)
     card, scorer = T.read_json(paths.DATA_CARD_FILE), T.read_json(paths.SCORER_INFO_FILE)
@@ -79,6 +82,17 @@ def read_inputs(params) -> ReportInputs:
         rankings=rankings(histories, runs, strategies, seeds), differences=parameter_differences(params),
         commit=commit_line(),
     )  # fmt: skip
+
+
+def check_current(params) -> None:
+    """Refuse, in one line, evaluations of other params or of generators since replaced (aegan.provenance)."""
+    evaluations = {(s, seed): T.read_json(paths.eval_file(s, seed)) for s in params.strategies for seed in params.seeds}
+    stale = stale_evaluations(evaluations, params)
+    if stale:
+        strategy, seed, why = stale[0]
+        more = f" (and {len(stale) - 1} more: {', '.join(f'{s}-{n}' for s, n, _ in stale[1:])})" if len(stale) > 1 else ""
+        raise UserError(f"{paths.eval_file(strategy, seed)} is stale: {why}{more}; the report mixes no stale result in: "
+                        "re-run the pipeline (`aegan run` or `dvc repro`) and fix what stops those stages")  # fmt: skip
 
 
 def parameter_differences(params) -> list[tuple]:

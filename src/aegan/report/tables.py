@@ -36,6 +36,9 @@ def read_json(path: Path) -> dict:
 
 
 # ------------------------------------------------------------------ per run
+NOT_COLUMNS = ("metrics", "params", "scored")  # metrics become columns of their own; provenance: aegan.provenance
+
+
 def collect_runs(strategies: list[str], seeds: list[int]) -> pd.DataFrame:
     """One row per (strategy, seed) from reports/eval/: status, metrics, costs, class counts."""
     rows = []
@@ -43,7 +46,7 @@ def collect_runs(strategies: list[str], seeds: list[int]) -> pd.DataFrame:
         for seed in seeds:
             r = read_json(paths.eval_file(s, seed))
             metrics = r.get("metrics") or {}
-            row = {k: v for k, v in r.items() if k != "metrics"} | {m: metrics.get(m) for m in METRICS}
+            row = {k: v for k, v in r.items() if k not in NOT_COLUMNS} | {m: metrics.get(m) for m in METRICS}
             row["all_metrics"] = metrics  # kid_std, is_std, f_score too: logged to MLflow as they are
             rows.append(row)
     runs = pd.DataFrame(rows)

@@ -16,6 +16,7 @@ from aegan.errors import UserError
 from aegan.generator import load_generator, sample_uint8
 from aegan.metrics import heldout_evaluator
 from aegan.nets import NetShape
+from aegan.provenance import declared_values, scored_files
 from aegan.stage_params import check_seed, load
 from aegan.strategies import names
 
@@ -39,6 +40,7 @@ def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     info_path = run_dir / "run.json"
     if not info_path.is_file():
         raise UserError(f"{info_path}: not found: run `aegan train --strategy {strategy_name} --seed {seed}` first")
+    scored = scored_files(run_dir)  # before reading: a run trained again meanwhile shows as a mismatch, not a mix
     info = json.loads(info_path.read_text())
     result = {k: info.get(k) for k in KEPT}
     metrics: dict[str, float | None] = {}
@@ -52,6 +54,8 @@ def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     result["class_counts"] = class_counts  # the scorer's predicted class of each sample: mode coverage
     result["feature_extractor"] = evaluator.extractor
     result["num_samples"], result["num_reference"] = params.evaluate.num_samples, len(evaluator.reference)
+    # provenance: what the report checks against params.yaml and the run's files (aegan.provenance)
+    result["params"], result["scored"] = declared_values(params, PARAMS), scored
     result["train_wall_seconds"] = info.get("wall_seconds")
     result["wall_seconds"] = wall_seconds()
     write_json(paths.eval_file(strategy_name, seed), result)

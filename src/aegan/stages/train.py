@@ -24,6 +24,7 @@ from aegan.loop import seed_everything, train_loop
 from aegan.metrics import Evaluator, check_feature_extractor
 from aegan.nets import NetShape, count_parameters, set_autocast
 from aegan.params import flatten
+from aegan.provenance import declared_values
 from aegan.strategies import get_strategy
 from aegan.stage_params import STRATEGY, check_seed, load
 from aegan.tracking import Run, check_tracking, stage_tags
@@ -131,6 +132,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         "uses_ae": uses_ae, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds(),
         # what this run trained with, and the defaults: the report lists the differences without importing strategies
         "strategy_params": strategy_params.model_dump(), "strategy_defaults": cls.Params().model_dump(),
+        "params": declared_values(params, PARAMS, strategy_name),  # what the report checks it still matches
     }  # fmt: skip
     write_json(out_dir / "run.json", info)
     run.log_artifact(out_dir / "samples.png")

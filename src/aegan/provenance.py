@@ -1,0 +1,83 @@
+"""What an evaluation was computed from, so the report never mixes it with what params.yaml asks for now.
+
+A report run by hand after a pipeline run in which some train stage failed
+(DVC then runs neither its evaluate nor the report) can meet the evaluation
+an earlier run of other params left in reports/eval/. So each train run
+records the declared params it read (run.json "params"); evaluate records its
+own, and the sha256 of the run.json and generator.pt it scored. The report
+checks all of them against params.yaml and the files on disk now
+(`stale_evaluations`) and refuses to mix a mismatch into its answer.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Collection
+
+from aegan import paths
+from aegan.data.packed import file_sha256
+from aegan.params import flatten
+from aegan.stage_params import allowed_keys
+
+
+def declared_values(params, declared: Collection[str], strategy: str | None = None) -> dict[str, Any]:
+    """The values of the params a stage declares (dvc.yaml's names), as dotted keys, as JSON gives them back."""
+    dump = params.model_dump(mode="json")
+    out: dict[str, Any] = {}
+    for section, keys in allowed_keys(declared, strategy).items():
+        value = dump[section]
+        if isinstance(value, dict) and keys is not None:
+            value = {k: value[k] for k in keys}
+        out |= flatten({section: value}) if isinstance(value, dict) else {section: value}
+    return json.loads(json.dumps(out))
+
+
+def scored_files(run_dir: Path) -> dict[str, str | None]:
+    """sha256 of the run's record and generator (None where absent: a diverged run saves no usable generator)."""
+    return {name: file_sha256(run_dir / name) if (run_dir / name).is_file() else None for name in ("run.json", "generator.pt")}
+
+
+def _changed(recorded: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> str | None:
+    """The first recorded key whose value params.yaml no longer gives, said as 'key = was (params.yaml: now)'."""
+    for key in sorted(recorded):
+        now = current.get(key, defaults.get(key, "<not set>"))
+        if now != recorded[key]:
+            return f"{key} = {recorded[key]!r} (params.yaml: {now!r})"
+    return None
+
+
+def why_stale(evaluation: dict, params, strategy: str, seed: int) -> str | None:
+    """Why reports/eval/<strategy>-<seed>.json does not score what the current params and files would; None if it does.
+
+    `params`: the report's (every section; strategy sections as params.yaml writes them, not validated).
+    """
+    if "params" not in evaluation or "scored" not in evaluation:
+        return "it records no provenance (written by an older aegan)"
+    current = json.loads(json.dumps(flatten(params.model_dump(mode="json"))))
+    changed = _changed(evaluation["params"], current, {})
+    if changed:
+        return f"it was scored with {changed}"
+    run_dir = paths.run_dir(strategy, seed)
+    on_disk = scored_files(run_dir)
+    if on_disk["run.json"] is None:
+        return f"{run_dir}/run.json is missing (its train stage failed or has not run)"
+    if on_disk != evaluation["scored"]:
+        return f"{run_dir} was trained again after it was scored"
+    info = json.loads((run_dir / "run.json").read_text())
+    if "params" not in info:
+        return f"{run_dir}/run.json records no params (written by an older aegan)"
+    # a strategy key params.yaml leaves out trains at its default, which the run recorded
+    defaults = flatten(info.get("strategy_defaults") or {}, strategy)
+    changed = _changed(info["params"], current, defaults)
+    return f"its generator was trained with {changed}" if changed else None
+
+
+def stale_evaluations(evaluations: dict[tuple[str, int], dict], params) -> list[tuple[str, int, str]]:
+    """(strategy, seed, why) for every evaluation that does not match the current params and generators."""
+    out = []
+    for (strategy, seed), evaluation in evaluations.items():
+        why = why_stale(evaluation, params, strategy, seed)
+        if why:
+            out.append((strategy, seed, why))
+    return out

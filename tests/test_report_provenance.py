@@ -1,0 +1,137 @@
+"""The report refuses evaluations that do not score what params.yaml and the run files say now (aegan.provenance).
+
+Each case starts from fabricated outputs of one good pipeline run (tests/fabricate.py) and a good report,
+makes one evaluation stale, and checks that the report stage refuses in one line naming it and why, and
+that the previous report is left as it was.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import yaml
+
+import fabricate as F
+
+REPORT_FILES = ("reports/report.md", "reports/report.html", "reports/summary.json")
+
+
+@pytest.fixture
+def good_run(tmp_path, monkeypatch):
+    """Fabricated stage outputs, their params.yaml and a report made from them; returns the report files' bytes."""
+    from aegan.stages.report import main
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    F.fabricate(tmp_path)
+    Path("params.yaml").write_text(yaml.safe_dump(F.PARAMS))
+    main("params.yaml")  # the stage as dvc.yaml runs it: strategy sections as params.yaml writes them
+    return {name: Path(name).read_bytes() for name in REPORT_FILES}
+
+
+def set_params(**sections) -> None:
+    doc = yaml.safe_load(Path("params.yaml").read_text())
+    for name, values in sections.items():
+        doc[name] = {**doc.get(name, {}), **values}
+    Path("params.yaml").write_text(yaml.safe_dump(doc))
+
+
+def retrain(strategy: str, seed: int) -> None:
+    """What train and evaluate of (strategy, seed) write after params.yaml changed: run.json, generator, evaluation."""
+    from aegan.params import load_params
+    from aegan.provenance import declared_values, scored_files
+    from aegan.stages import evaluate, train
+
+    params = load_params("params.yaml")
+    run_dir = Path(f"models/runs/{strategy}-{seed}")
+    info = json.loads((run_dir / "run.json").read_text()) | {"params": declared_values(params, train.PARAMS, strategy)}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    (run_dir / "generator.pt").write_bytes(f"{strategy}-{seed} retrained".encode())
+    ev = Path(f"reports/eval/{strategy}-{seed}.json")
+    record = json.loads(ev.read_text()) | {"params": declared_values(params, evaluate.PARAMS), "scored": scored_files(run_dir)}
+    ev.write_text(json.dumps(record))
+
+
+def refused(good_run, match: str) -> None:
+    from aegan.errors import UserError
+    from aegan.stages.report import main
+
+    with pytest.raises(UserError, match=match) as err:
+        main("params.yaml")
+    assert "\n" not in str(err.value)
+    assert {name: Path(name).read_bytes() for name in REPORT_FILES} == good_run, "the previous report changed"
+
+
+def test_a_strategy_whose_training_failed_after_a_budget_change_is_refused_not_mixed_in(good_run):
+    # issue case 1: train.budget changes, ae_init's train stage fails (DVC removed its outputs first), every
+    # other strategy trains and is evaluated again; ae_init's evaluations are those of the old budget
+    import shutil
+
+    set_params(train={"budget": F.BUDGET + 1})
+    for s in F.STRATEGIES:
+        for seed in F.SEEDS:
+            if s != "ae_init":
+                retrain(s, seed)
+    for seed in F.SEEDS:
+        shutil.rmtree(f"models/runs/ae_init-{seed}")
+    refused(good_run, r"^reports/eval/ae_init-0\.json is stale: models/runs/ae_init-0/run\.json is missing \(its train "
+                      r"stage failed or has not run\) \(and 2 more: ae_init-1, ae_init-2\); .*re-run the pipeline")
+
+
+def test_an_evaluation_of_a_generator_trained_with_other_params_is_refused(good_run):
+    set_params(train={"budget": F.BUDGET + 1})
+    for s in F.STRATEGIES:
+        for seed in F.SEEDS:
+            if (s, seed) != ("ae_disc", 2):
+                retrain(s, seed)
+    refused(good_run, rf"^reports/eval/ae_disc-2\.json is stale: its generator was trained with train\.budget = "
+                      rf"{F.BUDGET} \(params\.yaml: {F.BUDGET + 1}\); ")
+
+
+def test_a_strategy_knob_left_to_its_default_counts_as_the_default(good_run):
+    # ae_init trained at the default latent_prior ("fitted"), which params.yaml does not write: still current
+    set_params(ae_init={"latent_prior": "fitted"})
+    from aegan.stages.report import main
+
+    main("params.yaml")
+    now = {name: Path(name).read_bytes() for name in REPORT_FILES}
+    set_params(ae_init={"latent_prior": "standard"})
+    refused(now, r"^reports/eval/ae_init-0\.json is stale: its generator was trained with "
+                      r"ae_init\.latent_prior = 'fitted' \(params\.yaml: 'standard'\) \(and 2 more: ae_init-1, ae_init-2\)")
+
+
+def test_an_evaluation_made_with_other_evaluate_params_is_refused(good_run):
+    set_params(evaluate={"num_samples": 1000})
+    refused(good_run, r"^reports/eval/dcgan-0\.json is stale: it was scored with evaluate\.num_samples = 2000 "
+                      r"\(params\.yaml: 1000\) \(and 8 more: ")
+
+
+def test_a_generator_trained_again_after_its_evaluation_is_refused(good_run):
+    Path("models/runs/dcgan-1/generator.pt").write_bytes(b"another generator")
+    refused(good_run, r"^reports/eval/dcgan-1\.json is stale: models/runs/dcgan-1 was trained again after it was "
+                      r"scored; ")
+
+
+def test_an_evaluation_without_provenance_is_refused(good_run):
+    ev = Path("reports/eval/ae_init-2.json")
+    ev.write_text(json.dumps({k: v for k, v in json.loads(ev.read_text()).items() if k not in ("params", "scored")}))
+    refused(good_run, r"^reports/eval/ae_init-2\.json is stale: it records no provenance \(written by an older aegan\)")
+
+
+def test_the_stage_commands_record_the_params_they_declare():
+    """train's and evaluate's records name exactly the params they declare: what the report compares."""
+    from aegan.params import validate_params
+    from aegan.provenance import declared_values
+    from aegan.stage_params import stage_view
+    from aegan.stages import evaluate, train
+
+    params = validate_params({"train": {"budget": 700}, "ae_init": {"latent_prior": "standard"}})
+    recorded = declared_values(stage_view(params, train.PARAMS, train.UNTRACKED, "ae_init"), train.PARAMS, "ae_init")
+    assert recorded["train.budget"] == 700 and recorded["ae_init.latent_prior"] == "standard"
+    assert "train.checkpoint_every" not in recorded  # untracked: cannot change the result
+    assert recorded["train.optimizer.lr"] == params.train.optimizer.lr and "prepare.path" not in recorded
+    assert not any(k.startswith("dcgan.") for k in recorded)
+    scored = declared_values(stage_view(params, evaluate.PARAMS), evaluate.PARAMS)
+    assert {k.split(".")[0] for k in scored} == {"compute", "model", "evaluate"}
