@@ -22,7 +22,7 @@ from aegan.stage_params import allowed_keys
 
 
 def declared_values(params, declared: Collection[str], strategy: str | None = None) -> dict[str, Any]:
-    """The values of the params a stage declares (dvc.yaml's names), as dotted keys, as JSON gives them back."""
+    """The values of the params a stage declares (dvc.yaml's names), as dotted keys (JSON types: what run.json keeps)."""
     dump = params.model_dump(mode="json")
     out: dict[str, Any] = {}
     for section, keys in allowed_keys(declared, strategy).items():
@@ -30,7 +30,7 @@ def declared_values(params, declared: Collection[str], strategy: str | None = No
         if isinstance(value, dict) and keys is not None:
             value = {k: value[k] for k in keys}
         out |= flatten({section: value}) if isinstance(value, dict) else {section: value}
-    return json.loads(json.dumps(out))
+    return out
 
 
 def scored_files(run_dir: Path) -> dict[str, str | None]:
@@ -47,14 +47,13 @@ def _changed(recorded: dict[str, Any], current: dict[str, Any], defaults: dict[s
     return None
 
 
-def why_stale(evaluation: dict, params, strategy: str, seed: int) -> str | None:
+def why_stale(evaluation: dict, current: dict[str, Any], strategy: str, seed: int) -> str | None:
     """Why reports/eval/<strategy>-<seed>.json does not score what the current params and files would; None if it does.
 
-    `params`: the report's (every section; strategy sections as params.yaml writes them, not validated).
+    `current`: the report's params flattened (strategy sections as params.yaml writes them, not validated).
     """
     if "params" not in evaluation or "scored" not in evaluation:
         return "it records no provenance (written by an older aegan)"
-    current = json.loads(json.dumps(flatten(params.model_dump(mode="json"))))
     changed = _changed(evaluation["params"], current, {})
     if changed:
         return f"it was scored with {changed}"
@@ -75,9 +74,10 @@ def why_stale(evaluation: dict, params, strategy: str, seed: int) -> str | None:
 
 def stale_evaluations(evaluations: dict[tuple[str, int], dict], params) -> list[tuple[str, int, str]]:
     """(strategy, seed, why) for every evaluation that does not match the current params and generators."""
+    current = flatten(params.model_dump(mode="json"))
     out = []
     for (strategy, seed), evaluation in evaluations.items():
-        why = why_stale(evaluation, params, strategy, seed)
+        why = why_stale(evaluation, current, strategy, seed)
         if why:
             out.append((strategy, seed, why))
     return out
