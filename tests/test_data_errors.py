@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from aegan.cli import app
 from test_data_sources import pattern_images, write_folder, write_idx
+from params_file import complete
 
 RAW = Path("data/raw")
 SMALL_BATCHES = {"train": {"batch_size": 8}, "pretrain_ae": {"batch_size": 8}, "train_scorer": {"batch_size": 8},
@@ -36,7 +37,7 @@ def workdir(tmp_path, monkeypatch):
 def fails(workdir: Path, prepare: dict, extra: dict | None = None) -> str:
     """Run `aegan prepare` with these params; assert the error contract; return the message."""
     before = {p.name: p.read_bytes() for p in (workdir / "data" / "prepared").iterdir()}
-    (workdir / "params.yaml").write_text(yaml.safe_dump({"prepare": prepare, **SMALL_BATCHES, **(extra or {})}))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(complete({"prepare": prepare, **SMALL_BATCHES, **(extra or {})})))
     result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert result.stdout == ""
@@ -224,7 +225,7 @@ def test_smaller_than_one_batch(workdir):
     write_folder(workdir / RAW / "imgs", pattern_images(20, 16, 16))
     msg = fails(workdir, {"source": "folder", "path": "data/raw/imgs"}, {"train": {"batch_size": 64}})
     assert msg == "data/raw/imgs: 15 training / 5 held-out images, fewer training images than train.batch_size = 64: " \
-                  "add images or lower train.batch_size"
+                  "lower train.batch_size, lower prepare.heldout_fraction or add images"
     msg = fails(workdir, {"source": "folder", "path": "data/raw/imgs"}, {"train_scorer": {"batch_size": 16}})
     assert "fewer training images than train_scorer.batch_size = 16" in msg
 
@@ -234,7 +235,7 @@ def test_more_generated_samples_than_held_out_images_is_fine(workdir):
     np.savez(workdir / RAW / "d.npz", images=pattern_images(100, 16, 16))
     params = {"prepare": {"source": "npz", "path": "data/raw/d.npz"}, **SMALL_BATCHES,
               "evaluate": {"num_samples": 2000, "kid_subset_size": 8}}  # fmt: skip
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(complete(params)))
     result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
     assert result.exit_code == 0, result.output
 

@@ -24,11 +24,12 @@ from aegan.cli import app
 from perms import denied, file_modes_enforced
 from test_data_errors import RAW, SMALL_BATCHES, fails, workdir  # noqa: F401 (fixture)
 from test_data_sources import pattern_images, write_folder, write_idx
+from params_file import complete
 
 
 def succeeds(workdir: Path, prepare: dict) -> tuple[str, dict]:
     """Run `aegan prepare`; assert exit 0; return its warnings (stderr less MLflow's log lines) and the data card."""
-    (workdir / "params.yaml").write_text(yaml.safe_dump({"prepare": prepare, **SMALL_BATCHES}))
+    (workdir / "params.yaml").write_text(yaml.safe_dump(complete({"prepare": prepare, **SMALL_BATCHES})))
     result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
     assert result.exit_code == 0, (result.output, result.exception)
     warnings = "".join(line for line in result.stderr.splitlines(keepends=True) if " INFO mlflow" not in line)
@@ -103,7 +104,7 @@ def test_an_unreadable_class_folder_allowed_is_named_in_warning_card_and_report(
     locked(root / "b")
     err, card = succeeds(workdir, {"source": "folder", "path": "data/raw/cls", "allow_missing_classes": True})
     assert err == ("warning: data/raw/cls: skipped 0 file(s) and 1 folder(s): b/ (Permission denied); classes dropped "
-                   "(prepare.allow_missing_classes): b (listed in data/prepared/card.json)\n")  # fmt: skip
+                   "(prepare.allow_missing_classes): b (data/prepared/card.json lists them once prepare has written it)\n")  # fmt: skip
     assert card["num_images"] == 80 and card["class_counts"] == {"a": 40, "c": 40}
     assert card["input"] | {"path": None} == {"path": None, "skipped_files": 0, "skipped_folders": 1,
                                               "skipped": ["b/ (Permission denied)"], "missing_classes": ["b"]}  # fmt: skip
@@ -162,6 +163,23 @@ def test_unreadable_nested_folders_links_and_other_files_are_counted_and_named(w
         "docs/readme.md (not png, jpg, jpeg, bmp, webp)", card["input"]["skipped"][-1]]  # fmt: skip
     assert card["input"]["skipped"][-1].startswith("c/broken.png (cannot identify image file")
     assert err.count("\n") == 1 and err.startswith("warning: data/raw/cls: skipped 3 file(s) and 3 folder(s): a/more/")
+
+
+def test_a_file_link_is_read_only_when_it_leads_inside_data_raw(workdir):
+    """One rule for links (issue 22): nothing outside data/raw/ is read; a skipped link is named."""
+    root = classes(workdir, n=120)
+    outside = workdir / "elsewhere.png"
+    (root / "a" / "img0000.png").rename(outside)  # a good image, moved out of data/raw/ and linked back
+    (root / "a" / "img0000.png").symlink_to(outside)
+    (root / "b" / "passwd.png").symlink_to("/etc/passwd")  # a system file under an image name: never opened
+    (workdir / RAW / "spare.png").write_bytes((root / "c" / "img0002.png").read_bytes())
+    (root / "c" / "spare.png").symlink_to(workdir / RAW / "spare.png")  # inside data/raw/: read like a file
+    err, card = succeeds(workdir, {"source": "folder", "path": "data/raw/cls"})
+    assert card["num_images"] == 120  # 120 - the outside one + the inside link
+    assert card["input"]["skipped"] == [
+        f"a/img0000.png (a symbolic link to {outside.resolve()}, outside data/raw/: not read)",
+        "b/passwd.png (a symbolic link to /etc/passwd, outside data/raw/: not read)"]  # fmt: skip
+    assert err.count("\n") == 1 and "a/img0000.png (a symbolic link to" in err
 
 
 def test_an_unreadable_top_folder_is_one_line(workdir, locked):

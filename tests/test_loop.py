@@ -72,6 +72,8 @@ def test_batches_cover_each_epoch_once(digits16):
     assert sorted(torch.cat(seen).tolist()) == list(range(40))
 
 
-def test_batch_larger_than_data_is_a_user_error():
-    with pytest.raises(UserError, match="batch_size 64 is larger than the training split"):
-        train_loop(lambda x: {}, [torch.zeros(10, 1)], steps=1, batch_size=64, seed=0, progress=False)
+def test_batch_larger_than_data_is_a_user_error_naming_the_key():
+    with pytest.raises(UserError, match=r"^train\.batch_size = 64 is larger than the training split \(10 images\): "
+                                        r"lower train\.batch_size, or lower prepare\.heldout_fraction"):
+        train_loop(lambda x: {}, [torch.zeros(10, 1)], steps=1, batch_size=64, seed=0, batch_key="train.batch_size",
+                   progress=False)

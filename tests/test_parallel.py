@@ -74,8 +74,9 @@ def record(stage: str) -> dict:
     with rec.lock:
         rec.running -= 1
         rec.times[stage] = (start, time.monotonic())
-    return {"stage": stage, "rc": 1 if stage in rec.fail else 0, "log": f"logs/{stage}.log", "start": start,
-            "end": time.monotonic()}  # fmt: skip
+    failed = stage in rec.fail  # as run_stage reports it: DVC's 255, the stage command's own status from the log
+    return {"stage": stage, "rc": 255 if failed else 0, "command_rc": 1 if failed else None, "log": f"logs/{stage}.log",
+            "start": start, "end": time.monotonic()}  # fmt: skip
 
 
 def broken(stage: str) -> dict:
@@ -240,7 +241,7 @@ def test_a_failing_dvc_stage_names_itself_and_its_log_and_stops_only_its_downstr
     r = aegan_run(repo, "--jobs", "2")
     assert r.returncode == 1
     err = [line for line in r.stderr.splitlines() if line.startswith("error:")]
-    assert len(err) == 1 and err[0].startswith("error: stage b failed (exit "), r.stderr
+    assert len(err) == 1 and err[0].startswith("error: stage b failed (exit 1)"), r.stderr  # the step's, not DVC's 255
     log = repo / "logs" / "b.log"
     assert str(log) in err[0] and "not run because of it: d" in err[0]
     assert "failing on purpose" in log.read_text()
@@ -254,3 +255,17 @@ def test_bad_input_is_one_line(tmp_path):
         r = aegan_run(repo, *args)
         assert r.returncode == 2 and r.stderr.startswith("error: ") and expected in r.stderr, r.stderr
         assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_the_failure_names_the_stage_commands_exit_status_not_dvcs(tmp_path):
+    from aegan.parallel import command_exit
+
+    log = tmp_path / "train.log"
+    log.write_text("x" * 10_000 + "\nerror: params.yaml: train.budget ...\nERROR: failed to reproduce 'train@dcgan-0': "
+                   "failed to run: aegan train --strategy dcgan --seed 0, exited with 2\n")  # fmt: skip
+    assert command_exit(str(log)) == 2
+    log.write_text("ERROR: unexpected error - lock is held\n")  # DVC failed before any command ran
+    assert command_exit(str(log)) is None
+    assert command_exit(str(tmp_path / "missing.log")) is None
+    out = Outcome(failed={"t": {"rc": 255, "command_rc": None, "log": "logs/t.log"}})
+    assert "stage t failed (dvc exit 255)" in failure_message(out)

@@ -29,6 +29,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from aegan.cli import app
+from params_file import complete
 
 MAX_INPUT_MIB = 4
 PEAK_BOUND = 48 << 20  # a few times max_input_mib: the input, a converted copy, the packed arrays
@@ -76,7 +77,7 @@ def prepare_outcome(files: dict[str, bytes], prepare: dict, bound: int | None = 
                 path.write_bytes(data)
         (root / "data" / "raw").mkdir(parents=True, exist_ok=True)
         params = PARAMS | {"prepare": prepare | {"max_input_mib": MAX_INPUT_MIB, "heldout_fraction": 0.5}}
-        (root / "params.yaml").write_text(yaml.safe_dump(params))
+        (root / "params.yaml").write_text(yaml.safe_dump(complete(params)))
         cwd = os.getcwd()
         os.chdir(root)
         tracemalloc.start()

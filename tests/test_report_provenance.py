@@ -14,6 +14,7 @@ import pytest
 import yaml
 
 import fabricate as F
+from params_file import complete
 
 REPORT_FILES = ("reports/report.md", "reports/report.html", "reports/summary.json")
 
@@ -26,7 +27,7 @@ def good_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     F.fabricate(tmp_path)
-    Path("params.yaml").write_text(yaml.safe_dump(F.PARAMS))
+    Path("params.yaml").write_text(yaml.safe_dump(complete(F.PARAMS)))
     main("params.yaml")  # the stage as dvc.yaml runs it: strategy sections as params.yaml writes them
     return {name: Path(name).read_bytes() for name in REPORT_FILES}
 

@@ -7,6 +7,7 @@ models/ is one line before any training.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -21,6 +22,7 @@ from typer.testing import CliRunner
 
 from aegan.cli import app
 from perms import file_modes_enforced
+from params_file import complete
 
 LONG = {"train_scorer": {"steps": 100_000, "batch_size": 32, "width": 4, "feature_dim": 8}}
 
@@ -39,7 +41,7 @@ def _prepared_repo(repo: Path, params: dict) -> Path:
     from aegan.stages.prepare import run_prepare
 
     repo.mkdir(parents=True, exist_ok=True)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params))
+    (repo / "params.yaml").write_text(yaml.safe_dump(complete(params)))
     cwd = os.getcwd()
     os.chdir(repo)
     try:
@@ -51,7 +53,7 @@ def _prepared_repo(repo: Path, params: dict) -> Path:
 
 def _run_statuses(repo: Path) -> list[str]:
     try:
-        with sqlite3.connect(repo / "mlflow.db") as db:
+        with contextlib.closing(sqlite3.connect(repo / "mlflow.db")) as db:  # closed: not left open in this process
             return [row[0] for row in db.execute("select status from runs")]
     except sqlite3.Error:  # not created yet, or being migrated
         return []
@@ -157,3 +159,77 @@ def test_a_read_only_output_folder_stops_train_before_training(tmp_path, monkeyp
     assert lines == [f"error: {expected}"] and result.stdout == ""
     assert not (repo / "models" / "runs" / "dcgan-0" / "generator.pt").exists()
     assert "RUNNING" not in _run_statuses(repo)
+
+
+def test_a_user_error_during_training_ends_the_mlflow_run_failed_not_killed(tmp_path):
+    """Issue 22: a run stopped by the user's mistake is FAILED (KILLED is for signals), in one line naming the key."""
+    repo = _prepared_repo(tmp_path / "repo", {})
+    doc = yaml.safe_load((repo / "params.yaml").read_text())
+    doc["train_scorer"]["batch_size"] = 5000  # more than the training split: found once the loop starts
+    (repo / "params.yaml").write_text(yaml.safe_dump(doc))
+    done = subprocess.run(["aegan", "train-scorer"], cwd=repo, env=_env(repo), capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    lines = [line for line in done.stderr.splitlines() if line.strip() and " INFO mlflow" not in line]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr[-2000:]
+    assert lines[0].startswith("error: train_scorer.batch_size = 5000 is larger than the training split (1348 images)")
+    assert _run_statuses(repo) == ["FAILED"]
+
+
+def _scorer_repo(tmp_path: Path) -> Path:
+    repo = _prepared_repo(tmp_path / "repo", LONG)
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"scorer": {
+        "cmd": "aegan train-scorer", "deps": ["data/prepared/dataset.npz"], "params": ["train_scorer"],
+        "outs": ["models/scorer.pt", {"models/scorer.json": {"cache": False}}]}}}))  # fmt: skip
+    subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
+    subprocess.run(["dvc", "init", "-q"], cwd=repo, env=_env(repo), check=True)
+    return repo
+
+
+@pytest.mark.e2e
+@pytest.mark.parametrize("mode", ["--cold", "warm"])
+def test_killing_aegan_run_stops_its_stages(tmp_path, mode):
+    """Issue 22: `kill -9` of the runner (nothing it can catch) stops the stage it started instead of leaving it."""
+    repo = _scorer_repo(tmp_path)
+    args = ["aegan", "run", "--jobs", "1"] + ([mode] if mode.startswith("--") else [])
+    runner = subprocess.Popen(args, cwd=repo, env=_env(repo), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              start_new_session=True)  # fmt: skip
+    import psutil
+
+    def stages() -> list[int]:  # the stage's training process, cold (an `aegan` command) or warm (a forked child):
+        found = []  # the one process holding the repo's MLflow DB open (the runner and the warm server never open it)
+        for p in psutil.process_iter(["pid"]):
+            try:
+                if p.pid != os.getpid() and any(f.path == str(repo / "mlflow.db") for f in p.open_files()):
+                    found.append(p.pid)
+            except psutil.Error:
+                continue
+        return found
+
+    try:
+        _wait(lambda: _run_statuses(repo) == ["RUNNING"], 180, "the stage's MLflow run")
+        assert stages(), "the stage process was not found"
+        time.sleep(1.0)
+        os.kill(runner.pid, signal.SIGKILL)
+        runner.wait(timeout=30)
+        _wait(lambda: not stages(), 60, "the stage to stop after its runner")
+        _wait(lambda: _run_statuses(repo) == ["KILLED"], 30, "the stage's MLflow run to end KILLED")
+    finally:
+        for pid in stages():
+            os.kill(pid, signal.SIGKILL)
+    assert not (repo / "models" / "scorer.pt").exists()
+
+
+def test_a_second_aegan_run_in_one_workspace_is_refused_in_one_line_and_its_logs_are_kept(tmp_path, monkeypatch):
+    from aegan.parallel import workspace_lock
+
+    repo = tmp_path / "repo"
+    (repo / "logs").mkdir(parents=True)
+    (repo / "logs" / "scorer.log").write_text("the first run's log\n")
+    with workspace_lock(repo.resolve()):  # the first run, still going
+        done = subprocess.run(["aegan", "run", "--jobs", "1"], cwd=repo, env=_env(repo), capture_output=True,
+                              text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 2 and done.stdout == "", done.stderr
+    assert done.stderr == (f"error: another aegan run (pid {os.getpid()}) is running in {repo.resolve()}: let it "
+                           f"finish or stop it (kill {os.getpid()}), then run again; its logs are in logs/\n")
+    assert (repo / "logs" / "scorer.log").read_text() == "the first run's log\n"
+    assert sorted(p.name for p in (repo / "logs").iterdir()) == [".aegan-run.lock", "scorer.log"]

@@ -66,12 +66,13 @@ class LoopResult:
 class BatchSampler:
     """Shuffled epochs over in-memory tensors, seeded; the last incomplete batch is dropped."""
 
-    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, seed: int):
+    def __init__(self, tensors: Sequence[torch.Tensor], batch_size: int, seed: int, batch_key: str = "batch_size"):
         n = len(tensors[0])
         if batch_size > n:
             from aegan.errors import UserError
 
-            raise UserError(f"batch_size {batch_size} is larger than the training split ({n} images): lower it")
+            raise UserError(f"{batch_key} = {batch_size} is larger than the training split ({n} images): lower "
+                            f"{batch_key}, or lower prepare.heldout_fraction and run prepare again")  # fmt: skip
         self.tensors, self.batch_size, self.n = tensors, batch_size, n
         self.generator = torch.Generator().manual_seed(seed)
         self._order: torch.Tensor | None = None
@@ -124,6 +125,7 @@ def train_loop(
     steps: int,
     batch_size: int,
     seed: int,
+    batch_key: str = "batch_size",
     log_every: int = 10,
     on_log: Callable[[dict[str, float], int], None] | None = None,
     eval_every: int = 0,
@@ -136,7 +138,7 @@ def train_loop(
     progress: bool = True,
 ) -> LoopResult:
     """Run steps 1..`steps`, or, given a `state` from `on_checkpoint`, the steps after it."""
-    sampler = BatchSampler(data, batch_size, seed)
+    sampler = BatchSampler(data, batch_size, seed, batch_key)
     result = LoopResult()
     sums: dict[str, torch.Tensor] = {}
     window = 0

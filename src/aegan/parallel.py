@@ -25,7 +25,9 @@ stage stops its downstream stages; independent stages finish.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -160,7 +162,20 @@ def run_stage(root: str, stage: str, log: str, env: dict[str, str], entry: str |
             with _LOCK:
                 _RUNNING.pop(stage, None)
     return {"stage": stage, "rc": rc, "log": log, "start": start, "end": time.time(), "host": socket.gethostname(),
-            "threads": int(threads)}  # fmt: skip
+            "threads": int(threads), "command_rc": command_exit(log) if rc else None}  # fmt: skip
+
+
+def command_exit(log: str) -> int | None:
+    """The exit status of the stage's own command, which DVC names in its last lines ("exited with 2"); DVC's
+    own status is 255 for any failing command. None when the log does not say (DVC failed before the command)."""
+    try:
+        with open(log, "rb") as f:
+            f.seek(max(0, os.path.getsize(log) - 4096))
+            tail = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    found = re.findall(r"exited with (-?\d+)", tail)
+    return int(found[-1]) if found else None
 
 
 def stage_task(topic: str, stage: str, fn: Callable[..., dict], args: tuple, *upstream: dict) -> dict:
@@ -276,6 +291,42 @@ def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], No
     ("module:attribute"), instead of importing everything again.
     """
     root = Path.cwd().resolve()
+    with workspace_lock(root):
+        return _run(root, jobs, scheduler, echo, warm, entry)
+
+
+@contextlib.contextmanager
+def workspace_lock(root: Path):
+    """One `aegan run` per workspace: a second one is refused in one line before it plans or opens a log.
+    The lock is the kernel's (flock): a runner killed even by SIGKILL releases it."""
+    from filelock import FileLock, Timeout
+
+    from aegan.errors import UserError
+
+    folder = root / LOG_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    holder = folder / ".aegan-run.pid"
+    lock = FileLock(str(folder / ".aegan-run.lock"), timeout=0)
+    try:
+        lock.acquire()
+    except Timeout:
+        other = holder.read_text().strip() if holder.is_file() else "?"
+        raise UserError(f"another aegan run (pid {other}) is running in {root}: let it finish or stop it "
+                        f"(kill {other}), then run again; its logs are in {LOG_DIR}/") from None  # fmt: skip
+    try:
+        holder.write_text(f"{os.getpid()}\n")
+        yield
+    finally:
+        holder.unlink(missing_ok=True)
+        lock.release()
+
+
+def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[str], None], warm: bool,
+         entry: str) -> Outcome:
+    from aegan.atomic import recover
+    from aegan.shutdown import runner_env
+
+    recover(root / "reports")  # a report whose files a killed run left half moved in is completed first
     _STOPPING.clear()
     t0 = time.monotonic()
     say = echo
@@ -301,6 +352,8 @@ def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], No
         # a sqlite DB: the first stage that opens it creates it, under the lock next to it (tracking.store_lock)
         env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")
                if k in os.environ}  # fmt: skip
+        if cluster is not None:  # stages on this machine stop if this process dies, even by SIGKILL (shutdown.py)
+            env |= runner_env()
 
         def task(stage: str) -> tuple:
             return run_stage, str(root), stage, str(log_path(root, stage)), env, entry if warm else None
@@ -349,7 +402,12 @@ def failure_message(outcome: Outcome) -> str | None:
         return None
     parts = []
     for stage, r in outcome.failed.items():
-        why = f"exit {r['rc']}" if r.get("rc") is not None else r.get("error", "no result")
+        if r.get("command_rc") is not None:
+            why = f"exit {r['command_rc']}"
+        elif r.get("rc") is not None:
+            why = f"dvc exit {r['rc']}"
+        else:
+            why = r.get("error", "no result")
         stopped = sorted(s for s, by in outcome.blocked.items() if by == stage)
         parts.append(f"stage {stage} failed ({why}), log: {r.get('log') or '-'}"
                      + (f"; not run because of it: {', '.join(stopped)}" if stopped else ""))  # fmt: skip

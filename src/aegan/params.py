@@ -263,7 +263,7 @@ def load_params(path: str | Path = PARAMS_FILE, strategies: Collection[str] | No
 def read_yaml(path: Path) -> Any:
     """The file's data: UTF-8, YAML 1.2 as DVC reads it (ruamel.yaml), a key given twice in one mapping refused."""
     from ruamel.yaml import YAML
-    from ruamel.yaml.constructor import DuplicateKeyError
+    from ruamel.yaml.constructor import ConstructorError, DuplicateKeyError
     from ruamel.yaml.error import YAMLError
 
     data = path.read_bytes()
@@ -280,6 +280,13 @@ def read_yaml(path: Path) -> Any:
         raise UserError(
             f"{path}: key '{key.group(1) if key else '?'}' is given twice in the mapping that starts on line {first} "
             f"(again on line {again}): keep one, the second would silently replace the first"
+        ) from None
+    except ConstructorError as err:  # a tag such as !!python/object: YAML that is valid, values that are not plain
+        mark = err.problem_mark
+        tag = re.search(r"tag '(?:tag:yaml\.org,2002:)?(.*?)'", err.problem or "")
+        raise UserError(
+            f"{path}: line {mark.line + 1 if mark else '?'}: the tag !!{tag.group(1) if tag else '?'} is not allowed: "
+            "params hold plain values (numbers, strings, booleans, lists, mappings): remove the tag"
         ) from None
     except (YAMLError, RecursionError) as err:
         mark = getattr(err, "problem_mark", None)
@@ -306,3 +313,115 @@ def flatten(obj: dict[str, Any], prefix: str = "") -> dict[str, Any]:
         key = f"{prefix}.{k}" if prefix else k
         out |= flatten(v, key) if isinstance(v, dict) else {key: v}
     return out
+
+
+# ------------------------------------------------------------------ a complete file, and values that would fail later
+def section_names(model: StrictModel, prefix: str) -> list[str]:
+    """`prefix.key` for every field of a section, recursively (a sub-section such as `optimizer` by its keys)."""
+    out = []
+    for name in type(model).model_fields:
+        value = getattr(model, name)
+        out += section_names(value, f"{prefix}.{name}") if isinstance(value, StrictModel) else [f"{prefix}.{name}"]
+    return out
+
+
+def required_names(params: StageParams, declared: Collection[str] | None = None) -> list[str]:
+    """What params.yaml must state: every key of the `declared` names (dvc.yaml's, a section meaning all its keys);
+    None: of every stage section, `strategies`, `seeds` and each listed strategy's section."""
+    if declared is None:
+        listed = set(params.strategies)
+        declared = [n for n in type(params).model_fields if n in StageParams.model_fields or n in listed]
+    out = []
+    for name in declared:
+        section, _, key = name.partition(".")
+        value = getattr(params, section)
+        if key:
+            out.append(name)
+        elif isinstance(value, StrictModel):
+            out += section_names(value, section) or [section]  # a section with no keys (dcgan) must still be there
+        else:
+            out.append(section)
+    return out
+
+
+def _stated(raw: Any, name: str) -> bool:
+    for part in name.split("."):
+        if not isinstance(raw, dict) or part not in raw:
+            return False
+        raw = raw[part]
+    return True
+
+
+def check_complete(raw: Any, names: Collection[str], source: str) -> None:
+    """Every name is stated in the file: a value left to the code's default is one DVC does not see change."""
+    fix = ("state every key: the committed params.yaml has them all (git show HEAD:params.yaml), `aegan preset` "
+           "keeps them, and DVC tracks each one only if it is written")  # fmt: skip
+    if not raw:
+        raise UserError(f"{source}: empty: {fix}")
+    missing = [n for n in names if not _stated(raw, n)]
+    if missing:
+        shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+        raise UserError(f"{source}: {len(missing)} key(s) missing ({shown}): {fix}")
+
+
+# images each built-in source packs (train and test splits together), so check-params knows the training split
+SOURCE_SIZES = {"digits": 1797, "mnist": 70_000, "fashion-mnist": 70_000, "cifar10": 60_000}
+BATCH_KEYS = ("train.batch_size", "pretrain_ae.batch_size", "train_scorer.batch_size")
+
+
+def split_sizes(n: int, heldout_fraction: float) -> tuple[int, int]:
+    """(training, held-out) images of `n`: the split the prepare stage makes."""
+    n_heldout = int(round(n * heldout_fraction))
+    return n - n_heldout, n_heldout
+
+
+def too_few_for_a_batch(where: str, n_train: int, n_heldout: int, key: str, size: int) -> UserError:
+    return UserError(f"{where}: {n_train} training / {n_heldout} held-out images, fewer training images than "
+                     f"{key} = {size}: lower {key}, lower prepare.heldout_fraction or add images")  # fmt: skip
+
+
+def check_inside_raw(p: PrepareParams) -> None:
+    """Refuse input outside data/raw/: DVC tracks that folder only, so it would never see such a file change.
+
+    Paths are compared after resolving symbolic links: a link under data/raw/ to a file elsewhere is refused too.
+    """
+    from aegan.paths import RAW_DIR
+
+    raw = RAW_DIR.resolve()
+    keys = ("path", "labels_path") if p.source in FILE_SOURCES else ("root",)
+    for key in keys:
+        value = getattr(p, key)
+        if value is None:
+            continue
+        where = Path(value).expanduser().resolve()
+        if where != raw and raw not in where.parents:
+            how = "copy the files" if key == "root" else "copy it"
+            raise UserError(
+                f"prepare.{key}: {value} is outside {RAW_DIR}/ (resolved: {where}), so DVC would never see it "
+                f"change: {how} under {RAW_DIR}/ (e.g. {RAW_DIR / Path(value).name}) and set "
+                f"prepare.{key} to that path"
+            )
+
+
+def check_runnable(params: StageParams, source: str) -> None:
+    """What validates but would only fail once the pipeline runs: input outside data/raw/, a batch larger than
+    the training split of a built-in source (a file source's size is known once prepare has read it)."""
+    check_inside_raw(params.prepare)
+    n = SOURCE_SIZES.get(params.prepare.source)
+    if n is None:
+        return
+    n_train, n_heldout = split_sizes(n, params.prepare.heldout_fraction)
+    for key in BATCH_KEYS:
+        section, _, field = key.partition(".")
+        size = getattr(getattr(params, section), field)
+        if size > n_train:
+            raise too_few_for_a_batch(f"{source}: prepare.source {params.prepare.source}", n_train, n_heldout, key, size)
+
+
+def check_params_file(path: str | Path = PARAMS_FILE) -> StageParams:
+    """`aegan check-params`: every section valid, every key stated, nothing that can only fail later."""
+    path = Path(path)
+    params = load_params(path, ALL)
+    check_complete(read_yaml(path), required_names(params), str(path))
+    check_runnable(params, str(path))
+    return params

@@ -15,10 +15,11 @@ class StrictModel(BaseModel):
     """Unknown keys are errors: a typo must never be silently ignored.
 
     Strict types: a number written as a string ("40") or a boolean is an error, never coerced;
-    a float field accepts an integer (1 means 1.0).
+    a float field accepts an integer (1 means 1.0). NaN and infinity are errors (`.inf` as a weight or
+    bound would only fail, or silently disable a check, once a run is under way).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod

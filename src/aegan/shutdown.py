@@ -14,6 +14,9 @@
   parent is DVC; dash does not, so the parent is the shell, which lives on
   after DVC is killed. Where the parent is such a shell, a watcher thread
   polls the shell's parent and sends SIGTERM to this process when it is gone.
+- A stage started by `aegan run` is told the runner's pid (AEGAN_RUNNER) and
+  watches it the same way: a runner killed with SIGKILL, which can stop
+  nothing itself, leaves no stage running unattended.
 """
 
 from __future__ import annotations
@@ -77,10 +80,37 @@ def _gone(owner) -> bool:
         return True
 
 
+RUNNER_ENV = "AEGAN_RUNNER"  # "<pid>:<start time>" of the `aegan run` that started this stage (parallel.py)
+
+
+def runner_env() -> dict[str, str]:
+    """What `aegan run` hands its stages so that they stop when it is gone."""
+    import psutil
+
+    return {RUNNER_ENV: f"{os.getpid()}:{psutil.Process().create_time()}"}
+
+
+def runner_owner():
+    """The `aegan run` process named in AEGAN_RUNNER; None when not set; False when it is gone already."""
+    import psutil
+
+    value = os.environ.get(RUNNER_ENV, "")
+    pid, _, started = value.partition(":")
+    if not pid.isdigit():
+        return None
+    try:
+        runner = psutil.Process(int(pid))
+        if started and abs(runner.create_time() - float(started)) > 1.0:  # the pid now belongs to another process
+            return False
+        return runner
+    except (psutil.Error, ValueError):
+        return False
+
+
 def _watch(owner, stop: threading.Event) -> None:
-    """SIGTERM to this process once `owner` is gone."""
-    while not stop.wait(WATCH_INTERVAL_S):
-        if _gone(owner):
+    """SIGTERM to this process once `owner` is gone (at once when it is False: gone before the stage began)."""
+    while owner is False or not stop.wait(WATCH_INTERVAL_S):
+        if owner is False or _gone(owner):
             os.kill(os.getpid(), signal.SIGTERM)
             return
 
@@ -94,8 +124,9 @@ def stage_process() -> Iterator[None]:
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     set_parent_death_signal(signal.SIGTERM)
     stop_watching = threading.Event()
-    if (owner := shell_parent_owner()) is not None:
-        threading.Thread(target=_watch, args=(owner, stop_watching), name="owner-watch", daemon=True).start()
+    for name, owner in (("owner-watch", shell_parent_owner()), ("runner-watch", runner_owner())):
+        if owner is not None:
+            threading.Thread(target=_watch, args=(owner, stop_watching), name=name, daemon=True).start()
     try:
         yield
     finally:

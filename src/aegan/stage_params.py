@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
+from pathlib import Path
 from typing import Any, Collection, Iterator
 
 from pydantic import BaseModel
@@ -136,10 +137,20 @@ def stage_view(params: BaseModel, declared: Collection[str], untracked: Collecti
 
 
 def load(path, declared: Collection[str], untracked: Collection[str] = (), strategy: str | None = None) -> StageView:
-    """params.yaml at `path`, validated (the stage sections and `strategy`'s), as the stage may read it."""
-    from aegan.params import load_params
+    """params.yaml at `path`, validated (the stage sections and `strategy`'s), as the stage may read it.
 
-    return stage_view(load_params(path, [strategy] if strategy else []), declared, untracked, strategy)
+    Every declared key must be stated in the file, as `dvc repro` requires too: run directly, a stage must not
+    compute from defaults DVC does not track (`aegan check-params` requires the whole file).
+    """
+    from aegan.params import check_complete, load_params, read_yaml, required_names
+
+    params = load_params(path, [strategy] if strategy else [])
+    if EVERYTHING in declared:
+        names = required_names(params)
+    else:
+        names = required_names(params, [n.replace(STRATEGY, strategy) if strategy else n for n in declared])
+    check_complete(read_yaml(Path(path)), names, str(path))
+    return stage_view(params, declared, untracked, strategy)
 
 
 def check_seed(seed: int) -> int:

@@ -6,6 +6,9 @@ Several stages may log to one sqlite DB at once (`aegan run --jobs`, or parallel
 seeds): writes that find it locked are retried with backoff, never dropped, and
 a fresh DB is created (MLflow's schema migration) by one process at a time,
 under a file lock next to it (`mlflow.db.lock`): MLflow's own creation races.
+A store that cannot be used (read-only, locked for good, corrupt, unreachable)
+is one line naming it and the fix (`StoreUnusable`), and `check_tracking` proves
+a sqlite DB writable before a stage trains.
 """
 
 from __future__ import annotations
@@ -16,12 +19,15 @@ import hashlib
 import json
 import os
 import random
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 
 import tenacity
+
+from aegan.errors import UserError, one_line
 
 T = TypeVar("T")
 
@@ -69,26 +75,72 @@ def _database_locked(err: BaseException) -> bool:
 
 # 0.05 s doubling to at most 8 s, each wait scaled by a uniform factor in [0.5, 1.5): ~40 s over 12 attempts
 _BACKOFF = tenacity.wait_exponential(multiplier=0.05, max=8.0)
+# each attempt already waits up to MLflow's sqlite busy_timeout (20 s): a DB locked for good fails within ~a minute
+RETRY_FOR_S = 60.0
 
 
 def with_retry(fn: Callable[..., T], *args, attempts: int = 12, **kwargs) -> T:
-    """Call `fn`, retrying with jittered exponential backoff while sqlite says "database is locked".
+    """Call `fn`, retrying with jittered exponential backoff while sqlite says "database is locked" (at most
+    `attempts` calls, none started after RETRY_FOR_S seconds).
 
     Any other error, or the last locked one, is raised as it was.
     """
     retrying = tenacity.Retrying(
         retry=tenacity.retry_if_exception(_database_locked),
-        stop=tenacity.stop_after_attempt(attempts),
+        stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(RETRY_FOR_S),
         wait=lambda state: _BACKOFF(state) * (0.5 + random.random()),
         reraise=True,
     )
     return retrying(fn, *args, **kwargs)
 
 
+class StoreUnusable(UserError):
+    """The tracking store cannot be read or written: one line naming it, what is wrong and the fix."""
+
+
+def store_problem(err: BaseException) -> StoreUnusable:
+    uri = tracking_uri()
+    db = sqlite_path(uri)
+    low = str(err).lower()
+    if db is None:
+        where, fix = f"MLflow tracking URI {uri}", "start the tracking server or set MLFLOW_TRACKING_URI to a reachable, writable location"
+    elif any(w in low for w in ("readonly", "read-only", "permission denied", "disk i/o error")):
+        # sqlite says "disk I/O error" when a DB it opened writable can no longer be written (made immutable, disk full)
+        where, fix = f"MLflow tracking DB {db}", (f"make it writable (chmod u+w {db} {db.parent}; chattr -i {db} if it "
+                                                  f"was made immutable; df -h {db.parent} for space) or set "
+                                                  "MLFLOW_TRACKING_URI to a writable location")
+    elif "database is locked" in low:
+        where, fix = f"MLflow tracking DB {db}", ("another process kept it locked while aegan retried for a minute: "
+                                                  "let that process finish or stop it, then run again")
+    elif "not a database" in low or "malformed" in low or "corrupt" in low:
+        where, fix = f"MLflow tracking DB {db}", (f"move it aside (mv {db} {db}.broken) and run again: a new DB is "
+                                                  "created, the old one is kept for you to inspect")
+    else:
+        where, fix = f"MLflow tracking DB {db}", ("make it a writable MLflow sqlite DB (or move it aside) or set "
+                                                  "MLFLOW_TRACKING_URI to a reachable, writable location")
+    return StoreUnusable(f"{where} cannot be used ({type(err).__name__}: {one_line(err, 200)}): {fix}")
+
+
+def _store_error(err: BaseException) -> bool:
+    """An error of the store itself (its DB, its server), not of aegan's call."""
+    from mlflow.exceptions import MlflowException
+    from sqlalchemy.exc import SQLAlchemyError
+
+    return isinstance(err, (MlflowException, SQLAlchemyError, sqlite3.Error))
+
+
+def _call(fn: Callable[..., T], *args, **kwargs) -> T:
+    """A client call: retried while the DB is locked; a store that cannot be used is one line (StoreUnusable)."""
+    try:
+        return with_retry(fn, *args, **kwargs)
+    except Exception as err:
+        if isinstance(err, UserError) or not _store_error(err):
+            raise
+        raise store_problem(err) from None
+
+
 def check_tracking() -> None:
     """Fail before training, in one line, when the tracking URI cannot be reached or written."""
-    from aegan.errors import UserError
-
     uri = tracking_uri()
     # MLflow's own HTTP retries back off for minutes; the probe answers in seconds unless the user chose otherwise
     quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
@@ -97,17 +149,27 @@ def check_tracking() -> None:
     try:
         client = _client()
         with_retry(client.search_experiments, max_results=1)
-        if uri.startswith("sqlite:"):
-            _experiment_id(client)  # creates the schema and experiment: proves the DB is writable
+        if (db := sqlite_path(uri)) is not None:
+            _experiment_id(client)  # creates the schema and experiment on a new DB
+            with_retry(probe_write, db)  # an existing one is only read above: prove it can be written
+    except UserError:
+        raise
     except Exception as err:
-        first = (str(err).strip().splitlines() or [""])[0][:200]
-        raise UserError(
-            f"MLflow tracking URI {uri} cannot be used ({type(err).__name__}: {first}): "
-            "start the tracking server or set MLFLOW_TRACKING_URI to a reachable, writable location"
-        ) from None
+        raise store_problem(err) from None
     finally:
         for k in quick:
             os.environ.pop(k, None)
+
+
+def probe_write(db: Path) -> None:
+    """Write to the sqlite DB in a transaction that is rolled back: fails as a real write would, changes nothing."""
+    con = sqlite3.connect(db, timeout=5)
+    try:
+        con.execute("BEGIN IMMEDIATE")
+        con.execute("CREATE TABLE aegan_write_probe (x INTEGER)")  # the rollback journal is written here
+    finally:
+        con.rollback()
+        con.close()
 
 
 def _client():
@@ -118,7 +180,12 @@ def _client():
 def _client_for(uri: str):
     """One client (one SQLAlchemy engine, slow to build) per URI and process; a fresh sqlite DB is created under a lock."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    import logging
+
     import mlflow
+
+    # it logs each DB error's traceback before raising it; the error itself becomes one line here (StoreUnusable)
+    logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
@@ -127,7 +194,7 @@ def _client_for(uri: str):
         return MlflowClient(uri)
     with store_lock(path):  # the client opens the store: creates or migrates the DB
         client = MlflowClient(uri)
-        with_retry(client.search_experiments, max_results=1)
+        _call(client.search_experiments, max_results=1)
     return client
 
 
@@ -149,14 +216,17 @@ def store_lock(db: Path, timeout: float = 600):
 
 
 def _experiment_id(client) -> str:
-    exp = with_retry(client.get_experiment_by_name, EXPERIMENT)
+    exp = _call(client.get_experiment_by_name, EXPERIMENT)
     if exp is not None:
         return exp.experiment_id
     artifacts = (repo_root() / "mlruns").as_uri()
     try:
         return with_retry(client.create_experiment, EXPERIMENT, artifact_location=artifacts)
-    except Exception:  # another process created it first
-        return with_retry(client.get_experiment_by_name, EXPERIMENT).experiment_id
+    except Exception as err:  # another process created it first, or the store cannot be written
+        exp = _call(client.get_experiment_by_name, EXPERIMENT)
+        if exp is None:
+            raise store_problem(err) from None
+        return exp.experiment_id
 
 
 _OPEN: dict[str, "Run"] = {}  # runs this process started or resumed and has not ended
@@ -185,7 +255,7 @@ class Run:
     def start(cls, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> "Run":
         client = _client()
         tags = {"git_commit": git_commit(), **tags}
-        run = with_retry(client.create_run, _experiment_id(client), run_name=name, tags=tags)
+        run = _call(client.create_run, _experiment_id(client), run_name=name, tags=tags)
         self = cls(client, run.info.run_id)
         if params:
             self.log_params(params)
@@ -194,7 +264,7 @@ class Run:
     @classmethod
     def resume(cls, run_id: str) -> "Run":
         client = _client()
-        with_retry(client.update_run, run_id, status="RUNNING")
+        _call(client.update_run, run_id, status="RUNNING")
         return cls(client, run_id)
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -202,7 +272,7 @@ class Run:
 
         items = [Param(k, str(v)[:6000]) for k, v in params.items()]
         for i in range(0, len(items), 100):
-            with_retry(self.client.log_batch, self.run_id, params=items[i : i + 100])
+            _call(self.client.log_batch, self.run_id, params=items[i : i + 100])
 
     def log_metrics(self, metrics: dict[str, float], step: int = 0) -> None:
         from mlflow.entities import Metric
@@ -215,21 +285,21 @@ class Run:
     def flush(self) -> None:
         while self._buffer:
             # drop a batch from the buffer only once it is stored
-            with_retry(self.client.log_batch, self.run_id, metrics=self._buffer[:1000])
+            _call(self.client.log_batch, self.run_id, metrics=self._buffer[:1000])
             self._buffer = self._buffer[1000:]
 
     def set_tags(self, tags: dict[str, str]) -> None:
         for k, v in tags.items():
-            with_retry(self.client.set_tag, self.run_id, k, str(v))
+            _call(self.client.set_tag, self.run_id, k, str(v))
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
-        with_retry(self.client.log_artifact, self.run_id, str(path), artifact_path)
+        _call(self.client.log_artifact, self.run_id, str(path), artifact_path)
 
     def log_image(self, image, key: str, step: int) -> None:
         """`image`: HxWxC uint8 numpy array; stored as an artifact per step."""
-        with_retry(self.client.log_image, self.run_id, image, key=key, step=step)
+        _call(self.client.log_image, self.run_id, image, key=key, step=step)
 
     def end(self, status: str = "FINISHED") -> None:
         _OPEN.pop(self.run_id, None)
         self.flush()
-        with_retry(self.client.set_terminated, self.run_id, status=status)
+        _call(self.client.set_terminated, self.run_id, status=status)

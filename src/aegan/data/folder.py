@@ -5,7 +5,10 @@ Nothing is left out silently. Hidden files and folders (a leading dot:
 read is recorded with the reason: a file with another extension or that is not
 a regular file, a folder that cannot be listed (permissions, I/O error), a
 symbolic link to a folder (not followed: it may lead outside data/raw/ or
-into a loop), a sub-folder with no image file. `load_folder` (sources.py)
+into a loop), a symbolic link to a file outside the folder DVC tracks
+(data/raw/: a link to a file inside it is read), a sub-folder with no image
+file. So nothing outside data/raw/ is read, whether through prepare.path
+(stages/prepare.py), a folder link or a file link. `load_folder` (sources.py)
 adds the image files Pillow cannot decode, warns, and writes it all in the
 data card; losing a whole class is an error unless the user allows it.
 """
@@ -31,6 +34,8 @@ class Listing:
     """What is in the folder: loose image files, or class sub-folders with theirs; and what was left out."""
 
     root: Path
+    allowed: Path  # resolved: a file link is read only if its target is under it (data/raw/)
+    allowed_shown: str  # how messages name it
     loose: list[Path] = field(default_factory=list)
     classes: list[tuple[str, list[Path]]] = field(default_factory=list)
     skipped_files: list[str] = field(default_factory=list)  # "relative/path (reason)"
@@ -48,13 +53,17 @@ def _reason(err: OSError) -> str:
     return err.strerror or type(err).__name__
 
 
-def _kind(path: Path) -> tuple[str, str]:
-    """('dir' | 'file' | 'link-dir' | 'other', '') for what `path` is, or ('error', why it cannot be looked at)."""
+def _kind(path: Path, allowed: Path) -> tuple[str, str]:
+    """('dir' | 'file' | 'link-dir' | 'link-out' | 'other', '') for what `path` is, or ('error', why it cannot be
+    looked at). 'link-out': a link to a file outside `allowed`."""
     try:
         mode = os.lstat(path).st_mode
         if stat.S_ISLNK(mode):
             if stat.S_ISDIR(os.stat(path).st_mode):
                 return "link-dir", ""
+            target = path.resolve()
+            if allowed not in target.parents:
+                return "link-out", str(target)
             mode = os.stat(path).st_mode
     except OSError as err:
         return "error", _reason(err)
@@ -64,11 +73,13 @@ def _kind(path: Path) -> tuple[str, str]:
 def _visit(listing: Listing, path: Path, found: list[Path]) -> bool:
     """Record the entry `path` (not hidden): an image file into `found`, anything else left out with its reason.
     True if it is a folder to descend into."""
-    kind, why = _kind(path)
+    kind, why = _kind(path, listing.allowed)
     if kind == "dir":
         return True
     if kind == "link-dir":
         listing.skipped_folders.append(f"{listing.rel(path)}/ (a symbolic link: not followed)")
+    elif kind == "link-out":
+        listing.skip_file(path, f"a symbolic link to {why}, outside {listing.allowed_shown}/: not read")
     elif kind == "error":
         listing.skip_file(path, why)
     elif path.suffix.lower() not in IMAGE_EXTENSIONS:
@@ -95,10 +106,11 @@ def _walk(listing: Listing, top: Path) -> list[Path]:
     return sorted(found, key=listing.rel)
 
 
-def list_folder(folder: Path, shown: str) -> Listing:
+def list_folder(folder: Path, shown: str, allowed: Path) -> Listing:
     """The folder's image files (loose, or per class sub-folder) and what was left out; a one-line error when the
-    folder itself cannot be read, holds nothing, or mixes loose images with class sub-folders."""
-    listing = Listing(folder)
+    folder itself cannot be read, holds nothing, or mixes loose images with class sub-folders. A file link is read
+    only if it leads to a file under `allowed`."""
+    listing = Listing(folder, Path(allowed).resolve(), Path(allowed).as_posix())
     try:
         entries = sorted((e for e in folder.iterdir() if not e.name.startswith(".")), key=lambda e: e.name)
     except OSError as err:

@@ -59,6 +59,7 @@ from aegan.data.bounded import MIB, read_idx, read_npz
 from aegan.data.folder import EXTENSIONS, Listing, decode_image, list_folder
 from aegan.errors import UserError, one_line
 from aegan.params import PrepareParams
+from aegan.paths import RAW_DIR
 
 MAX_NAMES_IN_WARNING = 20
 MAX_NAMES_IN_CARD = 1000
@@ -193,7 +194,7 @@ def load_folder(p: PrepareParams) -> Loaded:
     folder = existing_path(p, "path")
     if not folder.is_dir():
         raise UserError(f"prepare.path: {p.path} is a file, not a folder: point it at a folder of images ({EXTENSIONS})")
-    listing = list_folder(folder, p.path)
+    listing = list_folder(folder, p.path, RAW_DIR)
     classes = listing.classes or [("", listing.loose)]
     n_files = sum(len(files) for _, files in classes)
     if not n_files and not listing.unreadable:
@@ -243,7 +244,7 @@ def skipped_entries(listing: Listing, shown: str, lost: list[str]) -> dict:
                                                              if len(names) > MAX_NAMES_IN_WARNING else "")  # fmt: skip
     dropped = f"; classes dropped (prepare.allow_missing_classes): {', '.join(lost)}" if lost else ""
     print(f"warning: {shown}: skipped {len(files)} file(s) and {len(folders)} folder(s): {shown_names}{dropped} "
-          "(listed in data/prepared/card.json)", file=sys.stderr)  # fmt: skip
+          "(data/prepared/card.json lists them once prepare has written it)", file=sys.stderr)  # fmt: skip
     return {"skipped_files": len(files), "skipped_folders": len(folders), "skipped": names[:MAX_NAMES_IN_CARD],
             "missing_classes": lost}  # fmt: skip
 

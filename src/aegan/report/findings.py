@@ -55,10 +55,14 @@ def baseline_section(doc: Document, inputs: ReportInputs) -> None:
 def budget_section(doc: Document, inputs: ReportInputs) -> None:
     base = inputs.params.report.baseline
     doc.add(Heading("Budget"))
-    doc.add(Bullets([plateau_sentence(base, inputs.plateau), *ranking_sentences(inputs.rankings)]))
+    ran = base in inputs.params.strategies
+    doc.add(Bullets([plateau_sentence(base, inputs.plateau, ran), *ranking_sentences(inputs.rankings)]))
 
 
-def plateau_sentence(base: str, pl) -> str:
+def plateau_sentence(base: str, pl, ran: bool = True) -> str:
+    if not ran:
+        return (f"Whether `{base}`'s small-sample FID has flattened cannot be told: `{base}` (report.baseline) was not "
+                "run; add it to strategies, or set report.baseline to a strategy that was.")  # fmt: skip
     if pl.flat is None:
         return f"Whether `{base}`'s small-sample FID has flattened cannot be told: too few evaluations (train.eval_every)."
     where = (f"mean {pl.last:.3g} over the last quarter of the budget against {pl.previous:.3g} over the quarter before "

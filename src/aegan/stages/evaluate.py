@@ -27,7 +27,8 @@ KEPT = ("strategy", "seed", "status", "steps", "ae_steps_charged", "budget", "tr
 
 
 def main(params_file, strategy_name: str, seed: int) -> dict:
-    return run_evaluate(load(params_file, PARAMS), strategy_name, check_seed(seed))
+    seed = check_seed(seed)  # the command line first: no need to read params.yaml for that
+    return run_evaluate(load(params_file, PARAMS), strategy_name, seed)
 
 
 def run_evaluate(params, strategy_name: str, seed: int) -> dict:

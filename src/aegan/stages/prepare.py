@@ -17,7 +17,7 @@ from aegan.data.arrays import finish_images
 from aegan.data.packed import FORMAT_VERSION, file_sha256, write_packed
 from aegan.data.sources import SOURCES
 from aegan.errors import UserError
-from aegan.params import FILE_SOURCES, PrepareParams
+from aegan.params import PrepareParams, check_inside_raw, split_sizes, too_few_for_a_batch
 from aegan.stage_params import load
 
 # dvc.yaml's params of this stage; the batch sizes only to refuse a training split smaller than one batch
@@ -29,7 +29,7 @@ def main(params_file: Path) -> dict:
 
 
 def run_prepare(params, track: bool = True) -> dict:
-    check_tracked(params.prepare)
+    check_inside_raw(params.prepare)
     prepared = build_dataset(params.prepare)
     batch_sizes = {f"{k}.batch_size": getattr(params, k).batch_size for k in ("train", "pretrain_ae", "train_scorer")}
     check_dataset_size(prepared, batch_sizes)
@@ -48,27 +48,6 @@ def log_data_card(card: dict) -> None:
     run = Run.start("data", {"stage": "prepare", "data_sha256": card["sha256"][:12], "source": card["source"]}, logged)
     run.log_artifact(paths.DATA_CARD_FILE)
     run.end()
-
-
-def check_tracked(p: PrepareParams) -> None:
-    """Refuse input outside data/raw/: DVC tracks that folder only, so it would never see such a file change.
-
-    Paths are compared after resolving symbolic links: a link under data/raw/ to a file elsewhere is refused too.
-    """
-    raw = paths.RAW_DIR.resolve()
-    keys = ("path", "labels_path") if p.source in FILE_SOURCES else ("root",)
-    for key in keys:
-        value = getattr(p, key)
-        if value is None:
-            continue
-        where = Path(value).expanduser().resolve()
-        if where != raw and raw not in where.parents:
-            how = "copy the files" if key == "root" else "copy it"
-            raise UserError(
-                f"prepare.{key}: {value} is outside {paths.RAW_DIR}/ (resolved: {where}), so DVC would never see it "
-                f"change: {how} under {paths.RAW_DIR}/ (e.g. {paths.RAW_DIR / Path(value).name}) and set "
-                f"prepare.{key} to that path"
-            )
 
 
 @dataclass
@@ -128,11 +107,9 @@ def build_dataset(params: PrepareParams) -> Prepared:
 
 def check_dataset_size(prepared: Prepared, batch_sizes: dict[str, int]) -> None:
     """Refuse, before anything is written, a training split smaller than one batch."""
-    n_train, n_heldout, where = prepared.num_train, prepared.num_heldout, prepared.where
-    split = f"{n_train} training / {n_heldout} held-out images"
     for key, size in batch_sizes.items():
-        if size > n_train:
-            raise UserError(f"{where}: {split}, fewer training images than {key} = {size}: add images or lower {key}")
+        if size > prepared.num_train:
+            raise too_few_for_a_batch(prepared.where, prepared.num_train, prepared.num_heldout, key, size)
 
 
 def write_prepared(prepared: Prepared, out_path: Path, card_path: Path, extra: dict | None = None) -> dict:
@@ -144,7 +121,7 @@ def write_prepared(prepared: Prepared, out_path: Path, card_path: Path, extra: d
 
 def heldout_mask(n: int, fraction: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
-    n_heldout = int(round(n * fraction))
+    n_heldout = split_sizes(n, fraction)[1]  # the split check-params predicts for the built-in sources
     mask = np.zeros(n, dtype=bool)
     mask[rng.permutation(n)[:n_heldout]] = True
     return mask

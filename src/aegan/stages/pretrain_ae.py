@@ -22,7 +22,8 @@ PARAMS = ("compute", "model", "pretrain_ae")  # dvc.yaml's params of this stage
 
 
 def main(params_file, seed: int, progress: bool = True) -> dict:
-    return run_pretrain_ae(load(params_file, PARAMS), check_seed(seed), progress)
+    seed = check_seed(seed)  # the command line first: no need to read params.yaml for that
+    return run_pretrain_ae(load(params_file, PARAMS), seed, progress)
 
 
 def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
@@ -39,6 +40,7 @@ def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
     section = {"pretrain_ae": p.model_dump(), "model": params.model.model_dump(), "seed": seed}
     run = Run.start(f"ae-{seed}", stage_tags("pretrain_ae", data.sha256, section) | {"seed": str(seed)}, flatten(section))
     result = train_loop(trainer, [x], steps=p.steps, batch_size=p.batch_size, seed=seed, on_log=run.log_metrics,
+                        batch_key="pretrain_ae.batch_size",
                         desc="autoencoder", progress=progress)  # fmt: skip
 
     heldout_mse = reconstruction_mse(ae, to_unit_range(data.heldout_images, device))

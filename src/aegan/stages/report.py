@@ -16,14 +16,14 @@ import sys
 import pandas as pd
 
 from aegan import paths, wall_seconds
-from aegan.atomic import atomic_path, write_json, write_text
+from aegan.atomic import atomic_path, file_set, write_json, write_text
 from aegan.report.compose import build_document
 from aegan.report.figures import draw_all
 from aegan.report.inputs import WallTime, read_inputs
 from aegan.report.render import to_html, to_markdown
 from aegan.report.tables import summary_json
 from aegan.stage_params import EVERYTHING, load
-from aegan.tracking import Run
+from aegan.tracking import Run, check_tracking
 
 PARAMS = (EVERYTHING,)  # dvc.yaml's params of this stage: all of them (the report lists those not at their defaults)
 
@@ -32,21 +32,24 @@ def main(params_file) -> dict:
     return run_report(load(params_file, PARAMS))
 
 
+REPORT_SET = ("report.md", "report.html", "summary.json", "figures", "curves")  # under reports/, replaced as one
+
+
 def run_report(params) -> dict:
     rp = params.report
-    inputs = read_inputs(params)
-    # stale figures of strategies no longer run must not linger next to the new ones
-    for old in paths.FIGURES_DIR.glob("*.png") if paths.FIGURES_DIR.is_dir() else []:
-        old.unlink()
-    figs = draw_all(inputs, paths.FIGURES_DIR)
-    write_curves(inputs.curves)
-    summary = summary_json(inputs.table, inputs.comparisons, inputs.stability, inputs.reference, rp.baseline)
+    inputs = read_inputs(params)  # refuses stale or missing evaluations before anything is written
+    check_tracking()  # a store that cannot be written fails now, not after the report is replaced
     total, known, expected = inputs.stage_seconds()
     wall = WallTime(total + wall_seconds(), known + 1, expected + 1)  # this stage too, up to now
-    doc = build_document(inputs, figs, wall)
-    write_text(paths.REPORT_FILE, to_markdown(doc))
-    write_text(paths.REPORT_HTML_FILE, to_html(doc))
-    write_json(paths.SUMMARY_FILE, summary)
+    summary = summary_json(inputs.table, inputs.comparisons, inputs.stability, inputs.reference, rp.baseline)
+    # all five or none: a full disk or an error leaves the previous report, figures of strategies no longer run go
+    with file_set(paths.REPORTS_DIR, REPORT_SET) as staging:
+        figs = draw_all(inputs, staging / "figures")
+        write_curves(inputs.curves, staging / "curves")
+        doc = build_document(inputs, figs, wall)
+        write_text(staging / "report.md", to_markdown(doc))
+        write_text(staging / "report.html", to_html(doc))
+        write_json(staging / "summary.json", summary)
 
     run = Run.start("report", {"stage": "report", "baseline": rp.baseline})
     table = inputs.table
@@ -54,18 +57,18 @@ def run_report(params) -> dict:
     for path in (paths.REPORT_FILE, paths.REPORT_HTML_FILE, paths.SUMMARY_FILE):
         run.log_artifact(path)
     for path in figs.values():
-        run.log_artifact(path, "figures")
+        run.log_artifact(paths.FIGURES_DIR / path.name, "figures")
     run.end()
     log_final_metrics(inputs.runs)
     return summary
 
 
-def write_curves(curves: dict[str, pd.DataFrame]) -> None:
+def write_curves(curves: dict[str, pd.DataFrame], out) -> None:
     """Per-strategy mean small-sample FID over seeds on the budget axis, one CSV per strategy, for `dvc plots show`."""
-    paths.CURVES_DIR.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     for s, curve in curves.items():
         curve = curve.rename(columns={"mean": "fid_small", "std": "fid_small_std"})
-        with atomic_path(paths.CURVES_DIR / f"{s}.csv", suffix=".csv") as tmp:
+        with atomic_path(out / f"{s}.csv", suffix=".csv") as tmp:
             pd.DataFrame(curve, columns=["budget", "step", "fid_small", "fid_small_std"]).to_csv(tmp, index=False)
 
 

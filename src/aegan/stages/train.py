@@ -42,9 +42,10 @@ OUTPUTS = ("generator.pt", "history.csv", "samples.png", "run.json")
 
 
 def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> dict:
-    get_strategy(strategy_name)  # an unknown name: one line before params.yaml is read
+    get_strategy(strategy_name)  # an unknown name or seed: one line before params.yaml is read
+    seed = check_seed(seed)
     params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
-    return run_train(params, strategy_name, check_seed(seed), progress)
+    return run_train(params, strategy_name, seed, progress)
 
 
 def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> dict:
@@ -106,16 +107,13 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         run.flush()  # metrics up to this step are in MLflow before the checkpoint claims them
         resumable.save(step, loop_state, run.run_id)
 
-    try:
-        result = train_loop(train_step, [x], steps=steps, batch_size=tp.batch_size, seed=seed,
-                            log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
-                            on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
-                            checkpoint_every=tp.checkpoint_every, on_checkpoint=on_checkpoint,
-                            state=ckpt["loop_state"] if ckpt else None, desc=f"{strategy_name}-{seed}",
-                            progress=progress)  # fmt: skip
-    except BaseException:
-        run.end("KILLED")
-        raise
+    # a run left open by an error or a signal is ended FAILED or KILLED by the command (cli.py)
+    result = train_loop(train_step, [x], steps=steps, batch_size=tp.batch_size, seed=seed, batch_key="train.batch_size",
+                        log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
+                        on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
+                        checkpoint_every=tp.checkpoint_every, on_checkpoint=on_checkpoint,
+                        state=ckpt["loop_state"] if ckpt else None, desc=f"{strategy_name}-{seed}",
+                        progress=progress)  # fmt: skip
 
     # ---- save
     set_autocast(strategy, None)

@@ -36,6 +36,7 @@ def run_train_scorer(params, progress: bool = True) -> dict:
     trainer = ScorerTrainer(net, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2), p.seed)
     run = Run.start("scorer", stage_tags("train_scorer", data.sha256, p.model_dump()), flatten(p.model_dump()))
     result = train_loop(trainer, tensors, steps=p.steps, batch_size=p.batch_size, seed=p.seed,
+                        batch_key="train_scorer.batch_size",
                         on_log=run.log_metrics, desc="scorer", progress=progress)  # fmt: skip
 
     heldout_labels = torch.as_tensor(data.heldout_labels, device=device) if labelled else None
