@@ -95,6 +95,36 @@ def small_reports_fs(good_run, tmp_path):
         subprocess.run(["umount", "-l", str(tmp_path / "reports")], check=False)
 
 
+@pytest.fixture
+def tiny_fs(tmp_path):
+    """A 64 KB tmpfs (root with mount(8) only)."""
+    where = tmp_path / "tiny"
+    where.mkdir()
+    if os.geteuid() != 0 or shutil.which("mount") is None:
+        pytest.skip("mounting a tmpfs needs root and mount(8)")
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(where)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_disk_full_in_any_stage_output_is_one_line_and_keeps_the_old_file(tiny_fs):
+    """What a train stage's generator.pt or an evaluation meets on a full disk: every output goes through atomic."""
+    from aegan.atomic import DiskFull, write_bytes
+
+    out = tiny_fs / "generator.pt"
+    write_bytes(out, b"the good run's weights")
+    with pytest.raises(DiskFull, match=rf"^{out}: No space left on device while writing \(the previous file is left "
+                                       rf"as it was\): free space there \(df -h {tiny_fs}\)") as err:
+        write_bytes(out, b"x" * 200_000)
+    assert "\n" not in str(err.value)
+    assert out.read_bytes() == b"the good run's weights"
+    assert [p.name for p in tiny_fs.iterdir()] == ["generator.pt"], "a temp file was left behind"
+
+
 def test_disk_full_while_writing_the_report_leaves_the_previous_report(good_run, small_reports_fs):
     set_title("A long title " * 20_000)  # ~260 KB more in each of report.md and report.html
     msg = one_line_error(report, match=r"^reports: No space left on device .*previous set is left as it was.*df -h")

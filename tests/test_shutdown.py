@@ -233,3 +233,20 @@ def test_a_second_aegan_run_in_one_workspace_is_refused_in_one_line_and_its_logs
                            f"finish or stop it (kill {os.getpid()}), then run again; its logs are in logs/\n")
     assert (repo / "logs" / "scorer.log").read_text() == "the first run's log\n"
     assert sorted(p.name for p in (repo / "logs").iterdir()) == [".aegan-run.lock", "scorer.log"]
+
+
+def test_a_process_is_known_by_its_start_in_ticks_not_by_the_wall_clock(monkeypatch):
+    """A clock step (NTP, a resumed VM) once made every live runner look gone and SIGTERMed all stages of a run:
+    psutil's create_time is boot time (from the wall clock) + start ticks. The identity uses the ticks alone."""
+    import psutil
+
+    from aegan.shutdown import _gone, identity
+
+    me = identity(os.getpid())
+    monkeypatch.setattr(time, "time", lambda: 0.0)
+    monkeypatch.setattr(psutil, "boot_time", lambda: 10**9)
+    assert identity(os.getpid()) == me and not _gone(me)
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    ident = identity(child.pid)
+    child.wait()
+    assert ident is not None and identity(child.pid) is None and _gone(ident)

@@ -56,7 +56,30 @@ def set_parent_death_signal(sig: int) -> bool:
         return False
 
 
-def shell_parent_owner():
+Identity = tuple  # (pid, start): a process, not just a pid (pids are reused)
+
+
+def identity(pid: int) -> Identity | None:
+    """(pid, start) of a live process, None when it is gone or a zombie. On Linux `start` is its start in clock
+    ticks since boot (/proc/PID/stat): unlike psutil's create_time, no wall clock goes into it, so a clock step
+    (NTP, a VM resumed) cannot make a live process look like another one."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        if Path("/proc/self/stat").exists():
+            return None  # Linux: gone
+        import psutil  # elsewhere: psutil's view (its start time follows the wall clock)
+
+        try:
+            proc = psutil.Process(pid)
+            return None if proc.status() == psutil.STATUS_ZOMBIE else (pid, proc.create_time())
+        except psutil.Error:
+            return None
+    fields = stat.rsplit(")", 1)[1].split()  # after the command name, which may hold spaces or ')'
+    return None if fields[0] in ("Z", "X") else (pid, int(fields[19]))  # fields 3 (state) and 22 (starttime)
+
+
+def shell_parent_owner() -> Identity | None:
     """The process that ran this one through `<shell> -c` where the shell did not exec it; else None."""
     import psutil
 
@@ -65,49 +88,35 @@ def shell_parent_owner():
         if parent is None or parent.name() not in SHELLS or "-c" not in parent.cmdline()[1:]:
             return None
         owner = parent.parent()
-        return owner if owner is not None and owner.pid > 1 else None
+        return identity(owner.pid) if owner is not None and owner.pid > 1 else None
     except psutil.Error:  # the parent went away or cannot be read: nothing to watch
         return None
 
 
-def _gone(owner) -> bool:
-    """Exited, even if not yet reaped (a zombie); is_running compares start times, so a reused pid is not it."""
-    import psutil
-
-    try:
-        return not owner.is_running() or owner.status() == psutil.STATUS_ZOMBIE
-    except psutil.Error:
-        return True
+def _gone(owner: Identity) -> bool:
+    """Exited (a zombie counts), or its pid now belongs to another process."""
+    return identity(owner[0]) != owner
 
 
-RUNNER_ENV = "AEGAN_RUNNER"  # "<pid>:<start time>" of the `aegan run` that started this stage (parallel.py)
+RUNNER_ENV = "AEGAN_RUNNER"  # "<pid>:<start>" of the `aegan run` that started this stage (parallel.py)
 
 
 def runner_env() -> dict[str, str]:
     """What `aegan run` hands its stages so that they stop when it is gone."""
-    import psutil
+    pid, start = identity(os.getpid())
+    return {RUNNER_ENV: f"{pid}:{start}"}
 
-    return {RUNNER_ENV: f"{os.getpid()}:{psutil.Process().create_time()}"}
 
-
-def runner_owner():
+def runner_owner() -> Identity | None | bool:
     """The `aegan run` process named in AEGAN_RUNNER; None when not set; False when it is gone already."""
-    import psutil
-
-    value = os.environ.get(RUNNER_ENV, "")
-    pid, _, started = value.partition(":")
+    pid, _, start = os.environ.get(RUNNER_ENV, "").partition(":")
     if not pid.isdigit():
         return None
-    try:
-        runner = psutil.Process(int(pid))
-        if started and abs(runner.create_time() - float(started)) > 1.0:  # the pid now belongs to another process
-            return False
-        return runner
-    except (psutil.Error, ValueError):
-        return False
+    owner = identity(int(pid))
+    return owner if owner is not None and str(owner[1]) == start else False
 
 
-def _watch(owner, stop: threading.Event) -> None:
+def _watch(owner: Identity | bool, stop: threading.Event) -> None:
     """SIGTERM to this process once `owner` is gone (at once when it is False: gone before the stage began)."""
     while owner is False or not stop.wait(WATCH_INTERVAL_S):
         if owner is False or _gone(owner):
