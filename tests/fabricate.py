@@ -105,3 +105,18 @@ def fabricate(repo: Path):
             (run_dir / "history.csv").write_text(history(s, seed))
             Image.fromarray(rng.integers(0, 256, (69, 69), dtype=np.uint8)).save(run_dir / "samples.png")
     return params
+
+
+def reported(repo: Path, monkeypatch) -> None:
+    """In `repo`: the fabricated outputs, their complete params.yaml, a tracking DB, and the report stage run on them
+    as dvc.yaml runs it (strategy sections as params.yaml writes them)."""
+    import yaml
+
+    from aegan.stages.report import main
+    from params_file import complete
+
+    monkeypatch.chdir(repo)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
+    fabricate(repo)
+    (repo / "params.yaml").write_text(yaml.safe_dump(complete(PARAMS)))
+    main("params.yaml")

@@ -19,7 +19,6 @@ import pytest
 import yaml
 
 import fabricate as F
-from params_file import complete
 
 REPORT_SET = ("reports/report.md", "reports/report.html", "reports/summary.json", "reports/figures", "reports/curves")
 
@@ -38,13 +37,7 @@ def snapshot(root: Path = Path(".")) -> dict[str, bytes]:
 @pytest.fixture
 def good_run(tmp_path, monkeypatch):
     """Fabricated stage outputs, their params.yaml, a tracking DB and a report made from them: its files' bytes."""
-    from aegan.stages.report import main
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    F.fabricate(tmp_path)
-    Path("params.yaml").write_text(yaml.safe_dump(complete(F.PARAMS)))
-    main("params.yaml")
+    F.reported(tmp_path, monkeypatch)
     files = snapshot()
     assert len(files) > 8 and "reports/figures/fid_curves.png" in files and "reports/curves/dcgan.csv" in files
     return files

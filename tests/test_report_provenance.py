@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 import fabricate as F
-from params_file import complete
 
 REPORT_FILES = ("reports/report.md", "reports/report.html", "reports/summary.json")
 
@@ -22,13 +21,7 @@ REPORT_FILES = ("reports/report.md", "reports/report.html", "reports/summary.jso
 @pytest.fixture
 def good_run(tmp_path, monkeypatch):
     """Fabricated stage outputs, their params.yaml and a report made from them; returns the report files' bytes."""
-    from aegan.stages.report import main
-
-    monkeypatch.chdir(tmp_path)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
-    F.fabricate(tmp_path)
-    Path("params.yaml").write_text(yaml.safe_dump(complete(F.PARAMS)))
-    main("params.yaml")  # the stage as dvc.yaml runs it: strategy sections as params.yaml writes them
+    F.reported(tmp_path, monkeypatch)
     return {name: Path(name).read_bytes() for name in REPORT_FILES}
 
 

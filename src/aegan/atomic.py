@@ -42,8 +42,9 @@ class DiskFull(UserError):
     """A write ran out of space; what was there before is left as it was."""
 
 
-def disk_full(where: Path, err: OSError, kept: str = "the previous file is left as it was") -> DiskFull:
-    return DiskFull(f"{where}: {err.strerror or 'no space left'} while writing ({kept}): free space there "
+def disk_full(where: Path, err: OSError | None = None, kept: str = "the previous file is left as it was") -> DiskFull:
+    why = (err.strerror if err is not None else None) or os.strerror(errno.ENOSPC)
+    return DiskFull(f"{where}: {why} while writing ({kept}): free space there "
                     f"(df -h {where.parent if where.suffix else where}) or write elsewhere, then run again")
 
 
@@ -153,13 +154,7 @@ def file_set(dest: str | os.PathLike, names: Sequence[str]) -> Iterator[Path]:
     published = False
     try:
         staging.mkdir()
-        try:
-            yield staging
-        except (DiskFull, OSError) as err:
-            if isinstance(err, DiskFull) or err.errno in FULL:
-                raise disk_full(dest, OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), "the previous set is left as "
-                                "it was") from None  # fmt: skip
-            raise
+        yield staging
         missing = [n for n in names if not (staging / n).exists()]
         if missing:
             raise RuntimeError(f"file_set({dest}): {', '.join(missing)} not written")  # a bug of the caller
@@ -168,9 +163,9 @@ def file_set(dest: str | os.PathLike, names: Sequence[str]) -> Iterator[Path]:
         _move_in(dest, staging)
         (dest / JOURNAL).unlink()
         shutil.rmtree(staging, ignore_errors=True)
-    except OSError as err:
-        if err.errno in FULL:
-            raise disk_full(dest, err, "nothing there was changed") from None
+    except (DiskFull, OSError) as err:  # while staging or writing the journal: nothing in `dest` was replaced yet
+        if isinstance(err, DiskFull) or err.errno in FULL:
+            raise disk_full(dest, kept="the previous set is left as it was") from None
         raise
     finally:
         if not published:
@@ -209,9 +204,9 @@ def recover(dest: str | os.PathLike) -> None:
 
 def _alive(pid: int) -> bool:
     try:
-        os.kill(pid, 0)
+        os.kill(pid, 0)  # PermissionError: another user's process, alive
     except ProcessLookupError:
         return False
-    except PermissionError:  # another user's process
-        return True
+    except PermissionError:
+        pass
     return True

@@ -254,10 +254,16 @@ def validate_params(raw: Any, source: str = str(PARAMS_FILE), strategies: Collec
 
 
 def load_params(path: str | Path = PARAMS_FILE, strategies: Collection[str] | None = ALL) -> StageParams:
+    return load_params_and_text(path, strategies)[0]
+
+
+def load_params_and_text(path: str | Path, strategies: Collection[str] | None = ALL) -> tuple[StageParams, Any]:
+    """The validated params and the file's data as written (which keys it states), from one read."""
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: not found: run the command from the repository root, or pass --params PATH")
-    return validate_params(read_yaml(path), str(path), strategies)
+    raw = read_yaml(path)
+    return validate_params(raw, str(path), strategies), raw
 
 
 def read_yaml(path: Path) -> Any:
@@ -420,8 +426,7 @@ def check_runnable(params: StageParams, source: str) -> None:
 
 def check_params_file(path: str | Path = PARAMS_FILE) -> StageParams:
     """`aegan check-params`: every section valid, every key stated, nothing that can only fail later."""
-    path = Path(path)
-    params = load_params(path, ALL)
-    check_complete(read_yaml(path), required_names(params), str(path))
+    params, raw = load_params_and_text(path, ALL)
+    check_complete(raw, required_names(params), str(path))
     check_runnable(params, str(path))
     return params

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import inspect
-from pathlib import Path
 from typing import Any, Collection, Iterator
 
 from pydantic import BaseModel
@@ -142,14 +141,14 @@ def load(path, declared: Collection[str], untracked: Collection[str] = (), strat
     Every declared key must be stated in the file, as `dvc repro` requires too: run directly, a stage must not
     compute from defaults DVC does not track (`aegan check-params` requires the whole file).
     """
-    from aegan.params import check_complete, load_params, read_yaml, required_names
+    from aegan.params import check_complete, load_params_and_text, required_names
 
-    params = load_params(path, [strategy] if strategy else [])
+    params, raw = load_params_and_text(path, [strategy] if strategy else [])
     if EVERYTHING in declared:
         names = required_names(params)
     else:
         names = required_names(params, [n.replace(STRATEGY, strategy) if strategy else n for n in declared])
-    check_complete(read_yaml(Path(path)), names, str(path))
+    check_complete(raw, names, str(path))
     return stage_view(params, declared, untracked, strategy)
 
 

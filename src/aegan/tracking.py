@@ -102,22 +102,21 @@ def store_problem(err: BaseException) -> StoreUnusable:
     uri = tracking_uri()
     db = sqlite_path(uri)
     low = str(err).lower()
+    where = f"MLflow tracking URI {uri}" if db is None else f"MLflow tracking DB {db}"
     if db is None:
-        where, fix = f"MLflow tracking URI {uri}", "start the tracking server or set MLFLOW_TRACKING_URI to a reachable, writable location"
+        fix = "start the tracking server or set MLFLOW_TRACKING_URI to a reachable, writable location"
     elif any(w in low for w in ("readonly", "read-only", "permission denied", "disk i/o error")):
         # sqlite says "disk I/O error" when a DB it opened writable can no longer be written (made immutable, disk full)
-        where, fix = f"MLflow tracking DB {db}", (f"make it writable (chmod u+w {db} {db.parent}; chattr -i {db} if it "
-                                                  f"was made immutable; df -h {db.parent} for space) or set "
-                                                  "MLFLOW_TRACKING_URI to a writable location")
+        fix = (f"make it writable (chmod u+w {db} {db.parent}; chattr -i {db} if it was made immutable; df -h "
+               f"{db.parent} for space) or set MLFLOW_TRACKING_URI to a writable location")
     elif "database is locked" in low:
-        where, fix = f"MLflow tracking DB {db}", ("another process kept it locked while aegan retried for a minute: "
-                                                  "let that process finish or stop it, then run again")
+        fix = ("another process kept it locked while aegan retried for a minute: let that process finish or stop "
+               "it, then run again")
     elif "not a database" in low or "malformed" in low or "corrupt" in low:
-        where, fix = f"MLflow tracking DB {db}", (f"move it aside (mv {db} {db}.broken) and run again: a new DB is "
-                                                  "created, the old one is kept for you to inspect")
+        fix = f"move it aside (mv {db} {db}.broken) and run again: a new DB is created, the old one is kept for you to inspect"
     else:
-        where, fix = f"MLflow tracking DB {db}", ("make it a writable MLflow sqlite DB (or move it aside) or set "
-                                                  "MLFLOW_TRACKING_URI to a reachable, writable location")
+        fix = ("make it a writable MLflow sqlite DB (or move it aside) or set MLFLOW_TRACKING_URI to a reachable, "
+               "writable location")
     return StoreUnusable(f"{where} cannot be used ({type(err).__name__}: {one_line(err, 200)}): {fix}")
 
 
