@@ -99,7 +99,7 @@ def train_scorer(params: Path = ParamsOpt) -> None:
     """Train the independent scorer CNN (the offline feature extractor) on the training split."""
     from aegan.stages import train_scorer as stage
 
-    _echo_json(stage.main(params, progress=sys.stderr.isatty()))
+    _echo_json(stage.main(params))
 
 
 @app.command("pretrain-ae")
@@ -111,7 +111,7 @@ def pretrain_ae(
     """Pretrain the autoencoder of one training seed; writes models/ae/ae-<seed>.pt."""
     from aegan.stages import pretrain_ae as stage
 
-    _echo_json(stage.main(params, seed, progress=sys.stderr.isatty()))
+    _echo_json(stage.main(params, seed))
 
 
 @app.command()
@@ -124,7 +124,7 @@ def train(
     """Train one strategy under one seed; writes models/runs/<strategy>-<seed>/."""
     from aegan.stages import train as stage
 
-    _echo_json(stage.main(params, strategy, seed, progress=sys.stderr.isatty()))
+    _echo_json(stage.main(params, strategy, seed))
 
 
 @app.command()

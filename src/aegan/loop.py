@@ -12,12 +12,16 @@ Every `checkpoint_every` steps, and after the last step, it hands
 bit-identically: step, history, the partial log window, the batch sampler and
 every RNG. `train_loop(..., state=loop_state)` continues from there; what the
 step function owns (networks, optimizers) the caller saves and restores.
+
+Progress: a tqdm bar on a terminal; otherwise (a log file, CI) a plain line at
+each tenth of the steps, with the latest losses and small-sample FID.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import sys
 import time
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
@@ -118,6 +122,25 @@ def set_rng_state(state: dict) -> None:
     random.setstate((version, tuple(internal), gauss_next))
 
 
+class PlainProgress:
+    """One line on stderr at each tenth of the steps (where no terminal shows a bar): step, time, latest values."""
+
+    def __init__(self, desc: str, steps: int, start_step: int, started: float, parts: int = 10):
+        self.desc, self.steps, self.started = desc, steps, started
+        self.every = max(1, math.ceil(steps / parts))
+        self.next = (start_step // self.every + 1) * self.every
+        self.latest: dict[str, float] = {}
+
+    def at(self, step: int) -> None:
+        if step < self.next and step != self.steps:
+            return
+        self.next = (step // self.every + 1) * self.every
+        values = " ".join(f"{k} {v:.4g}" for k, v in self.latest.items())
+        print(f"{self.desc}: step {step}/{self.steps} ({100 * step // self.steps}%), "
+              f"{time.perf_counter() - self.started:.0f} s{', ' + values if values else ''}",
+              file=sys.stderr, flush=True)  # fmt: skip
+
+
 def train_loop(
     step_fn: StepFn,
     data: Sequence[torch.Tensor],
@@ -161,7 +184,10 @@ def train_loop(
         }  # fmt: skip
 
     start = time.perf_counter()
-    bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress, mininterval=1.0, dynamic_ncols=True)
+    plain = progress and not sys.stderr.isatty()
+    bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress or plain, mininterval=1.0,
+               dynamic_ncols=True)  # fmt: skip
+    lines = PlainProgress(desc, steps, start_step, start - spent) if plain else None
     for step in range(start_step + 1, steps + 1):
         out = step_fn(*sampler.next())
         for k, v in out.items():
@@ -179,14 +205,21 @@ def train_loop(
                 on_log(means, step)
             bar.update(step - bar.n)
             bar.set_postfix({k: f"{v:.3g}" for k, v in list(means.items())[:3]}, refresh=False)
+            if lines:
+                lines.latest |= means
             if bad:
                 result.diverged, result.diverged_at = True, step
                 result.steps_done = step
                 break
         if on_eval and eval_every and (step % eval_every == 0 or step == steps):
             t0 = time.perf_counter()
-            result.history.append({"step": step, **on_eval(step)})
+            scores = on_eval(step)
+            result.history.append({"step": step, **scores})
             result.eval_seconds += time.perf_counter() - t0
+            if lines:
+                lines.latest |= scores
+        if lines:
+            lines.at(step)
         result.steps_done = step
         if on_checkpoint and ((checkpoint_every and step % checkpoint_every == 0) or step == steps):
             on_checkpoint(step, loop_state(step))

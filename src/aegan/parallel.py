@@ -323,6 +323,7 @@ def workspace_lock(root: Path):
 
 def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[str], None], warm: bool,
          entry: str) -> Outcome:
+    from aegan import tracking
     from aegan.atomic import recover
     from aegan.shutdown import runner_env
 
@@ -345,20 +346,22 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
         slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
         echo(f"{len(plan.order)} stages to run, {len(plan.up_to_date)} up to date, "
              f"at most {slots} at once (the cluster's threads)")  # fmt: skip
-        if os.environ.get("MLFLOW_TRACKING_URI", "").startswith(("http:", "https:")):
-            from aegan.tracking import check_tracking
-
-            check_tracking()  # a tracking server: reachable before any stage starts
-        # a sqlite DB: the first stage that opens it creates it, under the lock next to it (tracking.store_lock)
+        parent = open_execution_run(plan)  # every stage's run is its child; the store is proven usable first
         env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")
                if k in os.environ}  # fmt: skip
+        env |= {tracking.EXECUTION_ENV: parent.execution_id, tracking.PARENT_ENV: parent.run_id}
         if cluster is not None:  # stages on this machine stop if this process dies, even by SIGKILL (shutdown.py)
             env |= runner_env()
 
         def task(stage: str) -> tuple:
             return run_stage, str(root), stage, str(log_path(root, stage)), env, entry if warm else None
 
-        return schedule(plan, client, task, echo)
+        outcome = None
+        try:
+            outcome = schedule(plan, client, task, echo)
+            return outcome
+        finally:
+            close_execution_run(parent, outcome)
     finally:
         _stop_local_stages()
         from aegan.warm import stop_server
@@ -369,6 +372,31 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
         client.close()
         if cluster is not None:
             cluster.close()
+
+
+def open_execution_run(plan: Plan):
+    """The parent MLflow run of this pipeline execution, tagged with its id and what it runs."""
+    from aegan import tracking
+
+    tracking.check_tracking()  # a store that cannot be used: one line before any stage starts
+    execution_id = uuid.uuid4().hex[:12]
+    tags = {"stage": "pipeline", "execution_id": execution_id, "stages_planned": str(len(plan.order)),
+            "stages_up_to_date": str(len(plan.up_to_date)), "runner": "aegan run"}  # fmt: skip
+    run = tracking.Run.start(f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}", tags)
+    run.execution_id = execution_id
+    return run
+
+
+def close_execution_run(run, outcome: "Outcome | None") -> None:
+    """FINISHED when every stage ran, FAILED when one failed, KILLED when the run was interrupted."""
+    try:
+        if outcome is None:
+            run.end("KILLED")
+            return
+        run.set_tags({"stages_done": str(len(outcome.done)), "stages_failed": ",".join(sorted(outcome.failed)) or "-"})
+        run.end("FAILED" if outcome.failed else "FINISHED")
+    except Exception as err:  # the stages' own results stand; the parent run is only their index
+        print(f"MLflow: the pipeline run {run.run_id} could not be ended ({type(err).__name__})", file=sys.stderr)
 
 
 def _raise_interrupt(signum, frame):

@@ -1,7 +1,15 @@
 """MLflow conventions (DESIGN 6): one tracking DB per repo, tagged runs, batched metrics.
 
 Tracking URI: $MLFLOW_TRACKING_URI if set, else an absolute sqlite:///<repo>/mlflow.db;
-artifacts under <repo>/mlruns. Metrics are buffered and sent with log_batch.
+artifacts under <repo>/mlruns, stored in the DB as the relative path `mlruns/...` so a copied or moved workspace
+finds them in the copy (MLflow resolves it against the working directory: stages and `make ui` run at the repo
+root). Metrics are buffered and sent with log_batch.
+
+Run identity (README "Comparing experiments in MLflow"): every run carries `execution_id` (one pipeline
+execution: `aegan run` sets it and opens a parent run that every stage's run is a child of; under plain
+`dvc repro` it names the `dvc` process), `dvc_exp` (the DVC experiment, where DVC set DVC_EXP_NAME) and, for a
+stage's run, `params_hash` of exactly the params that stage declares; `group` joins them into one key that
+seeds of one configuration in one execution share and nothing else does.
 Several stages may log to one sqlite DB at once (`aegan run --jobs`, or parallel
 seeds): writes that find it locked are retried with backoff, never dropped, and
 a fresh DB is created (MLflow's schema migration) by one process at a time,
@@ -32,6 +40,7 @@ from aegan.errors import UserError, one_line
 T = TypeVar("T")
 
 EXPERIMENT = "aegan"
+REGISTERED_MODEL = "aegan-generator"  # the report registers the winning strategy's best-seed generator here
 
 
 def repo_root() -> Path:
@@ -60,12 +69,69 @@ def git_dirty() -> bool:
     return bool(_git("status", "--porcelain", "--untracked-files=no"))
 
 
-def stage_tags(stage: str, data_sha256: str, section: Any) -> dict[str, str]:
-    """The tags every stage's run carries: the stage, the data it read, a hash of the params that define it."""
-    return {"stage": stage, "data_sha256": data_sha256[:12], "params_hash": params_hash(section)}
+EXPERIMENT_TAGS = {
+    # MLflow 3 opens an experiment without a kind on its GenAI overview (traces); these are training runs
+    "mlflow.experimentKind": "custom_model_development",
+    "mlflow.note.content": "aegan: one run per pipeline stage. Compare strategies by grouping train runs by the "
+                           "`group` tag (strategy, experiment or execution, params hash); see the README.",
+}
+EXECUTION_ENV = "AEGAN_EXECUTION_ID"  # set by `aegan run` for every stage it runs
+PARENT_ENV = "AEGAN_PARENT_RUN_ID"  # the execution's parent run, opened by `aegan run`
+
+
+def stage_tags(stage: str, data_sha256: str, declared: dict[str, Any], name: str | None = None) -> dict[str, str]:
+    """The tags a stage's run carries: the stage, the data it read, a hash of exactly the params it declares
+    (`declared`: dotted key -> value) and the group key (`name`: the strategy of a train run; else the stage)."""
+    ident = run_identity()
+    digest = params_hash(declared)
+    label = ident.get("dvc_exp") or f"exec-{ident['execution_id'][:8]}"
+    return {"stage": stage, "data_sha256": data_sha256[:12], "params_hash": digest,
+            "group": f"{name or stage} {label} {digest[:8]}"}  # fmt: skip
+
+
+def run_identity() -> dict[str, str]:
+    """Tags that tie a run to its pipeline execution, its DVC experiment and its parent run."""
+    tags = {"execution_id": os.environ.get(EXECUTION_ENV) or dvc_execution_id()}
+    if exp := os.environ.get("DVC_EXP_NAME"):
+        tags["dvc_exp"] = exp
+    if parent := os.environ.get(PARENT_ENV):
+        tags["mlflow.parentRunId"] = parent
+    return tags
+
+
+def _is_dvc(proc) -> bool:
+    """`dvc ...` or `python -m dvc ...`."""
+    import psutil
+
+    try:
+        argv = proc.cmdline()
+    except psutil.Error:
+        return False
+    return "dvc" in [Path(a).name for a in argv[:2]] or argv[1:3] == ["-m", "dvc"]
+
+
+@functools.lru_cache(maxsize=1)
+def dvc_execution_id() -> str:
+    """Under plain `dvc repro` / `dvc exp run`: a name of the `dvc` process that runs this stage (its pid and
+    start time), so the stages of one repro share it; outside DVC, this process's."""
+    import psutil
+
+    me = psutil.Process()
+    chain = [me]
+    try:
+        chain += me.parents()
+    except psutil.Error:
+        pass
+    owner = next((p for p in chain if _is_dvc(p)), me)
+    try:
+        born = owner.create_time()
+    except psutil.Error:
+        born = time.time()
+    return hashlib.sha256(f"{os.uname().nodename} {owner.pid} {born}".encode()).hexdigest()[:12]
 
 
 def params_hash(section: Any) -> str:
+    """sha256 (12 hex digits) of params as sorted JSON: the same values give the same hash."""
     return hashlib.sha256(json.dumps(section, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
@@ -179,12 +245,15 @@ def _client():
 def _client_for(uri: str):
     """One client (one SQLAlchemy engine, slow to build) per URI and process; a fresh sqlite DB is created under a lock."""
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per model logged, in stage logs
     import logging
 
     import mlflow
 
     # it logs each DB error's traceback before raising it; the error itself becomes one line here (StoreUnusable)
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
+    # per model logged: "Validating input example", and a caution about pickled models (ours is our own code)
+    logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
@@ -217,15 +286,49 @@ def store_lock(db: Path, timeout: float = 600):
 def _experiment_id(client) -> str:
     exp = _call(client.get_experiment_by_name, EXPERIMENT)
     if exp is not None:
+        for key, value in EXPERIMENT_TAGS.items():  # a DB made by an earlier aegan
+            if key not in exp.tags:
+                _call(client.set_experiment_tag, exp.experiment_id, key, value)
         return exp.experiment_id
     artifacts = (repo_root() / "mlruns").as_uri()
     try:
-        return with_retry(client.create_experiment, EXPERIMENT, artifact_location=artifacts)
+        exp_id = with_retry(client.create_experiment, EXPERIMENT, artifact_location=artifacts, tags=EXPERIMENT_TAGS)
     except Exception as err:  # another process created it first, or the store cannot be written
         exp = _call(client.get_experiment_by_name, EXPERIMENT)
         if exp is None:
             raise store_problem(err) from None
         return exp.experiment_id
+    if (db := sqlite_path(tracking_uri())) is not None:
+        with_retry(relative_artifacts, db, exp_id)
+    return exp_id
+
+
+def relative_artifacts(db: Path, experiment_id: str) -> None:
+    """Store the experiment's artifact location as `mlruns/<id>`, relative to the workspace.
+
+    MLflow makes every local location absolute when it creates an experiment, and each run's artifact URI
+    is derived from it: a copied or moved workspace would read and write artifacts in the old place. MLflow
+    has no call to change the location, so this one UPDATE does, before any run exists; MLflow resolves a
+    relative location against the working directory, the workspace root for stages and `make ui`.
+    """
+    con = sqlite3.connect(db, timeout=20)
+    try:
+        with con:
+            con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
+                        (f"mlruns/{experiment_id}", int(experiment_id)))  # fmt: skip
+    finally:
+        con.close()
+
+
+def register_model(model_uri: str, name: str, tags: dict[str, str], alias: str) -> str:
+    """A new version of registered model `name` from `model_uri`, with `tags`, and `alias` moved to it; its
+    version number. The registered model is created on first use."""
+    import mlflow
+
+    _client()  # the tracking URI is set, the store opened
+    version = _call(mlflow.register_model, model_uri, name, tags=tags)
+    _call(_client().set_registered_model_alias, name, alias, version.version)
+    return str(version.version)
 
 
 _OPEN: dict[str, "Run"] = {}  # runs this process started or resumed and has not ended
@@ -253,11 +356,21 @@ class Run:
     @classmethod
     def start(cls, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> "Run":
         client = _client()
-        tags = {"git_commit": git_commit(), **tags}
+        tags = {"git_commit": git_commit(), **run_identity(), **tags}
         run = _call(client.create_run, _experiment_id(client), run_name=name, tags=tags)
         self = cls(client, run.info.run_id)
         if params:
             self.log_params(params)
+        return self
+
+    @classmethod
+    def finished(cls, run_id: str) -> "Run":
+        """A run that has ended, to add what was measured later (final scores): its status and end time, hence
+        its duration, stay those of the stage that ran it. Call `flush()` when done; never `end()`."""
+        client = _client()
+        _call(client.get_run, run_id)  # gone (e.g. mlflow.db replaced): the error is the caller's to report
+        self = cls(client, run_id)
+        _OPEN.pop(run_id, None)  # nothing to end on the way out
         return self
 
     @classmethod
@@ -293,6 +406,21 @@ class Run:
 
     def log_artifact(self, path: str | Path, artifact_path: str | None = None) -> None:
         _call(self.client.log_artifact, self.run_id, str(path), artifact_path)
+
+    def log_dataset(self, path: str | Path, sha256: str, context: str, tags: dict[str, str] | None = None) -> None:
+        """The file a stage read, as an MLflow dataset input: its path relative to the workspace, its sha256."""
+        from mlflow.data.meta_dataset import MetaDataset
+        from mlflow.data.sources import LocalArtifactDatasetSource
+        from mlflow.entities import DatasetInput, InputTag
+
+        dataset = MetaDataset(LocalArtifactDatasetSource(str(path)), name=Path(path).name, digest=sha256[:12])
+        input_tags = [InputTag("mlflow.data.context", context), InputTag("sha256", sha256)]
+        input_tags += [InputTag(k, str(v)) for k, v in (tags or {}).items()]
+        _call(self.client.log_inputs, self.run_id, [DatasetInput(dataset._to_mlflow_entity(), input_tags)])
+
+    def log_table(self, table, artifact_file: str) -> None:
+        """A pandas table as a JSON artifact MLflow shows as a table (not as per-run metric charts)."""
+        _call(self.client.log_table, self.run_id, table, artifact_file)
 
     def log_image(self, image, key: str, step: int) -> None:
         """`image`: HxWxC uint8 numpy array; stored as an artifact per step."""

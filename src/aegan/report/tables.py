@@ -50,7 +50,7 @@ def collect_runs(strategies: list[str], seeds: list[int]) -> pd.DataFrame:
             row["all_metrics"] = metrics  # kid_std, is_std, f_score too: logged to MLflow as they are
             rows.append(row)
     runs = pd.DataFrame(rows)
-    for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds", "mlflow_run_id", "ae_steps_charged",
+    for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds", "mlflow_run_id", "mlflow_model_uri", "ae_steps_charged",
                      "budget", "num_samples", "num_reference"):  # older outputs lack some
         if optional not in runs:
             runs[optional] = None

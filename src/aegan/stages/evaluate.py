@@ -23,7 +23,7 @@ from aegan.strategies import names
 PARAMS = ("compute", "model", "evaluate")  # dvc.yaml's params of this stage
 
 KEPT = ("strategy", "seed", "status", "steps", "ae_steps_charged", "budget", "train_seconds", "images_per_second",
-        "generator_parameters", "uses_ae", "diverged_at", "mlflow_run_id")  # fmt: skip
+        "generator_parameters", "uses_ae", "diverged_at", "mlflow_run_id", "mlflow_model_uri")  # fmt: skip
 
 
 def main(params_file, strategy_name: str, seed: int) -> dict:

@@ -3,9 +3,13 @@
 Writes reports/report.md, a self-contained reports/report.html, PNG figures
 under reports/figures/, reports/summary.json (nested per strategy, for
 `dvc metrics show/diff`) and reports/curves/*.csv (for `dvc plots show`), and
-logs them all to an MLflow run. It also gives each (strategy, seed) MLflow
-run its final scores: evaluate stays free of MLflow (see stages/evaluate.py).
-The building blocks are in aegan.report.
+logs them all to an MLflow run, with the comparison as a table artifact (aggregate
+metrics would be charts next to every run's own). It adds each (strategy, seed)
+MLflow run's final scores to that finished run, leaving its status and duration
+those of training (evaluate stays free of MLflow: see stages/evaluate.py), and
+registers the winning strategy's best-seed generator as a new version of the
+registered model `aegan-generator`, alias `best`. The building blocks are in
+aegan.report.
 """
 
 from __future__ import annotations
@@ -23,7 +27,7 @@ from aegan.report.inputs import WallTime, read_inputs
 from aegan.report.render import to_html, to_markdown
 from aegan.report.tables import summary_json
 from aegan.stage_params import EVERYTHING, load
-from aegan.tracking import Run, check_tracking
+from aegan.tracking import REGISTERED_MODEL, Run, check_tracking, register_model
 
 PARAMS = (EVERYTHING,)  # dvc.yaml's params of this stage: all of them (the report lists those not at their defaults)
 
@@ -52,15 +56,42 @@ def run_report(params) -> dict:
         write_json(staging / "summary.json", summary)
 
     run = Run.start("report", {"stage": "report", "baseline": rp.baseline})
-    table = inputs.table
-    run.log_metrics({f"{s}.fid_mean": v for s, v in zip(table["strategy"], table["fid_mean"]) if math.isfinite(v)})
+    run.log_table(comparison_table(inputs.table), "comparison.json")
     for path in (paths.REPORT_FILE, paths.REPORT_HTML_FILE, paths.SUMMARY_FILE):
         run.log_artifact(path)
     for path in figs.values():
         run.log_artifact(paths.FIGURES_DIR / path.name, "figures")
-    run.end()
     log_final_metrics(inputs.runs)
+    run.set_tags(register_winner(inputs, run.run_id))
+    run.end()
     return summary
+
+
+def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The main table's per-strategy figures (means and spreads over seeds), for MLflow's table view."""
+    columns = [c for c in table.columns if c == "strategy" or c.endswith(("_mean", "_std")) or c in ("n", "diverged")]
+    return table[columns].rename(columns={"kid_mean_mean": "kid_mean_mean (raw, x1)"})
+
+
+def register_winner(inputs, report_run_id: str) -> dict[str, str]:
+    """Register the best-seed generator of the strategy with the lowest mean FID; the report run's tags saying
+    which (none when no strategy has a finite FID and a logged model)."""
+    table, runs = inputs.table, inputs.runs
+    finite = table[table["fid_mean"].map(lambda v: isinstance(v, float) and math.isfinite(v))]
+    if finite.empty:
+        return {}
+    best = finite.loc[finite["fid_mean"].idxmin()]
+    mine = runs[(runs["strategy"] == best["strategy"]) & (runs["status"] == "finished") & runs["fid"].notna()]
+    mine = mine[mine["mlflow_model_uri"].map(lambda v: isinstance(v, str))]
+    if mine.empty:
+        return {}
+    row = mine.loc[mine["fid"].idxmin()]
+    tags = {"strategy": row["strategy"], "seed": str(row["seed"]), "fid": f"{row['fid']:.6g}",
+            "fid_mean_over_seeds": f"{best['fid_mean']:.6g}", "fid_std_over_seeds": f"{best['fid_std']:.6g}",
+            "seeds": str(int(best["n"])), "baseline": inputs.params.report.baseline,
+            "source_run_id": str(row["mlflow_run_id"]), "report_run_id": report_run_id}  # fmt: skip
+    version = register_model(row["mlflow_model_uri"], REGISTERED_MODEL, tags, alias="best")
+    return {"registered_model": f"models:/{REGISTERED_MODEL}/{version}", "winner": row["strategy"]}
 
 
 def write_curves(curves: dict[str, pd.DataFrame], out) -> None:
@@ -73,13 +104,14 @@ def write_curves(curves: dict[str, pd.DataFrame], out) -> None:
 
 
 def log_final_metrics(runs: pd.DataFrame) -> None:
-    """Each (strategy, seed) MLflow run gets its final scores, found by the id that evaluate kept."""
+    """Each (strategy, seed) MLflow run gets its final scores, found by the id that evaluate kept; the run is not
+    reopened, so its status and end time stay those of training."""
     for r in runs.itertuples():
         run_id = getattr(r, "mlflow_run_id", None)
         if not isinstance(run_id, str):
             continue
         try:
-            run = Run.resume(run_id)
+            run = Run.finished(run_id)
         except Exception as err:  # e.g. mlflow.db deleted since training: the report itself is still right
             print(f"MLflow run {run_id} of {r.strategy}-{r.seed} not found ({type(err).__name__}): final metrics not "
                   "logged there", file=sys.stderr)  # fmt: skip
@@ -87,4 +119,4 @@ def log_final_metrics(runs: pd.DataFrame) -> None:
         finals = {f"final_{m}": v for m, v in (r.all_metrics or {}).items()}
         run.log_metrics({k: float(v) for k, v in finals.items() if v is not None and math.isfinite(v)})
         run.set_tags({"feature_extractor": str(r.feature_extractor)})
-        run.end("FINISHED" if r.status == "finished" else "FAILED")
+        run.flush()

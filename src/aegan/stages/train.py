@@ -19,6 +19,7 @@ from aegan.checkpoint import Resumable, checkpoint_path, fingerprint
 from aegan.compute import accelerate, setup as setup_compute
 from aegan.data.packed import file_sha256, load_packed
 from aegan.generator import fixed_latents, sample_uint8, save_generator
+from aegan.generator_model import log_generator
 from aegan.images import image_grid, save_png, to_uint8, to_unit_range
 from aegan.loop import seed_everything, train_loop
 from aegan.metrics import Evaluator, check_feature_extractor
@@ -92,14 +93,17 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         section = {"model": params.model.model_dump(), "train": tp.model_dump(), strategy_name: strategy_params.model_dump()}
         logged = flatten(section) | {"strategy": strategy_name, "seed": seed, "steps": steps, "ae_steps_charged": ae_steps,
                                      "generator_parameters": count_parameters(strategy.generator)}  # fmt: skip
-        tags = stage_tags("train", data.sha256, section) | {"strategy": strategy_name, "seed": str(seed)}
+        declared = declared_values(params, PARAMS, strategy_name)
+        tags = stage_tags("train", data.sha256, declared, strategy_name) | {"strategy": strategy_name, "seed": str(seed)}
         run = Run.start(f"{strategy_name}-{seed}", tags, logged)
+        run.log_dataset(paths.DATASET_FILE, data.sha256, "training", {"shape": "x".join(map(str, data.shape))})
 
     # ---- the loop: small-sample FID and a grid every eval_every steps, a checkpoint every checkpoint_every
     def on_eval(step: int) -> dict[str, float]:
         samples = sample_uint8(strategy.generate, tp.eval_samples, shape.z_dim, seed=step, device=device)
         fid = evaluator.fid(samples)
         run.log_metrics({"fid_small": fid}, step)
+        run.log_metrics({"fid_small_vs_budget": fid}, ae_steps + step)  # the report's x axis: AE pretraining charged
         run.log_image(image_grid(to_uint8(strategy.generate(grid_eps))), key="samples", step=step)
         return {"fid_small": fid}
 
@@ -132,6 +136,8 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         "strategy_params": strategy_params.model_dump(), "strategy_defaults": cls.Params().model_dump(),
         "params": declared_values(params, PARAMS, strategy_name),  # what the report checks it still matches
     }  # fmt: skip
+    if not result.diverged:  # `mlflow.pyfunc.load_model(uri).predict(eps)` gives images
+        info["mlflow_model_uri"] = log_generator(run.run_id, out_dir / "generator.pt", shape.z_dim)
     write_json(out_dir / "run.json", info)
     run.log_artifact(out_dir / "samples.png")
     run.log_artifact(out_dir / "generator.pt")

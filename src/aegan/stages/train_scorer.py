@@ -11,6 +11,7 @@ from aegan.data.packed import load_packed
 from aegan.images import to_unit_range
 from aegan.loop import seed_everything, train_loop
 from aegan.params import flatten
+from aegan.provenance import declared_values
 from aegan.scorer import ScorerNet, ScorerTrainer, heldout_accuracy, save_scorer
 from aegan.stage_params import load
 from aegan.tracking import Run, stage_tags
@@ -34,7 +35,8 @@ def run_train_scorer(params, progress: bool = True) -> dict:
     seed_everything(p.seed)
     net = ScorerNet(data.shape[0], data.shape[1], p.width, p.feature_dim, data.num_classes if labelled else 4).to(device)
     trainer = ScorerTrainer(net, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2), p.seed)
-    run = Run.start("scorer", stage_tags("train_scorer", data.sha256, p.model_dump()), flatten(p.model_dump()))
+    tags = stage_tags("train_scorer", data.sha256, declared_values(params, PARAMS), "scorer")
+    run = Run.start("scorer", tags, flatten(p.model_dump()))
     result = train_loop(trainer, tensors, steps=p.steps, batch_size=p.batch_size, seed=p.seed,
                         batch_key="train_scorer.batch_size",
                         on_log=run.log_metrics, desc="scorer", progress=progress)  # fmt: skip
