@@ -39,4 +39,4 @@ bench: setup  ## CPU figures; on a GPU: python bench/throughput.py --device cuda
 	$(BIN)/python bench/throughput.py
 
 clean-results:  ## remove pipeline outputs (not the DVC cache, not mlflow.db)
-	rm -rf data/prepared/dataset.npz models reports/eval reports/curves
+	rm -rf data/prepared/dataset.npz models reports/eval

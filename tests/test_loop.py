@@ -77,3 +77,29 @@ def test_batch_larger_than_data_is_a_user_error_naming_the_key():
                                         r"lower train\.batch_size, or lower prepare\.heldout_fraction"):
         train_loop(lambda x: {}, [torch.zeros(10, 1)], steps=1, batch_size=64, seed=0, batch_key="train.batch_size",
                    progress=False)
+
+
+def test_without_a_terminal_progress_is_a_plain_line_at_each_tenth_with_losses_and_fid(digits16, capsys):
+    def step(x):
+        return {"loss": x.mean()}
+
+    train_loop(step, [digits16], steps=95, batch_size=8, seed=0, log_every=5, eval_every=20,
+               on_eval=lambda s: {"fid_small": 100.0 / s}, desc="dcgan-0")  # fmt: skip
+    lines = capsys.readouterr().err.strip().splitlines()  # captured: not a terminal
+    steps = [int(line.split("step ")[1].split("/")[0]) for line in lines]
+    assert steps == [10, 20, 30, 40, 50, 60, 70, 80, 90, 95]  # every ceil(95 / 10) = 10 steps, and the last
+    assert all(line.startswith("dcgan-0: step ") and "loss " in line for line in lines)
+    assert "fid_small" not in lines[0] and lines[1].endswith("fid_small 5")  # the evaluation at step 20, once made
+    assert "(100%)" in lines[-1]
+
+
+def test_resumed_progress_continues_at_the_next_tenth(digits16, capsys):
+    def step(x):
+        return {"loss": x.mean()}
+
+    seen = {}
+    train_loop(step, [digits16], steps=40, batch_size=8, seed=0, log_every=4, progress=False,
+               checkpoint_every=20, on_checkpoint=lambda s, state: seen.setdefault(s, state))  # fmt: skip
+    train_loop(step, [digits16], steps=40, batch_size=8, seed=0, log_every=4, state=seen[20], desc="x")
+    steps = [int(line.split("step ")[1].split("/")[0]) for line in capsys.readouterr().err.strip().splitlines()]
+    assert steps == [24, 28, 32, 36, 40]

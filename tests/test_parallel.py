@@ -220,6 +220,11 @@ def test_dvc_stages_run_in_dag_order_in_parallel_then_only_what_changed(tmp_path
         assert t[up]["end"] <= t[down]["start"], (up, down)
     assert {rec["threads"] for rec in t.values()} == {str(max(1, (os.cpu_count() or 1) // 2))}
     assert plan_from_dvc(repo).order == []  # everything up to date
+    # one parent MLflow run for the execution: every stage was given its id and execution id
+    (parent,) = pipeline_runs(repo)
+    assert {(rec["parent_run_id"], rec["execution_id"]) for rec in t.values()} == {(parent.info.run_id,
+                                                                                      parent.data.tags["execution_id"])}
+    assert parent.info.status == "FINISHED" and parent.data.tags["stages_done"] == "5"
 
     (repo / "c.in").write_text("2\n")  # c, and d downstream of it, are out of date; a, b, e are not
     plan = plan_from_dvc(repo)
@@ -232,6 +237,16 @@ def test_dvc_stages_run_in_dag_order_in_parallel_then_only_what_changed(tmp_path
     assert sorted(s for s in after if after[s] != before[s]) == ["c", "d"]
     r = aegan_run(repo, "--jobs", "2")
     assert r.returncode == 0 and "all up to date" in r.stdout
+    first, second = sorted(pipeline_runs(repo), key=lambda run: run.info.start_time)  # none opened for no work
+    assert first.data.tags["execution_id"] != second.data.tags["execution_id"]
+    assert {rec["execution_id"] for s, rec in after.items() if s in "cd"} == {second.data.tags["execution_id"]}
+
+
+def pipeline_runs(repo: Path) -> list:
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
+    return client.search_runs([client.get_experiment_by_name("aegan").experiment_id], "tags.stage = 'pipeline'")
 
 
 @pytest.mark.e2e
@@ -246,6 +261,8 @@ def test_a_failing_dvc_stage_names_itself_and_its_log_and_stops_only_its_downstr
     assert str(log) in err[0] and "not run because of it: d" in err[0]
     assert "failing on purpose" in log.read_text()
     assert set(times(repo)) == {"a", "c", "e"} and locked_stages(repo) == {"a", "c", "e"}
+    (parent,) = pipeline_runs(repo)
+    assert parent.info.status == "FAILED" and parent.data.tags["stages_failed"] == "b"
 
 
 def test_bad_input_is_one_line(tmp_path):

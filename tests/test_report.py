@@ -86,7 +86,7 @@ def test_costs_charge_the_ae_pretraining_to_the_strategies_that_use_it(report):
     assert summary["dcgan"]["budget"] == {"steps": 100, "ae_steps_charged": 0, "total": 100}
 
 
-@pytest.mark.parametrize("metric, key, scale", [("FID", "fid", 1.0), ("KID", "kid_mean", 0.5)])
+@pytest.mark.parametrize("metric, key, scale", [("FID", "fid", 1.0), ("KID (×1)", "kid_mean", 0.5)])
 def test_fid_and_kid_against_the_baseline_are_welch_t_with_holm(report, metric, key, scale):
     _, summary, md, _ = report
     a, b = scale * np.array(F.FID["ae_init"]), scale * np.array(F.FID["dcgan"])
@@ -181,24 +181,48 @@ def test_setup_lists_data_scorer_changed_params_and_wall_time(report):
 
 def test_curves_for_dvc_plots(report):
     repo, _, _, _ = report
-    curve = pd.read_csv(repo / "reports/curves/dcgan.csv")
-    assert list(curve.columns) == ["budget", "step", "fid_small", "fid_small_std"]
+    curves = pd.read_csv(repo / "reports/fid_curves.csv")
+    assert list(curves.columns) == ["strategy", "budget", "step", "fid_small", "fid_small_std", "fid_small_low",
+                                    "fid_small_high"]  # fmt: skip
+    curve = curves[curves["strategy"] == "dcgan"]
     assert curve["step"].tolist() == [20, 40, 60, 80, 100] and curve["fid_small"].tolist()[-1] == 20.0
-    ae_init = pd.read_csv(repo / "reports/curves/ae_init.csv")
+    band = curve["fid_small"] + curve["fid_small_std"].fillna(0)
+    assert np.allclose(curve["fid_small_high"], band)
+    ae_init = curves[curves["strategy"] == "ae_init"]
     assert ae_init["budget"].tolist() == [70, 90]  # own steps 20, 40 after the 50 AE steps charged
 
 
-def test_report_files_are_logged_to_mlflow(report):
+def test_dvc_metrics_file_has_three_headline_figures_per_strategy(report):
+    repo, summary, _, _ = report
+    metrics = json.loads((repo / "reports/metrics.json").read_text())
+    assert set(metrics) == set(summary) - {"reference"}
+    for s, m in metrics.items():
+        assert m == {"fid": summary[s]["fid"]["mean"], "kid_x1": summary[s]["kid_mean"]["mean"],
+                     "recall": summary[s]["recall"]["mean"]}  # fmt: skip
+
+
+def test_kid_scale_is_said_in_every_table(report):
+    _, _, md, _ = report
+    assert "KID (×1)" in row(md, "strategy", "Main table")
+    body = md.split(f"## {BASELINE}", 1)[1]
+    assert "KID (×1)" in body and "KID |" not in body.replace("KID (×1) |", "")
+
+
+def test_report_files_are_logged_to_mlflow_and_no_aggregate_metric_becomes_a_chart(report, monkeypatch):
     repo, _, _, _ = report
     from mlflow.tracking import MlflowClient
 
+    monkeypatch.chdir(repo)  # artifact locations are relative to the workspace
     client = MlflowClient(f"sqlite:///{repo / 'mlflow.db'}")
     exp = client.get_experiment_by_name("aegan")
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     (run,) = client.search_runs([exp.experiment_id], "tags.stage = 'report'")
     logged = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"report.md", "report.html", "summary.json", "figures"} <= logged
+    assert {"report.md", "report.html", "summary.json", "figures", "comparison.json"} <= logged
     assert {a.path for a in client.list_artifacts(run.info.run_id, "figures")} >= {"figures/samples.png"}
-    assert run.data.metrics["ae_init.fid_mean"] == pytest.approx(32.0)
+    assert run.data.metrics == {}
+    table = client.load_table(exp.experiment_id, "comparison.json", run_ids=[run.info.run_id])
+    assert table.set_index("strategy").loc["ae_init", "fid_mean"] == pytest.approx(32.0)
 
 
 def test_unit_coverage_and_oscillation():

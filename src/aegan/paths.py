@@ -21,7 +21,8 @@ SUMMARY_FILE = REPORTS_DIR / "summary.json"
 REPORT_FILE = REPORTS_DIR / "report.md"
 REPORT_HTML_FILE = REPORTS_DIR / "report.html"
 FIGURES_DIR = REPORTS_DIR / "figures"
-CURVES_DIR = REPORTS_DIR / "curves"
+CURVES_FILE = REPORTS_DIR / "fid_curves.csv"  # every strategy's mean curve, long format: one DVC plot
+METRICS_FILE = REPORTS_DIR / "metrics.json"  # the headline figures per strategy: what `dvc exp show` shows
 
 
 def ae_file(seed: int) -> Path:

@@ -3,8 +3,8 @@
     python step.py NAME [OUT ...]
 
 Writes times/NAME.start at once, then (after STEP_SLEEP seconds) every OUT (the
-name and the content of NAME.in, if any) and times/NAME.json with start, end
-and OMP_NUM_THREADS. Fails when a file
+name and the content of NAME.in, if any) and times/NAME.json with start, end,
+OMP_NUM_THREADS and the execution's MLflow ids that `aegan run` passes. Fails when a file
 fail-NAME exists. With STEP_WAIT=NAME:OTHER it first waits (up to 120 s) until
 OTHER has started: proof that the two ran at the same time.
 """
@@ -32,5 +32,6 @@ time.sleep(float(os.environ.get("STEP_SLEEP", "0.2")))
 own_input = Path(f"{name}.in").read_text() if Path(f"{name}.in").exists() else ""
 for out in outs:
     Path(out).write_text(f"{name}\n{own_input}")
-record = {"start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS")}
+record = {"start": start, "end": time.time(), "threads": os.environ.get("OMP_NUM_THREADS"),
+          "execution_id": os.environ.get("AEGAN_EXECUTION_ID"), "parent_run_id": os.environ.get("AEGAN_PARENT_RUN_ID")}
 Path(f"times/{name}.json").write_text(json.dumps(record))

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 POWER = 0.8
-NAMES = {"fid": "FID", "kid_mean": "KID"}
+NAMES = {"fid": "FID", "kid_mean": "KID (×1)"}  # KID as torch-fidelity gives it: not scaled (papers often give ×10³)
 
 
 @dataclass

@@ -106,7 +106,7 @@ def main_table(doc: Document, inputs: ReportInputs) -> None:
     table, reference = inputs.table, inputs.reference
     best = T.best_strategies(table)
     fid_col = fid_name(reference.get("feature_extractor", ""))
-    header = ["strategy", "n", fid_col, "KID", "IS", "precision", "recall", "budget (own + AE)", "train s",
+    header = ["strategy", "n", fid_col, "KID (×1)", "IS", "precision", "recall", "budget (own + AE)", "train s",
               "AE s charged", "total s", "img/s"]  # fmt: skip
     rows = []
     for _, r in table.iterrows():
@@ -128,8 +128,9 @@ def main_table(doc: Document, inputs: ReportInputs) -> None:
     doc.add(Table(header, rows, note=(
         f"Mean ± std over training seeds; n = finished seeds of {n_seeds} (a diverged run has no scores and is not "
         "averaged; with n = 1 the std is –). **Bold**: the best mean in its column (lower FID/KID, higher "
-        "IS/precision/recall). Budget: generator-side updates, the strategy's own plus the AE pretraining charged to "
-        "it. Train s and img/s: the strategy's own training; total s adds the pretraining of its seed's AE. Every "
+        "IS/precision/recall). KID (×1): the kernel distance as torch-fidelity gives it, not scaled (papers often "
+        "quote KID ×10³); its size follows the features' scale. Budget: generator-side updates, the strategy's own "
+        "plus the AE pretraining charged to it. Train s and img/s: the strategy's own training; total s adds the pretraining of its seed's AE. Every "
         f"generator has {', '.join(f'{p:,}' for p in sorted(params_g))} parameters.")))  # fmt: skip
 
 

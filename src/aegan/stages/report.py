@@ -1,8 +1,10 @@
 """Stage `report`: turn every (strategy, seed) into the answer: tables, figures, a stability analysis.
 
 Writes reports/report.md, a self-contained reports/report.html, PNG figures
-under reports/figures/, reports/summary.json (nested per strategy, for
-`dvc metrics show/diff`) and reports/curves/*.csv (for `dvc plots show`), and
+under reports/figures/, reports/summary.json (every figure, nested per
+strategy), reports/metrics.json (the headline figures per strategy: DVC's
+metrics, narrow enough for `dvc exp show`) and reports/fid_curves.csv (every
+strategy's curve in one file: one `dvc plots show` plot), and
 logs them all to an MLflow run, with the comparison as a table artifact (aggregate
 metrics would be charts next to every run's own). It adds each (strategy, seed)
 MLflow run's final scores to that finished run, leaving its status and duration
@@ -36,7 +38,7 @@ def main(params_file) -> dict:
     return run_report(load(params_file, PARAMS))
 
 
-REPORT_SET = ("report.md", "report.html", "summary.json", "figures", "curves")  # under reports/, replaced as one
+REPORT_SET = ("report.md", "report.html", "summary.json", "metrics.json", "figures", "fid_curves.csv")  # replaced as one
 
 
 def run_report(params) -> dict:
@@ -49,11 +51,12 @@ def run_report(params) -> dict:
     # all five or none: a full disk or an error leaves the previous report, figures of strategies no longer run go
     with file_set(paths.REPORTS_DIR, REPORT_SET) as staging:
         figs = draw_all(inputs, staging / "figures")
-        write_curves(inputs.curves, staging / "curves")
+        write_curves(inputs.curves, staging / "fid_curves.csv")
         doc = build_document(inputs, figs, wall)
         write_text(staging / "report.md", to_markdown(doc))
         write_text(staging / "report.html", to_html(doc))
         write_json(staging / "summary.json", summary)
+        write_json(staging / "metrics.json", headline_metrics(summary))
 
     run = Run.start("report", {"stage": "report", "baseline": rp.baseline})
     run.log_table(comparison_table(inputs.table), "comparison.json")
@@ -94,13 +97,27 @@ def register_winner(inputs, report_run_id: str) -> dict[str, str]:
     return {"registered_model": f"models:/{REGISTERED_MODEL}/{version}", "winner": row["strategy"]}
 
 
+CURVE_COLUMNS = ["strategy", "budget", "step", "fid_small", "fid_small_std", "fid_small_low", "fid_small_high"]
+
+
 def write_curves(curves: dict[str, pd.DataFrame], out) -> None:
-    """Per-strategy mean small-sample FID over seeds on the budget axis, one CSV per strategy, for `dvc plots show`."""
-    out.mkdir(parents=True, exist_ok=True)
+    """Each strategy's mean small-sample FID over seeds on the budget axis, with the band mean ± std, in one CSV
+    (one row per strategy and evaluation), for the one overlaid `dvc plots show` plot."""
+    frames = []
     for s, curve in curves.items():
-        curve = curve.rename(columns={"mean": "fid_small", "std": "fid_small_std"})
-        with atomic_path(out / f"{s}.csv", suffix=".csv") as tmp:
-            pd.DataFrame(curve, columns=["budget", "step", "fid_small", "fid_small_std"]).to_csv(tmp, index=False)
+        curve = curve.rename(columns={"mean": "fid_small", "std": "fid_small_std"}).assign(strategy=s)
+        std = curve["fid_small_std"].fillna(0.0)  # one seed: no band
+        frames.append(curve.assign(fid_small_low=curve["fid_small"] - std, fid_small_high=curve["fid_small"] + std))
+    table = pd.concat(frames) if frames else pd.DataFrame()
+    with atomic_path(out, suffix=".csv") as tmp:
+        pd.DataFrame(table, columns=CURVE_COLUMNS).to_csv(tmp, index=False)
+
+
+def headline_metrics(summary: dict) -> dict:
+    """Per strategy: mean FID, KID (raw, x1) and recall over seeds (summary.json has the rest, the seeds
+    averaged and spreads among them): three columns per strategy in `dvc exp show`."""
+    return {s: {"fid": e["fid"]["mean"], "kid_x1": e["kid_mean"]["mean"], "recall": e["recall"]["mean"]}
+            for s, e in summary.items() if s != "reference"}  # fmt: skip
 
 
 def log_final_metrics(runs: pd.DataFrame) -> None:

@@ -1,0 +1,205 @@
+"""What a researcher reads in MLflow: runs that say which execution and experiment they belong to, durations of
+training, artifacts that survive copying the workspace, generators as loadable models, the winner registered."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import fabricate as F
+from aegan.generator import FORMAT, LoadedGenerator, load_generator
+from aegan.images import to_uint8
+from aegan.nets import NetShape
+from aegan.tracking import REGISTERED_MODEL, Run, stage_tags
+
+SHAPE = NetShape(image_size=8, channels=1, z_dim=4, width=8)
+
+
+def client_for(path: Path):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(f"sqlite:///{path / 'mlflow.db'}")
+
+
+@pytest.fixture()
+def workspace(tmp_path, monkeypatch):
+    """A workspace as the stages see it: the cwd, its own sqlite DB, no execution or experiment set."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    for name in ("AEGAN_EXECUTION_ID", "AEGAN_PARENT_RUN_ID", "DVC_EXP_NAME"):
+        monkeypatch.delenv(name, raising=False)
+    return tmp_path
+
+
+def generator_file(path: Path, seed: int = 0) -> Path:
+    torch.manual_seed(seed)
+    gen = LoadedGenerator(SHAPE)
+    with torch.no_grad():  # a prior that is not the identity: the model must push eps through it
+        gen.prior.mean.uniform_(-1, 1)
+    torch.save({"format": FORMAT, "strategy": "dcgan", "shape": SHAPE.as_dict(), "decoder": gen.decoder.state_dict(),
+                "prior": gen.prior.state_dict()}, path)  # fmt: skip
+    return path
+
+
+# ------------------------------------------------------------------ run identity
+def test_seeds_of_one_configuration_share_a_group_and_experiments_never_do(workspace, monkeypatch):
+    declared = {"train.budget": 100, "ae_manifold.lambda_m": 10.0}
+    monkeypatch.setenv("AEGAN_EXECUTION_ID", "exec1")
+    seeds = [stage_tags("train", "ab" * 32, declared, "ae_manifold")["group"] for _ in range(3)]
+    assert len(set(seeds)) == 1 and seeds[0].startswith("ae_manifold ")
+    other_params = stage_tags("train", "ab" * 32, declared | {"ae_manifold.lambda_m": 1.0}, "ae_manifold")["group"]
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-a")
+    exp_a = stage_tags("train", "ab" * 32, declared, "ae_manifold")
+    monkeypatch.setenv("DVC_EXP_NAME", "exp-b")
+    exp_b = stage_tags("train", "ab" * 32, declared, "ae_manifold")["group"]
+    monkeypatch.delenv("DVC_EXP_NAME")
+    monkeypatch.setenv("AEGAN_EXECUTION_ID", "exec2")
+    other_execution = stage_tags("train", "ab" * 32, declared, "ae_manifold")["group"]
+    groups = [seeds[0], other_params, exp_a["group"], exp_b, other_execution]
+    assert len(set(groups)) == len(groups), groups
+    assert "exp-a" in exp_a["group"] and exp_a["params_hash"] == stage_tags("x", "ab" * 32, declared)["params_hash"]
+
+
+def test_a_run_carries_its_execution_experiment_and_parent(workspace, monkeypatch):
+    parent = Run.start("pipeline", {"stage": "pipeline"})
+    monkeypatch.setenv("AEGAN_EXECUTION_ID", "e123")
+    monkeypatch.setenv("AEGAN_PARENT_RUN_ID", parent.run_id)
+    monkeypatch.setenv("DVC_EXP_NAME", "lm1")
+    child = Run.start("dcgan-0", {"stage": "train"})
+    child.end()
+    parent.end()
+    tags = client_for(workspace).get_run(child.run_id).data.tags
+    assert (tags["execution_id"], tags["dvc_exp"], tags["mlflow.parentRunId"]) == ("e123", "lm1", parent.run_id)
+
+
+FAKE_DVC = """\
+import os, subprocess, sys
+# a stand-in for `dvc repro`: runs two stages, each through a shell, as DVC does
+for _ in range(2):
+    subprocess.run(["/bin/sh", "-c", f"{sys.executable} -c 'from aegan.tracking import dvc_execution_id; "
+                    "print(dvc_execution_id())'"], check=True)
+"""
+
+
+def test_the_stages_of_one_dvc_process_share_an_execution_id_and_two_processes_differ(tmp_path):
+    dvc = tmp_path / "bin" / "dvc"
+    dvc.parent.mkdir()
+    dvc.write_text(f"#!{sys.executable}\n{FAKE_DVC}")
+    dvc.chmod(0o755)
+    runs = [subprocess.run([str(dvc), "repro"], capture_output=True, text=True, check=True).stdout.split()
+            for _ in range(2)]  # fmt: skip
+    assert len(runs[0]) == 2 and runs[0][0] == runs[0][1]
+    assert runs[1][0] == runs[1][1] and runs[0][0] != runs[1][0]
+
+
+# ------------------------------------------------------------------ artifacts and models
+def test_artifacts_resolve_inside_a_copied_workspace(workspace, tmp_path_factory, monkeypatch):
+    (workspace / "note.txt").write_text("from the original")
+    run = Run.start("data", {"stage": "prepare"})
+    run.log_artifact(workspace / "note.txt")
+    run.end()
+    copy = tmp_path_factory.mktemp("copy") / "workspace"
+    shutil.copytree(workspace, copy)
+    shutil.rmtree(workspace / "mlruns")  # the original's artifacts are gone: only the copy's can answer
+    monkeypatch.chdir(copy)
+    client = client_for(copy)
+    got = client.get_run(run.run_id)
+    assert not Path(got.info.artifact_uri).is_absolute()
+    local = client.download_artifacts(run.run_id, "note.txt", str(copy / "downloaded"))
+    assert Path(local).read_text() == "from the original"
+    assert Path(client.get_experiment(got.info.experiment_id).artifact_location).as_posix().startswith("mlruns")
+
+
+def test_a_logged_generator_loads_back_and_generates_its_images(workspace):
+    import mlflow
+
+    from aegan.generator_model import log_generator
+
+    path = generator_file(workspace / "generator.pt")
+    run = Run.start("dcgan-0", {"stage": "train"})
+    uri = log_generator(run.run_id, path, SHAPE.z_dim)
+    run.end()
+    model = mlflow.pyfunc.load_model(uri)
+    eps = torch.randn(5, SHAPE.z_dim, generator=torch.Generator().manual_seed(1))
+    images = model.predict(eps.numpy())
+    gen, _ = load_generator(path)
+    assert images.dtype == np.uint8 and images.shape == (5, 1, 8, 8)
+    assert np.array_equal(images, to_uint8(gen.generate(eps)).numpy())
+    signature = model.metadata.signature
+    assert tuple(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, SHAPE.z_dim)
+    assert client_for(workspace).get_run(run.run_id).info.status == "FINISHED"
+
+    # it needs no aegan to load: a process where importing aegan fails still generates the same images
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["aegan"] = None
+        import mlflow, numpy as np
+        mlflow.set_tracking_uri("sqlite:///{workspace / 'mlflow.db'}")
+        out = mlflow.pyfunc.load_model("{uri}").predict(np.load("eps.npy"))
+        np.save("out.npy", out)
+    """)
+    np.save(workspace / "eps.npy", eps.numpy())
+    r = subprocess.run([sys.executable, "-c", script], cwd=workspace, capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert np.array_equal(np.load(workspace / "out.npy"), images)
+
+
+# ------------------------------------------------------------------ the report
+@pytest.fixture()
+def reported_with_runs(workspace, monkeypatch):
+    """Fabricated outputs whose (strategy, seed) runs are real MLflow runs, ae_init's with a logged generator;
+    then the report stage, as dvc.yaml runs it."""
+    import yaml
+
+    from aegan.generator_model import log_generator
+    from aegan.stages.report import main
+    from params_file import complete
+
+    F.fabricate(workspace)
+    (workspace / "params.yaml").write_text(yaml.safe_dump(complete(F.PARAMS)))
+    runs = {}
+    for s in F.STRATEGIES:
+        for seed in F.SEEDS:
+            run = Run.start(f"{s}-{seed}", {"stage": "train", "strategy": s, "seed": str(seed)})
+            uri = None
+            if s == "ae_init":
+                uri = log_generator(run.run_id, generator_file(workspace / f"g-{seed}.pt", seed), SHAPE.z_dim)
+            run.end()
+            path = workspace / f"reports/eval/{s}-{seed}.json"
+            path.write_text(json.dumps(json.loads(path.read_text()) | {"mlflow_run_id": run.run_id, "mlflow_model_uri": uri}))
+            runs[(s, seed)] = run.run_id
+    client = client_for(workspace)
+    before = {key: client.get_run(run_id).info for key, run_id in runs.items()}
+    main("params.yaml")
+    return client, runs, before
+
+
+def test_the_report_adds_final_scores_without_reopening_a_training_run(reported_with_runs):
+    client, runs, before = reported_with_runs
+    for (s, seed), run_id in runs.items():
+        got = client.get_run(run_id)
+        assert (got.info.status, got.info.start_time, got.info.end_time) == (
+            before[(s, seed)].status, before[(s, seed)].start_time, before[(s, seed)].end_time)
+        if F.FID[s][seed] is not None:
+            assert got.data.metrics["final_fid"] == F.FID[s][seed]
+
+
+def test_the_report_registers_the_winners_best_seed_generator(reported_with_runs):
+    client, runs, _ = reported_with_runs
+    version = client.get_model_version_by_alias(REGISTERED_MODEL, "best")
+    best_seed = int(np.argmin(F.FID["ae_init"]))
+    assert (version.tags["strategy"], version.tags["seed"]) == ("ae_init", str(best_seed))
+    assert float(version.tags["fid"]) == min(F.FID["ae_init"])
+    assert float(version.tags["fid_mean_over_seeds"]) == pytest.approx(np.mean(F.FID["ae_init"]))
+    assert version.tags["source_run_id"] == runs[("ae_init", best_seed)]
+    (report,) = client.search_runs([client.get_experiment_by_name("aegan").experiment_id], "tags.stage = 'report'")
+    assert report.data.tags["winner"] == "ae_init"
+    assert report.data.tags["registered_model"] == f"models:/{REGISTERED_MODEL}/{version.version}"
