@@ -32,7 +32,8 @@ test: setup
 test-fast: setup  ## everything but the end-to-end `dvc repro` tests
 	$(BIN)/pytest -m "not e2e"
 
-ui: setup  ## MLflow UI on http://127.0.0.1:5000, runs grouped by the `strategy` tag
+ui: setup  ## MLflow UI on http://127.0.0.1:5000 (from the workspace root: artifact locations are relative); group runs by the `group` tag
+	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the 'Model training' view: MLflow 3.17's UI opens on GenAI otherwise)"
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 bench: setup  ## CPU figures; on a GPU: python bench/throughput.py --device cuda --size 32 --channels 3 --width 64 --batch 256

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
-COPIED = ["src", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvcignore"]
+COPIED = ["src", "dvc.yaml", "params.yaml", "pyproject.toml", ".dvc/config", ".dvc/plots", ".dvcignore"]
 
 
 def copy_repo(dest: Path) -> Path:

@@ -56,10 +56,15 @@ def test_dvc_metrics_and_plots_read_the_report(repro):
     assert r.returncode == 0, r.stderr
     shown = json.dumps(json.loads(r.stdout))
     assert all(f'"{s}"' in shown for s in params["strategies"]) and '"fid"' in shown
+    assert "stability" not in shown and "fid_minus_dcgan" not in shown  # the narrow file: summary.json has the rest
     r = run(["dvc", "plots", "show", "--json"], repo)
     assert r.returncode == 0, r.stderr
-    plotted = json.loads(r.stdout)
-    assert "reports/curves" in json.dumps(plotted) and "fid_small" in json.dumps(plotted)
+    (plot,) = json.loads(r.stdout)["data"]["fid_curves"]  # one plot, every strategy in it
+    spec = plot["content"]
+    assert {row["strategy"] for row in spec["data"]["values"]} == set(params["strategies"])
+    assert spec["encoding"]["color"]["field"] == "strategy" and spec["encoding"]["x"]["title"].startswith("budget")
+    assert [layer["mark"]["type"] for layer in spec["layer"]] == ["area", "line"]  # the std band, then the mean
+    assert spec["layer"][1]["encoding"]["y"]["title"].startswith("small-sample FID")
 
 
 def test_second_repro_is_a_no_op(repro):

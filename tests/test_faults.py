@@ -20,7 +20,8 @@ import yaml
 
 import fabricate as F
 
-REPORT_SET = ("reports/report.md", "reports/report.html", "reports/summary.json", "reports/figures", "reports/curves")
+REPORT_SET = ("reports/report.md", "reports/report.html", "reports/summary.json", "reports/metrics.json", "reports/figures",
+              "reports/fid_curves.csv")  # fmt: skip
 
 
 def snapshot(root: Path = Path(".")) -> dict[str, bytes]:
@@ -39,7 +40,7 @@ def good_run(tmp_path, monkeypatch):
     """Fabricated stage outputs, their params.yaml, a tracking DB and a report made from them: its files' bytes."""
     F.reported(tmp_path, monkeypatch)
     files = snapshot()
-    assert len(files) > 8 and "reports/figures/fid_curves.png" in files and "reports/curves/dcgan.csv" in files
+    assert len(files) > 8 and "reports/figures/fid_curves.png" in files and "reports/fid_curves.csv" in files
     return files
 
 

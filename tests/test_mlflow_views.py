@@ -203,3 +203,15 @@ def test_the_report_registers_the_winners_best_seed_generator(reported_with_runs
     (report,) = client.search_runs([client.get_experiment_by_name("aegan").experiment_id], "tags.stage = 'report'")
     assert report.data.tags["winner"] == "ae_init"
     assert report.data.tags["registered_model"] == f"models:/{REGISTERED_MODEL}/{version.version}"
+
+
+def test_the_next_aegan_run_ends_a_pipeline_run_its_killed_runner_left_running(workspace):
+    from aegan.parallel import end_orphaned_execution_runs
+
+    mine = Run.start("pipeline", {"stage": "pipeline", "workspace": str(workspace)})  # its runner got kill -9
+    other = Run.start("pipeline", {"stage": "pipeline", "workspace": "/another/workspace"})  # may still be running
+    stage = Run.start("dcgan-0", {"stage": "train", "workspace": str(workspace)})
+    assert end_orphaned_execution_runs(workspace) == [mine.run_id]
+    client = client_for(workspace)
+    assert [client.get_run(r.run_id).info.status for r in (mine, other, stage)] == ["KILLED", "RUNNING", "RUNNING"]
+    assert end_orphaned_execution_runs(workspace) == []

@@ -51,10 +51,15 @@ def _prepared_repo(repo: Path, params: dict) -> Path:
     return repo
 
 
-def _run_statuses(repo: Path) -> list[str]:
+def _run_statuses(repo: Path, stage: str | None = None) -> list[str]:
+    """The status of every run in the repo's DB, or of the runs tagged stage `stage` (`aegan run`: "pipeline")."""
+    query, args = "select status from runs", ()
+    if stage is not None:
+        query += " where run_uuid in (select run_uuid from tags where key = 'stage' and value = ?)"
+        args = (stage,)
     try:
         with contextlib.closing(sqlite3.connect(repo / "mlflow.db")) as db:  # closed: not left open in this process
-            return [row[0] for row in db.execute("select status from runs")]
+            return [row[0] for row in db.execute(query, args)]
     except sqlite3.Error:  # not created yet, or being migrated
         return []
 
@@ -196,27 +201,28 @@ def test_killing_aegan_run_stops_its_stages(tmp_path, mode):
     import psutil
 
     def stages() -> list[int]:  # the stage's training process, cold (an `aegan` command) or warm (a forked child):
-        found = []  # the one process holding the repo's MLflow DB open (the runner and the warm server never open it)
+        found = []  # the one process but the runner holding the repo's MLflow DB open (the warm server never opens it)
         for p in psutil.process_iter(["pid"]):
             try:
-                if p.pid != os.getpid() and any(f.path == str(repo / "mlflow.db") for f in p.open_files()):
+                if p.pid not in (os.getpid(), runner.pid) and any(f.path == str(repo / "mlflow.db") for f in p.open_files()):
                     found.append(p.pid)
             except psutil.Error:
                 continue
         return found
 
     try:
-        _wait(lambda: _run_statuses(repo) == ["RUNNING"], 180, "the stage's MLflow run")
+        _wait(lambda: _run_statuses(repo, "train_scorer") == ["RUNNING"], 180, "the stage's MLflow run")
         assert stages(), "the stage process was not found"
         time.sleep(1.0)
         os.kill(runner.pid, signal.SIGKILL)
         runner.wait(timeout=30)
         _wait(lambda: not stages(), 60, "the stage to stop after its runner")
-        _wait(lambda: _run_statuses(repo) == ["KILLED"], 30, "the stage's MLflow run to end KILLED")
+        _wait(lambda: _run_statuses(repo, "train_scorer") == ["KILLED"], 30, "the stage's MLflow run to end KILLED")
     finally:
         for pid in stages():
             os.kill(pid, signal.SIGKILL)
     assert not (repo / "models" / "scorer.pt").exists()
+    assert _run_statuses(repo, "pipeline") == ["RUNNING"]  # the runner died by kill -9: nothing could end its run
 
 
 def test_a_second_aegan_run_in_one_workspace_is_refused_in_one_line_and_its_logs_are_kept(tmp_path, monkeypatch):

@@ -1,5 +1,8 @@
 """Tell a real change of the metrics from seed noise: `dvc metrics diff --all --json`, judged by the seed spread.
 
+Give it the diff of reports/summary.json (`--targets reports/summary.json`): the DVC metrics file of the
+pipeline, reports/metrics.json, holds only means (narrow enough for `dvc exp show`), no spreads.
+
 Training floats differ across CPU types (and builds of torch), so a retrain on
 another machine moves every metric a little when nothing changed. For each
 metric with a mean over seeds in reports/summary.json (`<strategy>.<metric>.mean`
@@ -10,7 +13,7 @@ beyond it a "real change". A mean with fewer than two seeds on a side has no
 spread and is not judged; scores without a spread (the real-vs-real floor, the
 untrained generator, stability measures) are listed when they changed, not judged.
 
-    dvc metrics diff origin/main --all --json > metrics-diff.json
+    dvc metrics diff origin/main --all --json --targets reports/summary.json > metrics-diff.json
     python -m aegan.metrics_diff metrics-diff.json        # a markdown table on stdout
 """
 
@@ -94,7 +97,7 @@ def markdown(judged: list[Verdict], unjudged: list[Verdict], z: float) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m aegan.metrics_diff", description=__doc__.splitlines()[0])
-    parser.add_argument("diff", help="output of `dvc metrics diff --all --json` ('-': stdin)")
+    parser.add_argument("diff", help="output of `dvc metrics diff --all --json --targets reports/summary.json` ('-': stdin)")
     parser.add_argument("--z", type=float, default=2.0, help="standard errors a change must exceed to be real")
     args = parser.parse_args(argv)
     try:

@@ -346,7 +346,7 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
         slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
         echo(f"{len(plan.order)} stages to run, {len(plan.up_to_date)} up to date, "
              f"at most {slots} at once (the cluster's threads)")  # fmt: skip
-        parent = open_execution_run(plan)  # every stage's run is its child; the store is proven usable first
+        parent = open_execution_run(plan, root)  # every stage's run is its child; the store is proven usable first
         env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")
                if k in os.environ}  # fmt: skip
         env |= {tracking.EXECUTION_ENV: parent.execution_id, tracking.PARENT_ENV: parent.run_id}
@@ -374,17 +374,33 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
             cluster.close()
 
 
-def open_execution_run(plan: Plan):
-    """The parent MLflow run of this pipeline execution, tagged with its id and what it runs."""
+def open_execution_run(plan: Plan, root: Path):
+    """The parent MLflow run of this pipeline execution, tagged with its id, workspace and what it runs."""
     from aegan import tracking
 
     tracking.check_tracking()  # a store that cannot be used: one line before any stage starts
+    end_orphaned_execution_runs(root)
     execution_id = uuid.uuid4().hex[:12]
-    tags = {"stage": "pipeline", "execution_id": execution_id, "stages_planned": str(len(plan.order)),
-            "stages_up_to_date": str(len(plan.up_to_date)), "runner": "aegan run"}  # fmt: skip
+    tags = {"stage": "pipeline", "execution_id": execution_id, "workspace": str(root),
+            "stages_planned": str(len(plan.order)), "stages_up_to_date": str(len(plan.up_to_date))}  # fmt: skip
     run = tracking.Run.start(f"pipeline {time.strftime('%Y-%m-%d %H:%M:%S')}", tags)
     run.execution_id = execution_id
     return run
+
+
+def end_orphaned_execution_runs(root: Path) -> list[str]:
+    """End KILLED the pipeline runs of this workspace still RUNNING: their runner died without ending them (kill -9,
+    a lost machine). Called under the workspace lock, so no live runner of this workspace owns one. Their ids."""
+    from aegan import tracking
+
+    client = tracking._client()
+    exp_id = tracking._experiment_id(client)
+    running = tracking._call(client.search_runs, [exp_id], "tags.stage = 'pipeline' and attributes.status = 'RUNNING'")
+    orphans = [r.info.run_id for r in running if r.data.tags.get("workspace") == str(root)]
+    for run_id in orphans:
+        tracking._call(client.set_tag, run_id, "ended_by", "the next aegan run in this workspace: its runner was gone")
+        tracking._call(client.set_terminated, run_id, "KILLED")
+    return orphans
 
 
 def close_execution_run(run, outcome: "Outcome | None") -> None:

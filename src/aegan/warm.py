@@ -30,7 +30,8 @@ from aegan.shutdown import flush_and_exit, invoked_as_command
 
 ENV = "AEGAN_WARM_SOCKET"
 PRELOAD = ("torch", "torch_fidelity", "pandas", "mlflow.tracking", "mlflow.store.tracking.sqlalchemy_store",
-           "aegan.tracking", "aegan.stages.prepare", "aegan.stages.train_scorer", "aegan.stages.pretrain_ae",
+           "torch.export", "torch._dynamo", "mlflow.pyfunc",  # a train stage logs its generator as a model
+           "aegan.tracking", "aegan.generator_model", "aegan.stages.prepare", "aegan.stages.train_scorer", "aegan.stages.pretrain_ae",
            "aegan.stages.train", "aegan.stages.reference", "aegan.stages.evaluate", "aegan.stages.report")  # fmt: skip
 _server: dict = {}  # this process's server: {"proc": Popen, "path": str}
 _server_lock = threading.Lock()

@@ -47,6 +47,7 @@ def log_data_card(card: dict) -> None:
     logged |= {f"input.{k}": v for k, v in card["input"].items() if not isinstance(v, list)}
     run = Run.start("data", {"stage": "prepare", "data_sha256": card["sha256"][:12], "source": card["source"]}, logged)
     run.log_artifact(paths.DATA_CARD_FILE)
+    run.log_dataset(paths.DATASET_FILE, card["sha256"], "prepared", {"source": card["source"]})
     run.end()
 
 

@@ -1,0 +1,155 @@
+"""End to end, read back as `make ui` serves it (MLflow's REST API): after `aegan run` and a `dvc exp run` that
+changes one strategy's knob, grouping the runs by their `group` tag never mixes the two experiments, and each
+group's mean final FID is the figure of that experiment's report; durations are those of training; every
+finished generator is a logged model; the winner is registered; artifacts are served from the workspace."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from pipeline import TINY, copy_repo, edit_params, run
+
+pytestmark = pytest.mark.e2e
+STRATEGIES, SEEDS = ["dcgan", "ae_manifold"], [0, 1]
+
+
+@pytest.fixture(scope="module")
+def experiments(tmp_path_factory):
+    """The pipeline (`aegan run`), committed, then `dvc exp run -S ae_manifold.lambda_m=1.0 -n lm1` (plain DVC)."""
+    repo = copy_repo(tmp_path_factory.mktemp("e2e-mlflow") / "repo")
+    edit_params(repo, strategies=STRATEGIES, seeds=SEEDS, **TINY)
+    r = run(["aegan", "run", "--jobs", "2"], repo, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    base = json.loads((repo / "reports/metrics.json").read_text())
+    (repo / ".gitignore").write_text("/mlflow.db*\n/mlruns/\n/logs/\n")  # as the repo's own: results stay out of git
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(git + ["add", "-A"], cwd=repo, check=True, capture_output=True)
+    subprocess.run(git + ["commit", "-qm", "baseline"], cwd=repo, check=True, capture_output=True)
+    r = run(["dvc", "exp", "run", "-S", "ae_manifold.lambda_m=1.0", "-n", "lm1"], repo, timeout=900)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    ran = {line.split("'")[1] for line in r.stdout.splitlines() if line.startswith("Running stage")}
+    assert ran == {f"{s}@ae_manifold-{seed}" for s in ("train", "evaluate") for seed in SEEDS} | {"report"}, r.stdout
+    lm1 = json.loads((repo / "reports/metrics.json").read_text())
+    return repo, base, lm1
+
+
+@pytest.fixture(scope="module")
+def ui(experiments):
+    """`mlflow ui` as `make ui` starts it (in the workspace, on its DB); yields a JSON caller of its REST API."""
+    repo = experiments[0]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
+    cmd = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
+    server = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+
+    def call(path: str, body: dict | None = None, raw: bool = False):
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            content = resp.read()
+        return content if raw else json.loads(content)
+
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                call("/health", raw=True)
+                break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow ui did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.5)
+        yield call
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+
+
+def search(call, filter_string: str) -> list[dict]:
+    (exp,) = [e for e in call("/api/2.0/mlflow/experiments/search", {"max_results": 10})["experiments"]
+              if e["name"] == "aegan"]  # fmt: skip
+    body = {"experiment_ids": [exp["experiment_id"]], "filter": filter_string, "max_results": 1000}
+    return call("/api/2.0/mlflow/runs/search", body).get("runs", [])
+
+
+def tags(r: dict) -> dict:
+    return {t["key"]: t["value"] for t in r["data"].get("tags", [])}
+
+
+def metrics(r: dict) -> dict:
+    return {m["key"]: m["value"] for m in r["data"].get("metrics", [])}
+
+
+def test_grouping_by_the_group_tag_never_mixes_experiments_and_gives_each_reports_fid(experiments, ui):
+    _, base, lm1 = experiments
+    groups = defaultdict(list)
+    for r in search(ui, "tags.stage = 'train'"):
+        groups[tags(r)["group"]].append(r)
+    by_exp = defaultdict(set)
+    for key, runs in groups.items():
+        assert len({tags(r)["dvc_exp"] if "dvc_exp" in tags(r) else "-" for r in runs}) == 1, key
+        assert len({tags(r)["params_hash"] for r in runs}) == 1 and len({tags(r)["strategy"] for r in runs}) == 1
+        assert sorted(int(tags(r)["seed"]) for r in runs) == SEEDS, key  # the seeds of one configuration
+        by_exp[tags(runs[0]).get("dvc_exp", "-")].add(key)
+    assert len(groups) == 3  # dcgan and ae_manifold at lambda_m 10, ae_manifold at lambda_m 1 (lm1)
+    assert len(by_exp["lm1"]) == 1 and len(by_exp["-"]) == 2
+    for exp, report in (("-", base), ("lm1", lm1)):
+        (key,) = [k for k in by_exp[exp] if k.startswith("ae_manifold ")]
+        grouped = sum(metrics(r)["final_fid"] for r in groups[key]) / len(groups[key])  # the UI's grouped mean
+        assert grouped == pytest.approx(report["ae_manifold"]["fid"], rel=1e-9), (exp, key)
+
+
+def test_runs_last_as_long_as_their_stage_and_each_execution_is_one_id(ui):
+    train = search(ui, "tags.stage = 'train'")
+    reports = search(ui, "tags.stage = 'report'")
+    assert len(reports) == 2
+    report_start = {tags(r)["execution_id"]: int(r["info"]["start_time"]) for r in reports}
+    for r in train:  # ended before its execution's report started: the report did not reopen it
+        assert r["info"]["status"] == "FINISHED" and int(r["info"]["end_time"]) < report_start[tags(r)["execution_id"]]
+    assert {tags(r)["execution_id"] for r in train} == set(report_start)
+    # `aegan run`: one parent run, every stage's run its child; `dvc exp run`: no parent, an execution id of its own
+    (parent,) = search(ui, "tags.stage = 'pipeline'")
+    assert parent["info"]["status"] == "FINISHED"
+    children = search(ui, f"tags.execution_id = '{tags(parent)['execution_id']}' and tags.stage != 'pipeline'")
+    assert len(children) == 1 + 1 + len(SEEDS) * (1 + len(STRATEGIES)) + 1  # data, scorer, an AE and trains per seed, report
+    assert {tags(r).get("mlflow.parentRunId") for r in children} == {parent["info"]["run_id"]}
+    lm1 = search(ui, "tags.dvc_exp = 'lm1'")
+    assert lm1 and all("mlflow.parentRunId" not in tags(r) for r in lm1)
+
+
+def test_every_finished_generator_is_a_logged_model_and_the_winner_is_registered(experiments, ui):
+    repo, _, lm1 = experiments
+    for s in STRATEGIES:
+        for seed in SEEDS:
+            info = json.loads((repo / f"models/runs/{s}-{seed}/run.json").read_text())
+            model_id = info["mlflow_model_uri"].removeprefix("models:/")
+            model = ui(f"/api/2.0/mlflow/logged-models/{model_id}")["model"]
+            assert model["info"]["source_run_id"] == info["mlflow_run_id"] and model["info"]["status"] == "LOGGED_MODEL_READY"
+    best = ui("/api/2.0/mlflow/registered-models/alias?name=aegan-generator&alias=best")["model_version"]
+    version_tags = {t["key"]: t["value"] for t in best["tags"]}
+    winner = min(lm1, key=lambda s: lm1[s]["fid"])  # the latest report: the lm1 experiment's
+    assert version_tags["strategy"] == winner
+    assert float(version_tags["fid_mean_over_seeds"]) == pytest.approx(lm1[winner]["fid"], rel=1e-5)
+
+
+def test_the_ui_serves_artifacts_from_the_workspace(experiments, ui):
+    repo = experiments[0]
+    info = json.loads((repo / "models/runs/dcgan-0/run.json").read_text())
+    png = ui(f"/get-artifact?path=samples.png&run_uuid={info['mlflow_run_id']}", raw=True)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
