@@ -153,3 +153,25 @@ def test_the_ui_serves_artifacts_from_the_workspace(experiments, ui):
     info = json.loads((repo / "models/runs/dcgan-0/run.json").read_text())
     png = ui(f"/get-artifact?path=samples.png&run_uuid={info['mlflow_run_id']}", raw=True)
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_mlflow_has_the_reports_budget_axis_every_param_a_run_reads_and_its_dataset(experiments, ui):
+    import pandas as pd
+
+    repo = experiments[0]
+    curves = pd.read_csv(repo / "reports/fid_curves.csv")
+    for s in STRATEGIES:
+        runs = [r for r in search(ui, f"tags.strategy = '{s}'") if tags(r).get("dvc_exp") == "lm1" or s == "dcgan"]
+        history = defaultdict(list)
+        for r in runs:
+            got = ui(f"/api/2.0/mlflow/metrics/get-history?run_id={r['info']['run_id']}&metric_key=fid_small_vs_budget")
+            for m in got["metrics"]:
+                history[int(m["step"])].append(m["value"])
+        curve = curves[curves["strategy"] == s]
+        assert sorted(history) == curve["budget"].tolist(), s  # the report's x axis: AE pretraining charged
+        assert [sum(v) / len(v) for _, v in sorted(history.items())] == pytest.approx(curve["fid_small"].tolist())
+        params = {p["key"] for p in runs[0]["data"]["params"]}
+        assert {"compute.device", "evaluate.feature_extractor", "model.z_dim", "train.budget"} <= params
+        (dataset,) = runs[0]["inputs"]["dataset_inputs"]
+        data_sha = json.loads((repo / "data/prepared/card.json").read_text())["sha256"]
+        assert dataset["dataset"]["digest"] == data_sha[:12] and {"key": "sha256", "value": data_sha} in dataset["tags"]

@@ -215,3 +215,20 @@ def test_the_next_aegan_run_ends_a_pipeline_run_its_killed_runner_left_running(w
     client = client_for(workspace)
     assert [client.get_run(r.run_id).info.status for r in (mine, other, stage)] == ["KILLED", "RUNNING", "RUNNING"]
     assert end_orphaned_execution_runs(workspace) == []
+
+
+def test_a_run_made_while_the_experiment_was_being_created_is_made_relative_too(workspace):
+    import sqlite3
+
+    from aegan.tracking import _client, _experiment_id, relative_artifacts
+
+    exp_id = _experiment_id(_client())
+    absolute = (workspace / "mlruns").as_uri()
+    run = Run.start("early", {"stage": "prepare"})
+    db = sqlite3.connect(workspace / "mlflow.db")
+    with db:  # as if this run had been created before the experiment's location was made relative
+        db.execute("UPDATE runs SET artifact_uri = ? WHERE run_uuid = ?", (f"{absolute}/{run.run_id}/artifacts", run.run_id))
+    db.close()
+    relative_artifacts(workspace / "mlflow.db", exp_id, absolute)
+    assert client_for(workspace).get_run(run.run_id).info.artifact_uri == f"mlruns/{run.run_id}/artifacts"
+    run.end()

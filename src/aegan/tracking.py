@@ -299,23 +299,27 @@ def _experiment_id(client) -> str:
             raise store_problem(err) from None
         return exp.experiment_id
     if (db := sqlite_path(tracking_uri())) is not None:
-        with_retry(relative_artifacts, db, exp_id)
+        with_retry(relative_artifacts, db, exp_id, artifacts)
     return exp_id
 
 
-def relative_artifacts(db: Path, experiment_id: str) -> None:
-    """Store the experiment's artifact location as `mlruns/<id>`, relative to the workspace.
+def relative_artifacts(db: Path, experiment_id: str, absolute: str) -> None:
+    """Store the new experiment's artifact location as `mlruns/<id>`, relative to the workspace.
 
     MLflow makes every local location absolute when it creates an experiment, and each run's artifact URI
     is derived from it: a copied or moved workspace would read and write artifacts in the old place. MLflow
-    has no call to change the location, so this one UPDATE does, before any run exists; MLflow resolves a
-    relative location against the working directory, the workspace root for stages and `make ui`.
+    has no call to change the location, so this UPDATE does, right after creating it; a run another process
+    created in between (its artifacts under `absolute`, the same folder) is made relative too. MLflow resolves
+    a relative location against the working directory: the workspace root for stages and `make ui`.
     """
     con = sqlite3.connect(db, timeout=20)
     try:
         with con:
             con.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = ?",
                         (f"mlruns/{experiment_id}", int(experiment_id)))  # fmt: skip
+            con.execute("UPDATE runs SET artifact_uri = 'mlruns' || substr(artifact_uri, ?) WHERE experiment_id = ? "
+                        "AND substr(artifact_uri, 1, ?) = ?",
+                        (len(absolute) + 1, int(experiment_id), len(absolute), absolute))  # fmt: skip
     finally:
         con.close()
 

@@ -14,7 +14,6 @@ from aegan.data.packed import load_packed
 from aegan.images import to_unit_range
 from aegan.loop import seed_everything, train_loop
 from aegan.nets import AutoEncoder, NetShape, set_autocast
-from aegan.params import flatten
 from aegan.provenance import declared_values
 from aegan.stage_params import check_seed, load
 from aegan.tracking import Run, stage_tags
@@ -38,9 +37,9 @@ def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
     ae = AutoEncoder(shape).to(device)
     set_autocast(ae, "cuda" if params.compute.amp and device.type == "cuda" else None)
     trainer = AETrainer(ae, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2))
-    section = {"pretrain_ae": p.model_dump(), "model": params.model.model_dump(), "seed": seed}
-    tags = stage_tags("pretrain_ae", data.sha256, declared_values(params, PARAMS), "ae") | {"seed": str(seed)}
-    run = Run.start(f"ae-{seed}", tags, flatten(section))
+    declared = declared_values(params, PARAMS)
+    tags = stage_tags("pretrain_ae", data.sha256, declared, "ae") | {"seed": str(seed)}
+    run = Run.start(f"ae-{seed}", tags, declared | {"seed": seed})
     result = train_loop(trainer, [x], steps=p.steps, batch_size=p.batch_size, seed=seed, on_log=run.log_metrics,
                         batch_key="pretrain_ae.batch_size",
                         desc="autoencoder", progress=progress)  # fmt: skip

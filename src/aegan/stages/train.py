@@ -90,10 +90,10 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         print(f"{resumable.path}: resuming at step {ckpt['step']} of {steps}", file=sys.stderr)
     train_step = accelerate(strategy, params.compute, device)  # today's step unless compute.* says otherwise
     if run is None:
-        section = {"model": params.model.model_dump(), "train": tp.model_dump(), strategy_name: strategy_params.model_dump()}
-        logged = flatten(section) | {"strategy": strategy_name, "seed": seed, "steps": steps, "ae_steps_charged": ae_steps,
-                                     "generator_parameters": count_parameters(strategy.generator)}  # fmt: skip
-        declared = declared_values(params, PARAMS, strategy_name)
+        declared = declared_values(params, PARAMS, strategy_name)  # compute.* and evaluate.* too: all it reads
+        logged = declared | flatten({"train": tp.model_dump()}) | {
+            "strategy": strategy_name, "seed": seed, "steps": steps, "ae_steps_charged": ae_steps,
+            "generator_parameters": count_parameters(strategy.generator)}  # fmt: skip
         tags = stage_tags("train", data.sha256, declared, strategy_name) | {"strategy": strategy_name, "seed": str(seed)}
         run = Run.start(f"{strategy_name}-{seed}", tags, logged)
         run.log_dataset(paths.DATASET_FILE, data.sha256, "training", {"shape": "x".join(map(str, data.shape))})

@@ -10,7 +10,6 @@ from aegan.compute import setup as setup_compute
 from aegan.data.packed import load_packed
 from aegan.images import to_unit_range
 from aegan.loop import seed_everything, train_loop
-from aegan.params import flatten
 from aegan.provenance import declared_values
 from aegan.scorer import ScorerNet, ScorerTrainer, heldout_accuracy, save_scorer
 from aegan.stage_params import load
@@ -35,8 +34,9 @@ def run_train_scorer(params, progress: bool = True) -> dict:
     seed_everything(p.seed)
     net = ScorerNet(data.shape[0], data.shape[1], p.width, p.feature_dim, data.num_classes if labelled else 4).to(device)
     trainer = ScorerTrainer(net, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2), p.seed)
-    tags = stage_tags("train_scorer", data.sha256, declared_values(params, PARAMS), "scorer")
-    run = Run.start("scorer", tags, flatten(p.model_dump()))
+    declared = declared_values(params, PARAMS)
+    tags = stage_tags("train_scorer", data.sha256, declared, "scorer")
+    run = Run.start("scorer", tags, declared)
     result = train_loop(trainer, tensors, steps=p.steps, batch_size=p.batch_size, seed=p.seed,
                         batch_key="train_scorer.batch_size",
                         on_log=run.log_metrics, desc="scorer", progress=progress)  # fmt: skip
