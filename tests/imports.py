@@ -20,7 +20,7 @@ PACKAGE = "aegan"
 # dvc.yaml's stages (matrix stages by their name before '@'), each computed by src/aegan/stages/<stage>.py
 STAGES = ("prepare", "train_scorer", "pretrain_ae", "train", "reference", "evaluate", "report")
 # code that runs stages, not code that computes them: no stage may import it (tests/test_stage_deps.py)
-RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown")
+RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown", "aegan.retrain")
 STRATEGIES = sorted(p.stem for p in (SRC / PACKAGE / "strategies").glob("*.py") if p.stem not in ("__init__", "base"))
 
 

@@ -1,4 +1,4 @@
-"""`aegan <command>`: one typer command per pipeline stage, plus `run`, `check-params` and `preset`.
+"""`aegan <command>`: one typer command per pipeline stage, plus `run`, `retrain`, `check-params` and `preset`.
 
 A stage's command only hands its arguments to the stage's `main` (stages/*.py),
 which reads params.yaml and computes: this module runs stages and reports
@@ -201,6 +201,26 @@ def run_pipeline(
     message = failure_message(outcome)
     if message:
         typer.echo(f"error: {message}", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
+def retrain(
+    out: Path = typer.Option(..., "--out", help="the Markdown file to write: what ran, the metrics diff, the Findings"),
+    base: str = typer.Option(None, "--base", help="revision to diff the metrics against, e.g. origin/main"),
+    jobs: str = typer.Option(None, "--jobs", "-j", help="stages at once [default: the machine's cores]"),
+    push: bool = typer.Option(True, "--push/--no-push", help="push outputs and run-cache to the DVC remote, if any"),
+) -> None:
+    """The retraining job (CI or a laptop): check params, pull from the DVC remote, run what changed, push, write Markdown."""
+    from aegan.parallel import parse_jobs
+    from aegan.retrain import retrain as run_retrain
+
+    result = run_retrain(out, base, parse_jobs(jobs), push)
+    typer.echo(f"retrain: {len(result.ran)} stage(s) run, {len(result.up_to_date)} up to date, "
+               f"{result.seconds:.0f} s; {out} written")  # fmt: skip
+    if result.failure:
+        typer.echo(f"error: {result.failure}", err=True)
         raise typer.Exit(1)
 
 

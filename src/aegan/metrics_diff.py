@@ -88,12 +88,14 @@ def judge(diff: dict[str, dict[str, dict]], alpha: float = 0.05, unchanged: set[
         for key in sorted(entries):
             entry, base = entries[key], key.rsplit(".", 1)[0]
             old, new = _value(entry, "old"), _value(entry, "new")
+            if key.split(".", 1)[0] in unchanged:  # its stages did not re-run: listed once, nothing of it tested
+                if key.endswith(".mean"):
+                    judged.append(Verdict(f"{file}: {base}", old, new, NOT_RERUN))
+                continue
             if key.endswith(".mean") and f"{base}.std" in entries:
                 name = f"{file}: {base}"
                 std, n = entries[f"{base}.std"], entries.get(f"{base}.n")
-                if base.split(".", 1)[0] in unchanged:
-                    judged.append(Verdict(name, old, new, NOT_RERUN))
-                elif old is None or new is None:
+                if old is None or new is None:
                     judged.append(Verdict(name, old, new, NEW if old is None else GONE))
                 elif not all(_has_spread(_value(std, side), _value(n, side)) for side in ("old", "new")):
                     judged.append(Verdict(name, old, new, NO_SPREAD))
@@ -121,17 +123,21 @@ def markdown(judged: list[Verdict], unjudged: list[Verdict], alpha: float) -> st
     count = {k: sum(v.verdict == k for v in judged) for k in (REAL, WITHIN, NOT_RERUN)}
     tested = count[REAL] + count[WITHIN]
     strategies = sorted({v.metric.split(": ", 1)[1].split(".")[0] for v in judged if v.verdict == NOT_RERUN})
-    lines = [f"**{count[REAL]} real change(s), {count[WITHIN]} within seed noise** of {tested} tested mean(s): "
-             f"Welch t test of each changed mean over seeds, {CORRECTION}-adjusted across all {tested} at "
-             f"alpha = {alpha:g} (a table of noise alone shows a false real change with probability at most "
-             f"{alpha:g}; training floats differ across CPU types, so a re-run elsewhere moves every metric a "
-             "little)." + (f" Not re-run (their stages' inputs did not change), not tested: "
-                           f"{', '.join(f'`{s}`' for s in strategies)}." if strategies else ""), "",
-             f"| metric | before | after | change | p | p ({CORRECTION}) | verdict |",
-             "|---|---|---|---|---|---|---|"]  # fmt: skip
-    for v in judged:
-        if v.verdict == NOT_RERUN:
-            continue
+    if tested:
+        head = (f"**{count[REAL]} real change(s), {count[WITHIN]} within seed noise** of {tested} tested mean(s): "
+                f"Welch t test of each changed mean over seeds, {CORRECTION}-adjusted across all {tested} at "
+                f"alpha = {alpha:g} (a table of noise alone shows a false real change with probability at most "
+                f"{alpha:g}; training floats differ across CPU types, so a re-run elsewhere moves every metric a "
+                "little).")  # fmt: skip
+    else:
+        head = "**No mean tested**: none changed with at least 2 seeds on each side."
+    if strategies:
+        head += f" Not re-run (their stages' inputs did not change), not tested: {', '.join(f'`{s}`' for s in strategies)}."
+    lines = [head]
+    rows = [v for v in judged if v.verdict != NOT_RERUN]
+    if rows:
+        lines += ["", f"| metric | before | after | change | p | p ({CORRECTION}) | verdict |", "|---|---|---|---|---|---|---|"]
+    for v in rows:
         change = v.new - v.old if v.old is not None and v.new is not None else None
         mark = f"**{v.verdict}**" if v.verdict == REAL else v.verdict
         lines.append(f"| {v.metric} | {_fmt(v.old)} | {_fmt(v.new)} | {_fmt(change)} | {_fmt(v.p)} | "

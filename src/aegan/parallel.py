@@ -76,6 +76,7 @@ class Outcome:
     failed: dict[str, dict] = field(default_factory=dict)  # stage -> its task result (rc, log, ...)
     blocked: dict[str, str] = field(default_factory=dict)  # stage -> the failed upstream stage that stopped it
     results: dict[str, dict] = field(default_factory=dict)
+    up_to_date: list[str] = field(default_factory=list)  # stages the plan found up to date: not run
 
 
 class StageFailed(Exception):
@@ -342,7 +343,7 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
         plan = plan_from_dvc(root)
         if not plan.order:
             echo(f"{len(plan.up_to_date)} stages, all up to date")
-            return Outcome()
+            return Outcome(up_to_date=list(plan.up_to_date))
         slots = sum(w["nthreads"] for w in client.scheduler_info()["workers"].values())
         echo(f"{len(plan.order)} stages to run, {len(plan.up_to_date)} up to date, "
              f"at most {slots} at once (the cluster's threads)")  # fmt: skip
@@ -359,6 +360,7 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
         outcome = None
         try:
             outcome = schedule(plan, client, task, echo)
+            outcome.up_to_date = list(plan.up_to_date)
             return outcome
         finally:
             close_execution_run(parent, outcome)
