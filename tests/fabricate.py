@@ -30,7 +30,7 @@ AE_SECONDS = {0: 7.0, 1: 7.5, 2: 8.0}  # each seed's AE: mean 7.5 s charged to a
 # at the matched budget dcgan < ae_init, at equal own steps (40) ae_init < dcgan: the rankings differ
 FID_SMALL = {"dcgan": {20: 100.0, 40: 50.0, 60: 33.3, 80: 25.0, 100: 20.0}, "ae_init": {20: 36.0, 40: 30.0},
              "ae_disc": {20: 500.0, 40: 400.0, 60: 350.0, 80: 320.0, 100: 300.0}}  # fmt: skip
-PARAMS = {"strategies": STRATEGIES, "seeds": SEEDS, "train": {"grid_samples": 16, "budget": BUDGET},
+PARAMS = {"strategies": STRATEGIES, "seeds": SEEDS, "train": {"grid_samples": 16, "budget": BUDGET, "eval_every": 20},
           "pretrain_ae": {"steps": AE_STEPS}}  # fmt: skip
 
 

@@ -162,7 +162,7 @@ def test_html_is_self_contained(report):
     assert "<script" not in html.lower() and "<link" not in html.lower()
     assert not re.search(r"""(src|href)\s*=\s*["'](?!data:)""", html), "every resource must be inline"
     assert "url(" not in html and "@import" not in html and "@font-face" not in html
-    assert html.count("<table>") == 3
+    assert html.count("<table>") == 5
 
 
 def test_setup_lists_data_scorer_changed_params_and_wall_time(report):
@@ -195,7 +195,7 @@ def test_curves_for_dvc_plots(report):
 def test_dvc_metrics_file_has_three_headline_figures_per_strategy(report):
     repo, summary, _, _ = report
     metrics = json.loads((repo / "reports/metrics.json").read_text())
-    assert set(metrics) == set(summary) - {"reference"}
+    assert set(metrics) == set(summary) - {"reference", "speed"}
     for s, m in metrics.items():
         assert m == {"fid": summary[s]["fid"]["mean"], "kid_x1": summary[s]["kid_mean"]["mean"],
                      "recall": summary[s]["recall"]["mean"]}  # fmt: skip
@@ -297,7 +297,7 @@ def test_report_renders_in_headless_chromium_and_every_image_loads(report, tmp_p
     probed.write_text(html.replace("</body>", PROBE + "</body>"))
     dom = headless(browser, tmp_path / "profile", "--virtual-time-budget=10000", "--dump-dom", probed.as_uri())
     n_images = len(list((repo / "reports/figures").glob("*.png")))
-    rows = html.count("<tr>") - 3  # body rows: all rows less one header row per table
+    rows = html.count("<tr>") - html.count("<table>")  # body rows: all rows less one header row per table
     assert f"<title>PROBE images={n_images} loaded={n_images} tables={rows}</title>" in dom, dom[:300]
 
     # the screenshot is kept as a test artifact (CI uploads test-artifacts/)
@@ -308,3 +308,27 @@ def test_report_renders_in_headless_chromium_and_every_image_loads(report, tmp_p
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
     assert pixels.shape == (2400, 1280)
     assert pixels.std() > 10, "the screenshot is blank"
+
+
+def test_faster_and_more_stable_are_stated_with_the_target_span_and_resolution(report):
+    """Fabricated curves (fabricate.FID_SMALL): the target is 2 x dcgan's final 20 = 40, reached by dcgan at
+    budget 60 (33.3) and by ae_init at its first evaluation, budget 70 (36; 50 AE steps charged); ae_disc never
+    gets below 300. Every seed has the same curve, so there is no spread to test with."""
+    _, summary, md, _ = report
+    assert summary["speed"] == {"target_fid_small": 40.0, "target_factor": 2.0, "eval_every": 20,
+                                "area_budget_span": [70.0, 90.0]}  # fmt: skip
+    assert summary["dcgan"]["budget_to_target"] == {"mean": 60.0, "std": 0.0, "n": 3, "runs": 3}
+    assert summary["ae_init"]["budget_to_target"]["mean"] == 70.0
+    assert summary["ae_disc"]["budget_to_target"] == {"mean": None, "std": None, "n": 0, "runs": 1}
+    # dcgan's mean log FID over budget 70..90: log FID interpolated at 70 and 90 between its evaluations at 60, 80, 100
+    log = np.log([33.3, 25.0, 20.0])
+    at70, at90 = (log[0] + log[1]) / 2, (log[1] + log[2]) / 2
+    expected = ((at70 + log[1]) / 2 * 10 + (log[1] + at90) / 2 * 10) / 20
+    assert summary["dcgan"]["log_fid_area"]["mean"] == pytest.approx(expected)
+    cells = row(md, "`ae_disc`", "Faster and more stable, tested against `dcgan`", "budget to target")
+    assert cells[3] == "0 of 1" and cells[-1] == "not tested: 1 of 1 run(s) of `ae_disc` never reached the target"
+    cells = row(md, "`ae_init`", "Faster and more stable, tested against `dcgan`", "budget to target")
+    assert cells[4] == "10" and cells[-1].startswith("undefined: no spread")
+    section = md.split("## Faster and more stable, tested against `dcgan`\n", 1)[1].split("\n## ", 1)[0]
+    assert "every 20 own steps: its resolution" in section and "at or below 40" in section
+    assert "Brown-Forsythe" in section and "Faster (budget to target, target 40, resolution 20 steps)" in md

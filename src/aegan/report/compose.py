@@ -13,7 +13,7 @@ from pathlib import Path
 
 from aegan.params import EvaluateParams
 from aegan.report import tables as T
-from aegan.report.findings import baseline_section, budget_section, findings
+from aegan.report.findings import baseline_section, budget_section, claims_section, findings
 from aegan.report.inputs import ReportInputs, WallTime
 from aegan.report.render import Bullets, Document, Figure, Heading, Paragraph, Table
 from aegan.report.text import fid_name, fmt
@@ -30,6 +30,7 @@ def build_document(inputs: ReportInputs, figs: dict[str, Path], wall: WallTime) 
     main_table(doc, inputs)
     baseline_section(doc, inputs)
     budget_section(doc, inputs)
+    claims_section(doc, inputs)
     stability_section(doc, inputs)
     figures_section(doc, figs)
     return doc

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
+
+from aegan.report.claims import SPEED_NAMES, TARGET_FACTOR
 from aegan.report.comparison import NAMES
 from aegan.report.inputs import ReportInputs
 from aegan.report.render import Bullets, Document, Heading, Paragraph, Table
@@ -50,6 +53,65 @@ def baseline_section(doc: Document, inputs: ReportInputs) -> None:
         "difference these seeds would detect with 80% power at the adjusted level, given the observed spreads. Seeds "
         f"per side: {', '.join(map(str, ns))}; a difference the test cannot separate from 0 is no clear difference, "
         "not a win.")))  # fmt: skip
+
+
+def claims_section(doc: Document, inputs: ReportInputs) -> None:
+    """Faster and more stable, as tested statements against the baseline (claims.py)."""
+    base, rp = inputs.params.report.baseline, inputs.params.report
+    doc.add(Heading(f"Faster and more stable, tested against `{base}`"))
+    sp = inputs.speed
+    if sp is None:
+        doc.add(Paragraph(f"`{base}` has no small-sample FID curve (train.eval_every: 0, or it was not run): speed is "
+                          "not tested."))  # fmt: skip
+    else:
+        rows = []
+        for c in sp.comparisons:
+            values = sp.runs.loc[sp.runs["strategy"] == c.strategy, c.metric].to_numpy(float)
+            reached = f"{int((~np.isnan(values)).sum())} of {len(values)}" if c.metric == "budget_to_target" else ""
+            rows.append([f"`{c.strategy}`", SPEED_NAMES[c.metric], f"{c.n} vs {c.n_baseline}", reached, fmt(c.delta),
+                         _interval(c.ci_low, c.ci_high), _p(c.p_value), _p(c.p_adjusted), fmt(c.detectable), c.verdict])
+        header = ["strategy", "measure", "seeds", "reached", f"− {base}", f"{rp.confidence:.0%} CI", "p (Welch)",
+                  "p (Holm)", "detectable Δ", "reading"]  # fmt: skip
+        doc.add(Table(header, rows, note=(
+            f"Faster. Budget to target: the first evaluation (every {sp.eval_every} own steps: its resolution) at "
+            f"which a run's small-sample FID is at or below {sp.target:.3g}, {TARGET_FACTOR:g}x `{base}`'s final "
+            "small-sample FID (mean over its seeds); budget counts generator-side updates, AE pretraining "
+            f"included. Mean log FID over budget: the area under log small-sample FID from budget {sp.span[0]:.0f} "
+            f"(every strategy's first evaluation) to {sp.span[1]:.0f}, divided by that span. Lower is faster for "
+            "both; Welch t over training seeds, Holm per measure across strategies.")))  # fmt: skip
+    if inputs.spreads:
+        rows = [[f"`{t.strategy}`", f"{t.n} vs {t.n_baseline}", fmt(t.std), fmt(t.std_baseline), _p(t.p_value),
+                 _p(t.p_adjusted), t.verdict] for t in inputs.spreads]  # fmt: skip
+        doc.add(Table(["strategy", "seeds", "FID std", f"`{base}` FID std", "p (Brown-Forsythe)", "p (Holm)",
+                       "reading"], rows, note=(
+            "More stable. The spread of the final FID over training seeds against the baseline's: Brown-Forsythe "
+            "test (Levene's with the median), Holm across strategies. Few seeds give it little power: a "
+            "\"no clear difference\" here rules out only large differences in spread.")))  # fmt: skip
+
+
+def claim_sentences(inputs: ReportInputs, alpha: float) -> list[str]:
+    """The findings' lines on *faster* and *more stable*: which strategies the tests separate from the baseline."""
+    base, out = inputs.params.report.baseline, []
+    if inputs.speed is not None:
+        for metric, name in SPEED_NAMES.items():
+            cs = [c for c in inputs.speed.comparisons if c.metric == metric]
+            if not cs:
+                continue
+            sig = [c for c in cs if math.isfinite(c.p_adjusted) and c.p_adjusted < alpha]
+            faster = [c.strategy for c in sig if c.delta < 0]
+            slower = [c.strategy for c in sig if c.delta > 0]
+            other = [c.strategy for c in cs if c.strategy not in faster + slower]
+            out.append(f"Faster ({name}, target {inputs.speed.target:.3g}, resolution {inputs.speed.eval_every} "
+                       f"steps) than `{base}`: {_listing(faster)}; slower: {_listing(slower)}; no clear difference or "
+                       f"not testable at this n: {_listing(other)}.")  # fmt: skip
+    if inputs.spreads:
+        sig = [t for t in inputs.spreads if math.isfinite(t.p_adjusted) and t.p_adjusted < alpha]
+        more = [t.strategy for t in sig if t.std < t.std_baseline]
+        less = [t.strategy for t in sig if t.std > t.std_baseline]
+        other = [t.strategy for t in inputs.spreads if t.strategy not in more + less]
+        out.append(f"More stable (narrower FID spread over seeds, Brown-Forsythe) than `{base}`: {_listing(more)}; "
+                   f"less stable: {_listing(less)}; no clear difference at this n: {_listing(other)}.")  # fmt: skip
+    return out
 
 
 def budget_section(doc: Document, inputs: ReportInputs) -> None:
@@ -113,6 +175,7 @@ def findings(doc: Document, inputs: ReportInputs) -> None:
             bound = f"{detectable[0]:.3g}" if len(detectable) == 1 else f"{detectable[0]:.3g}–{detectable[-1]:.3g} (by strategy)"
             text += f". With these seeds a true {name} difference below {bound} would likely go unseen"
         items.append(text + ".")
+    items += claim_sentences(inputs, alpha)
     items.append(plateau_sentence(base, inputs.plateau))
     rk = inputs.rankings
     if rk["matched"]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -21,6 +21,7 @@ from aegan.params import StageParams, differences_from_defaults, flatten
 from aegan.provenance import stale_evaluations
 from aegan.report import tables as T
 from aegan.report.budget import Plateau, budget_curve, plateau, rankings
+from aegan.report.claims import Speed, Spread, speed, spread_tests
 from aegan.report.comparison import Comparison, compare_with_baseline
 from aegan.tracking import git_commit, git_dirty
 
@@ -44,6 +45,8 @@ class ReportInputs:
     rankings: dict  # small-sample FID rankings at the matched budget and at equal own steps
     differences: list[tuple[str, Any, Any]]  # (key, value, default) of every parameter not at its default
     commit: str  # the checked-out commit, as the Setup section writes it
+    speed: Speed | None = None  # faster: budget to target and mean log FID, against the baseline (claims.py)
+    spreads: list[Spread] = field(default_factory=list)  # more stable: spread over seeds against the baseline
 
     def stage_seconds(self) -> tuple[float, int, int]:
         """Sum of the wall times the stages recorded (process start to outputs), how many recorded one, of how many."""
@@ -81,6 +84,9 @@ def read_inputs(params) -> ReportInputs:
         curves=curves, plateau=plateau(curves.get(rp.baseline, curves[strategies[0]]), rp.plateau_tolerance),
         rankings=rankings(histories, runs, strategies, seeds), differences=parameter_differences(params),
         commit=commit_line(),
+        speed=speed(histories, runs, strategies, seeds, rp.baseline, rp.confidence, params.train.eval_every)
+        if rp.baseline in strategies else None,
+        spreads=spread_tests(runs, rp.baseline, 1.0 - rp.confidence) if rp.baseline in strategies else [],
     )  # fmt: skip
 
 

@@ -23,6 +23,7 @@ import pandas as pd
 
 from aegan import paths, wall_seconds
 from aegan.atomic import atomic_path, file_set, write_json, write_text
+from aegan.report.claims import summary_entries
 from aegan.report.compose import build_document
 from aegan.report.figures import draw_all
 from aegan.report.inputs import WallTime, read_inputs
@@ -48,6 +49,8 @@ def run_report(params) -> dict:
     total, known, expected = inputs.stage_seconds()
     wall = WallTime(total + wall_seconds(), known + 1, expected + 1)  # this stage too, up to now
     summary = summary_json(inputs.table, inputs.comparisons, inputs.stability, inputs.reference, rp.baseline)
+    for key, extra in summary_entries(inputs.speed, inputs.spreads, rp.baseline).items():
+        summary[key] = {**summary.get(key, {}), **extra}
     # all five or none: a full disk or an error leaves the previous report, figures of strategies no longer run go
     with file_set(paths.REPORTS_DIR, REPORT_SET) as staging:
         figs = draw_all(inputs, staging / "figures")
@@ -117,7 +120,7 @@ def headline_metrics(summary: dict) -> dict:
     """Per strategy: mean FID, KID (raw, x1) and recall over seeds (summary.json has the rest, the seeds
     averaged and spreads among them): three columns per strategy in `dvc exp show`."""
     return {s: {"fid": e["fid"]["mean"], "kid_x1": e["kid_mean"]["mean"], "recall": e["recall"]["mean"]}
-            for s, e in summary.items() if s != "reference"}  # fmt: skip
+            for s, e in summary.items() if s not in ("reference", "speed")}  # fmt: skip
 
 
 def log_final_metrics(runs: pd.DataFrame) -> None:
