@@ -43,7 +43,7 @@ def test_a_clearly_faster_strategy_is_faster_on_both_measures():
     sp = speed(histories, runs, ["dcgan", "fast", "same"], list(range(5)), "dcgan", 0.95, 100)
     verdicts = {(c.strategy, c.metric): c for c in sp.comparisons}
     for metric in ("budget_to_target", "log_fid_area"):
-        assert verdicts[("fast", metric)].delta < 0 and verdicts[("fast", metric)].verdict.startswith("better than dcgan")
+        assert verdicts[("fast", metric)].delta < 0 and verdicts[("fast", metric)].verdict.startswith("faster than dcgan")
         assert verdicts[("same", metric)].verdict.startswith("no clear difference")
     assert sp.target == pytest.approx(2 * np.mean([h["fid_small"].iloc[-1] for (s, _), h in histories.items()
                                                    if s == "dcgan"]))  # fmt: skip
@@ -56,7 +56,7 @@ def test_a_strategy_that_never_reaches_the_target_is_not_tested_on_it():
     (c,) = [c for c in sp.comparisons if c.metric == "budget_to_target"]
     assert c.verdict == "not tested: 3 of 3 run(s) of `stuck` never reached the target"
     (area,) = [c for c in sp.comparisons if c.metric == "log_fid_area"]
-    assert area.verdict.startswith("worse than dcgan")  # the area still compares: its curve stays high
+    assert area.verdict.startswith("slower than dcgan")  # the area still compares: its curve stays high
 
 
 def test_a_wider_spread_over_seeds_is_less_stable_and_an_equal_one_is_no_clear_difference():

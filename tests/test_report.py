@@ -332,3 +332,4 @@ def test_faster_and_more_stable_are_stated_with_the_target_span_and_resolution(r
     section = md.split("## Faster and more stable, tested against `dcgan`\n", 1)[1].split("\n## ", 1)[0]
     assert "every 20 own steps: its resolution" in section and "at or below 40" in section
     assert "Brown-Forsythe" in section and "Faster (budget to target, target 40, resolution 20 steps)" in md
+    assert "Faster (mean log FID over budget, budget 70–90, resolution 20 steps)" in md

@@ -89,7 +89,11 @@ def speed(histories: dict, runs: pd.DataFrame, strategies: list[str], seeds: lis
         values = {s: table.loc[table["strategy"] == s, metric].to_numpy(float) for s in strategies}
         unreached = {s: int(np.isnan(v).sum()) for s, v in values.items()}
         tested = {s: v for s, v in values.items() if unreached[s] == 0}
-        comparisons += compare_metric(tested, baseline, metric, confidence) if baseline in tested else []
+        for c in compare_metric(tested, baseline, metric, confidence) if baseline in tested else []:
+            if math.isfinite(c.p_adjusted) and c.p_adjusted < 1.0 - confidence:  # in the words of this claim
+                c.verdict = (f"{'faster' if c.delta < 0 else 'slower'} than {baseline}: {SPEED_NAMES[metric]} "
+                             f"{'lower' if c.delta < 0 else 'higher'} (Holm-adjusted p < {1.0 - confidence:g})")  # fmt: skip
+            comparisons.append(c)
         for s in strategies:
             if s != baseline and (unreached[s] or baseline not in tested):
                 who = s if unreached[s] else baseline

@@ -77,7 +77,8 @@ def claims_section(doc: Document, inputs: ReportInputs) -> None:
             f"which a run's small-sample FID is at or below {sp.target:.3g}, {TARGET_FACTOR:g}x `{base}`'s final "
             "small-sample FID (mean over its seeds); budget counts generator-side updates, AE pretraining "
             f"included. Mean log FID over budget: the area under log small-sample FID from budget {sp.span[0]:.0f} "
-            f"(every strategy's first evaluation) to {sp.span[1]:.0f}, divided by that span. Lower is faster for "
+            f"(the first at which every strategy has a curve: an AE strategy trains after its charged pretraining) to "
+            f"{sp.span[1]:.0f}, divided by that span. Lower is faster for "
             "both; Welch t over training seeds, Holm per measure across strategies.")))  # fmt: skip
     if inputs.spreads:
         rows = [[f"`{t.strategy}`", f"{t.n} vs {t.n_baseline}", fmt(t.std), fmt(t.std_baseline), _p(t.p_value),
@@ -101,9 +102,11 @@ def claim_sentences(inputs: ReportInputs, alpha: float) -> list[str]:
             faster = [c.strategy for c in sig if c.delta < 0]
             slower = [c.strategy for c in sig if c.delta > 0]
             other = [c.strategy for c in cs if c.strategy not in faster + slower]
-            out.append(f"Faster ({name}, target {inputs.speed.target:.3g}, resolution {inputs.speed.eval_every} "
-                       f"steps) than `{base}`: {_listing(faster)}; slower: {_listing(slower)}; no clear difference or "
-                       f"not testable at this n: {_listing(other)}.")  # fmt: skip
+            how = (f"target {inputs.speed.target:.3g}" if metric == "budget_to_target" else
+                   f"budget {inputs.speed.span[0]:.0f}–{inputs.speed.span[1]:.0f}")  # fmt: skip
+            out.append(f"Faster ({name}, {how}, resolution {inputs.speed.eval_every} steps) than `{base}`: "
+                       f"{_listing(faster)}; slower: {_listing(slower)}; no clear difference or not testable at this "
+                       f"n: {_listing(other)}.")  # fmt: skip
     if inputs.spreads:
         sig = [t for t in inputs.spreads if math.isfinite(t.p_adjusted) and t.p_adjusted < alpha]
         more = [t.strategy for t in sig if t.std < t.std_baseline]
