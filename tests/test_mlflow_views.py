@@ -232,3 +232,26 @@ def test_a_run_made_while_the_experiment_was_being_created_is_made_relative_too(
     relative_artifacts(workspace / "mlflow.db", exp_id, absolute)
     assert client_for(workspace).get_run(run.run_id).info.artifact_uri == f"mlruns/{run.run_id}/artifacts"
     run.end()
+
+
+def test_a_dataset_another_stage_inserted_at_the_same_time_is_linked_not_an_error(workspace, monkeypatch):
+    """Two stages logging the same dataset at once: MLflow's insert of the second fails on its unique key; the
+    retry finds the row and links it."""
+    from mlflow.exceptions import MlflowException
+
+    run = Run.start("dcgan-0", {"stage": "train"})
+    real, calls = run.client.log_inputs, []
+
+    def racing(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            real(*args, **kwargs)  # the other stage's insert wins ...
+            raise MlflowException("(sqlite3.IntegrityError) UNIQUE constraint failed: datasets.experiment_id, "
+                                  "datasets.name, datasets.digest")  # ... and this one's fails
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(run.client, "log_inputs", racing)
+    run.log_dataset(workspace / "dataset.npz", "ab" * 32, "training")
+    run.end()
+    (dataset,) = client_for(workspace).get_run(run.run_id).inputs.dataset_inputs
+    assert len(calls) == 2 and dataset.dataset.digest == ("ab" * 32)[:12]

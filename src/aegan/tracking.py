@@ -420,7 +420,16 @@ class Run:
         dataset = MetaDataset(LocalArtifactDatasetSource(str(path)), name=Path(path).name, digest=sha256[:12])
         input_tags = [InputTag("mlflow.data.context", context), InputTag("sha256", sha256)]
         input_tags += [InputTag(k, str(v)) for k, v in (tags or {}).items()]
-        _call(self.client.log_inputs, self.run_id, [DatasetInput(dataset._to_mlflow_entity(), input_tags)])
+        inputs = [DatasetInput(dataset._to_mlflow_entity(), input_tags)]
+        for attempt in range(5):
+            try:
+                return _call(self.client.log_inputs, self.run_id, inputs)
+            except StoreUnusable as err:
+                # stages running at once insert the same dataset row: the loser fails on the store's unique key,
+                # and once the row exists the call only links it
+                if "UNIQUE constraint failed: datasets" not in str(err) or attempt == 4:
+                    raise
+                time.sleep(0.1 * (attempt + 1) + random.random() * 0.2)
 
     def log_table(self, table, artifact_file: str) -> None:
         """A pandas table as a JSON artifact MLflow shows as a table (not as per-run metric charts)."""
