@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -59,3 +60,41 @@ TINY = dict(
     train={"budget": 50, "batch_size": 32, "log_every": 5, "eval_every": 10, "eval_samples": 64, "grid_samples": 16},
     evaluate={"num_samples": 100, "kid_subset_size": 50, "batch_size": 100},
 )
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def mlflow_service(command: str, args: list[str], env: dict, cwd: Path | None = None):
+    """`mlflow <command>` (server or ui) on a free port of 127.0.0.1: its URL once /health answers; stopped after."""
+    import time
+    import urllib.request
+
+    import pytest
+
+    port = free_port()
+    cmd = [str(Path(sys.executable).parent / "mlflow"), command, "--host", "127.0.0.1", "--port", str(port),
+           "--workers", "1", *args]  # fmt: skip
+    server = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                              start_new_session=True)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 180
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/health", timeout=2):
+                    break
+            except OSError:
+                if server.poll() is not None or time.monotonic() > deadline:
+                    pytest.fail(f"mlflow {command} did not start: {server.stderr.read()[-2000:]}")
+                time.sleep(0.5)
+        yield url
+    finally:
+        os.killpg(server.pid, 15)
+        server.wait(timeout=60)

@@ -7,18 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
-import sys
-import time
 import urllib.request
 from collections import defaultdict
-from pathlib import Path
 
 import pytest
 
-from pipeline import TINY, copy_repo, edit_params, run
+from pipeline import TINY, copy_repo, edit_params, mlflow_service, run
 
 pytestmark = pytest.mark.e2e
 STRATEGIES, SEEDS = ["dcgan", "ae_manifold"], [0, 1]
@@ -48,37 +43,17 @@ def experiments(tmp_path_factory):
 def ui(experiments):
     """`mlflow ui` as `make ui` starts it (in the workspace, on its DB); yields a JSON caller of its REST API."""
     repo = experiments[0]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true")
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "ui", "--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}",
-           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]  # fmt: skip
-    server = subprocess.Popen(cmd, cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
+    with mlflow_service("ui", ["--backend-store-uri", f"sqlite:///{repo / 'mlflow.db'}"], env, cwd=repo) as url:
 
-    def call(path: str, body: dict | None = None, raw: bool = False):
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            content = resp.read()
-        return content if raw else json.loads(content)
+        def call(path: str, body: dict | None = None, raw: bool = False):
+            data = None if body is None else json.dumps(body).encode()
+            req = urllib.request.Request(url + path, data=data, headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                content = resp.read()
+            return content if raw else json.loads(content)
 
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                call("/health", raw=True)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow ui did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(0.5)
         yield call
-    finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        server.wait(timeout=60)
 
 
 def search(call, filter_string: str) -> list[dict]:

@@ -4,17 +4,14 @@ on an `mlflow server` on 127.0.0.1 that the test starts and stops. Counted again
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
-from pipeline import TINY, copy_repo, edit_params
+from pipeline import TINY, copy_repo, edit_params, mlflow_service
 
 pytestmark = pytest.mark.e2e
 N = 3  # concurrent train stages (dcgan under seeds 0..N-1: no AE needed)
@@ -75,35 +72,11 @@ def test_concurrent_stages_on_a_fresh_sqlite_db_lose_no_run_or_metric(repo):
     check_nothing_lost(repo, uri)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture()
 def mlflow_server(tmp_path):
-    port = _free_port()
-    cmd = [str(Path(sys.executable).parent / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}", "--workers", "1",
-           "--default-artifact-root", (tmp_path / "artifacts").as_uri()]  # fmt: skip
-    server = subprocess.Popen(cmd, env=_env(""), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                              start_new_session=True)  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow server did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(0.5)
+    with mlflow_service("server", ["--backend-store-uri", f"sqlite:///{tmp_path / 'server.db'}",
+                                   "--default-artifact-root", (tmp_path / "artifacts").as_uri()], _env("")) as url:
         yield url
-    finally:
-        os.killpg(server.pid, 15)
-        server.wait(timeout=60)
 
 
 def test_concurrent_stages_on_an_mlflow_server_lose_no_run_or_metric(repo, mlflow_server):
