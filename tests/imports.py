@@ -18,7 +18,10 @@ SRC = REPO / "src"
 PACKAGE = "aegan"
 
 # dvc.yaml's stages (matrix stages by their name before '@'), each computed by src/aegan/stages/<stage>.py
-STAGES = ("prepare", "train_scorer", "pretrain_ae", "train", "reference", "evaluate", "report")
+STAGES = ("prepare", "train_scorer", "pretrain_ae", "train", "reference", "evaluate", "study_train", "study_evaluate",
+          "study_best", "study_best_evaluate", "report")
+# stages that import the strategy they run by name (a matrix over strategies: its module is a dep of its own)
+STRATEGY_STAGES = ("train", "study_train", "study_best")
 # code that runs stages, not code that computes them: no stage may import it (tests/test_stage_deps.py)
 RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown", "aegan.retrain")
 STRATEGIES = sorted(p.stem for p in (SRC / PACKAGE / "strategies").glob("*.py") if p.stem not in ("__init__", "base"))
@@ -83,7 +86,7 @@ def closure(roots: set[str], seen: set[str] | None = None) -> set[str]:
 def stage_modules(stage: str, strategy: str | None = None) -> set[str]:
     """Every module of ours the stage's code imports: its stage module's closure (and the strategy it runs)."""
     roots = {f"{PACKAGE}.stages.{stage}"}
-    if strategy is not None:  # `train` imports the strategy it runs by name (aegan.strategies.get_strategy)
+    if strategy is not None:  # a STRATEGY_STAGES stage imports the strategy it runs by name (get_strategy)
         roots |= {f"{PACKAGE}.strategies.{strategy}"}
     parents = {r.rsplit(".", i)[0] for r in roots for i in range(1, r.count(".") + 1)}  # run before any module
     return closure(roots | parents)
@@ -96,7 +99,7 @@ def stage_files(stage: str, strategy: str | None = None) -> set[str]:
 
 def code_deps(stage: str, strategies: list[str]) -> list[str]:
     """dvc.yaml's code deps of `stage`: its module first, a folder where the stage imports every file in it."""
-    per = [stage_files(stage, s) - {f"src/{PACKAGE}/strategies/{s}.py"} for s in strategies] if stage == "train" \
+    per = [stage_files(stage, s) - {f"src/{PACKAGE}/strategies/{s}.py"} for s in strategies] if stage in STRATEGY_STAGES \
         else [stage_files(stage)]  # fmt: skip
     files = set.intersection(*per)
     assert all(f == files for f in per), f"{stage}: strategies import different shared files"
@@ -109,7 +112,7 @@ def code_deps(stage: str, strategies: list[str]) -> list[str]:
         if folder != f"src/{PACKAGE}" and used == everything and (REPO / folder / "__init__.py").is_file():
             out = (out - used) | {folder}
     own = f"src/{PACKAGE}/stages/{stage}.py"
-    first = [own] + ([f"src/{PACKAGE}/strategies/${{item.strategy}}.py"] if stage == "train" else [])
+    first = [own] + ([f"src/{PACKAGE}/strategies/${{item.strategy}}.py"] if stage in STRATEGY_STAGES else [])
     return first + sorted(out - {own})
 
 

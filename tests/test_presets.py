@@ -51,7 +51,7 @@ def test_an_unknown_preset_is_one_line(tmp_path):
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
     r = subprocess.run([sys.executable, "-m", "aegan.cli", "preset", "imagenet"], cwd=tmp_path, capture_output=True,
                        text=True)  # fmt: skip
-    assert r.returncode == 2 and r.stderr.strip() == "error: unknown preset 'imagenet': choose one of cifar10, fashion-mnist, mnist"
+    assert r.returncode == 2 and r.stderr.strip() == "error: unknown preset 'imagenet': choose one of cifar10, fashion-mnist, mnist, study"
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
 
 

@@ -12,7 +12,7 @@ import ast
 import pytest
 import yaml
 
-from imports import RUNNER, STAGES, STRATEGIES, REPO, closure, module_file, stage_files, stage_modules
+from imports import RUNNER, STAGES, STRATEGIES, STRATEGY_STAGES, REPO, closure, module_file, stage_files, stage_modules
 
 DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 
@@ -28,7 +28,7 @@ def covered(path: str, deps: list[str]) -> bool:
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_imported_file_is_a_dependency(stage):
-    strategies = STRATEGIES if stage == "train" else [None]
+    strategies = STRATEGIES if stage in STRATEGY_STAGES else [None]
     for strategy in strategies:
         deps = declared(stage, strategy)
         missing = sorted(f for f in stage_files(stage, strategy) if not covered(f, deps))
@@ -38,7 +38,7 @@ def test_every_imported_file_is_a_dependency(stage):
 @pytest.mark.parametrize("stage", STAGES)
 def test_every_declared_code_dependency_is_imported(stage):
     """No stale entries: a declared file the command no longer imports would re-run the stage for nothing."""
-    for strategy in STRATEGIES if stage == "train" else [None]:
+    for strategy in STRATEGIES if stage in STRATEGY_STAGES else [None]:
         files = stage_files(stage, strategy)
         unused = [d for d in declared(stage, strategy) if not any(covered(f, [d]) for f in files)]
         assert not unused, f"dvc.yaml stage {stage} ({strategy or ''}) depends on {unused}, which it does not import"
@@ -46,9 +46,10 @@ def test_every_declared_code_dependency_is_imported(stage):
 
 def test_a_train_stage_imports_no_other_strategy():
     """What makes `src/aegan/strategies/${item.strategy}.py` exact: no strategy module imports another one."""
-    for strategy in STRATEGIES:
-        others = {f"src/aegan/strategies/{s}.py" for s in STRATEGIES if s != strategy}
-        assert not stage_files("train", strategy) & others, strategy
+    for stage in STRATEGY_STAGES:
+        for strategy in STRATEGIES:
+            others = {f"src/aegan/strategies/{s}.py" for s in STRATEGIES if s != strategy}
+            assert not stage_files(stage, strategy) & others, (stage, strategy)
 
 
 def test_the_analysis_sees_lazy_imports_and_skips_type_checking_ones(tmp_path):
@@ -65,11 +66,11 @@ def test_the_analysis_sees_lazy_imports_and_skips_type_checking_ones(tmp_path):
 
 def test_no_stage_imports_what_it_does_not_use():
     """Start-up and caching: prepare and the report never import the networks, torch-fidelity's adapter or MLflow code
-    they do not need, and only `train` imports a strategy."""
+    they do not need, and only the stages that train import a strategy."""
     assert "src/aegan/nets.py" not in stage_files("prepare")
     assert "src/aegan/metrics.py" not in stage_files("train_scorer") | stage_files("pretrain_ae")
     assert "src/aegan/nets.py" not in stage_files("report")
-    for stage in set(STAGES) - {"train"}:
+    for stage in set(STAGES) - set(STRATEGY_STAGES):
         assert not any(f.startswith("src/aegan/strategies/") and not f.endswith("__init__.py") for f in stage_files(stage))
 
 
@@ -92,7 +93,7 @@ def test_every_stage_has_its_module_and_dvc_runs_it():
 def test_no_stage_imports_runner_code(stage):
     """What computes a result cannot hide in the runner: editing cli.py, warm.py, parallel.py or shutdown.py
     re-runs no stage, because no stage's code imports them (nor the entry point)."""
-    for strategy in STRATEGIES if stage == "train" else [None]:
+    for strategy in STRATEGIES if stage in STRATEGY_STAGES else [None]:
         reached = stage_modules(stage, strategy) & set(RUNNER)
         assert not reached, f"stage {stage} ({strategy or ''}) imports runner code {sorted(reached)}"
 

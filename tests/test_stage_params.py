@@ -52,7 +52,8 @@ def reads(tmp_path_factory):
     (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
     mp.chdir(repo)
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
-    from aegan.stages import evaluate, prepare, pretrain_ae, reference, report, train, train_scorer
+    from aegan.stages import (evaluate, prepare, pretrain_ae, reference, report, study_best, study_best_evaluate,
+                              study_evaluate, study_train, train, train_scorer)
 
     out: dict[str, set[str]] = {}
 
@@ -71,13 +72,32 @@ def reads(tmp_path_factory):
         for s in STRATEGIES:
             record(f"evaluate@{s}", evaluate.main, s, 0)
         record("report", report.main)
+        # the study, from a params file that turns it on (seeds 1 and 2 need their AEs): setting 1 is drawn
+        doc["seeds"], doc["study"] = [0, 1, 2], {**doc["study"], "settings": [1], "seeds": [0], "fresh_seeds": [1, 2]}
+        (repo / "study.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+        for seed in (1, 2):
+            pretrain_ae.main("params.yaml", seed, progress=False)
+        for s in STRATEGIES:
+            with recording() as seen:
+                study_train.main("study.yaml", s, 1, 0, progress=False)
+            out[f"study_train@{s}"] = seen
+            with recording() as seen:
+                study_evaluate.main("study.yaml", s, 1, 0)
+            out[f"study_evaluate@{s}"] = seen
+            with recording() as seen:
+                study_best.main("study.yaml", s, 1, progress=False)
+            out[f"study_best@{s}"] = seen
+            with recording() as seen:
+                study_best_evaluate.main("study.yaml", s, 1)
+            out[f"study_best_evaluate@{s}"] = seen
     finally:
         mp.undo()
     return out
 
 
 def _stage_runs(stage: str) -> list[tuple[str, str | None]]:
-    return [(f"{stage}@{s}", s) for s in STRATEGIES] if stage in ("train", "evaluate") else [(stage, None)]
+    per_strategy = ("train", "evaluate", "study_train", "study_evaluate", "study_best", "study_best_evaluate")
+    return [(f"{stage}@{s}", s) for s in STRATEGIES] if stage in per_strategy else [(stage, None)]
 
 
 @pytest.mark.parametrize("stage", STAGES)

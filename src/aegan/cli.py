@@ -140,6 +140,60 @@ def evaluate(
     _echo_json(stage.main(params, strategy, seed))
 
 
+@app.command("study-train")
+@_user_errors
+def study_train(
+    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
+    setting: int = typer.Option(..., help="setting id of the study (0: the strategy's own setting)"),
+    seed: int = typer.Option(..., help="training seed"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Train one setting of the study under one seed; writes models/runs/study/<strategy>/s<setting>-<seed>/."""
+    from aegan.stages import study_train as stage
+
+    _echo_json(stage.main(params, strategy, setting, seed))
+
+
+@app.command("study-evaluate")
+@_user_errors
+def study_evaluate(
+    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
+    setting: int = typer.Option(..., help="setting id of the study"),
+    seed: int = typer.Option(..., help="training seed"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Score one study run (as `evaluate` does); writes reports/eval/study/<strategy>/s<setting>-<seed>.json."""
+    from aegan.stages import study_evaluate as stage
+
+    _echo_json(stage.main(params, strategy, setting, seed))
+
+
+@app.command("study-best")
+@_user_errors
+def study_best(
+    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
+    seed: int = typer.Option(..., help="a fresh seed (study.fresh_seeds)"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Train the strategy's best study setting again under a fresh seed; writes models/runs/study-best/<strategy>-<seed>/."""
+    from aegan.stages import study_best as stage
+
+    _echo_json(stage.main(params, strategy, seed))
+
+
+@app.command("study-best-evaluate")
+@_user_errors
+def study_best_evaluate(
+    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
+    seed: int = typer.Option(..., help="a fresh seed (study.fresh_seeds)"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Score a best setting's run on a fresh seed; writes reports/eval/study-best/<strategy>-<seed>.json."""
+    from aegan.stages import study_best_evaluate as stage
+
+    _echo_json(stage.main(params, strategy, seed))
+
+
 @app.command()
 @_user_errors
 def reference(params: Path = ParamsOpt) -> None:
@@ -174,7 +228,7 @@ def check_params(params: Path = ParamsOpt) -> None:
 @app.command()
 @_user_errors
 def preset(
-    name: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10"),
+    name: str = typer.Argument(..., help="mnist | fashion-mnist | cifar10 | study (the equal-budget study on the current data)"),
     params: Path = ParamsOpt,
 ) -> None:
     """Write a preset for real data (image size, width, budgets, seeds, evaluation counts) into params.yaml, comments kept."""

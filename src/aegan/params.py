@@ -162,6 +162,56 @@ class ReportParams(StrictModel):
         "budget is within this fraction of its mean over the quarter before")
 
 
+class Range(StrictModel):
+    """A search range: uniform on [low, high], or log-uniform (`log: true`) for a scale such as a learning rate."""
+
+    low: float
+    high: float
+    log: bool = False
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "Range":
+        if not self.low < self.high:
+            raise ValueError(f"low ({self.low}) must be below high ({self.high})")
+        if self.log and self.low <= 0:
+            raise ValueError(f"a log range needs low > 0 (got {self.low})")
+        return self
+
+
+class StudyParams(StrictModel):
+    """The equal-hyperparameter-budget study (DESIGN 3; Lucic et al. 2018), off while its three lists are empty.
+
+    Every strategy gets the same settings: setting 0 is its own (train.optimizer and its section, as written),
+    setting k > 0 draws lr and beta1 (shared by all strategies at that k) and the strategy's own knobs from the
+    ranges below (aegan.study). Each setting trains under `seeds`; each strategy's best setting (lowest mean
+    FID) is trained again under `fresh_seeds`, so its figure is not selected on its own noise.
+    """
+
+    settings: list[int] = Field(default_factory=list, description="setting ids every strategy gets (0: its own)")
+    seeds: list[Seed] = Field(default_factory=list, description="seeds of every setting (the search)")
+    fresh_seeds: list[Seed] = Field(default_factory=list, description="seeds the best setting re-trains with")
+    draw_seed: Seed = 0
+    lr: Range = Range(low=5e-5, high=1e-3, log=True)
+    beta1: Range = Range(low=0.0, high=0.9)
+    # one field per strategy (its knobs' ranges) is added by params_model; defaults: each strategy's `knob_space`
+
+    @model_validator(mode="after")
+    def _ids(self) -> "StudyParams":
+        if any(k < 0 for k in self.settings) or len(set(self.settings)) != len(self.settings):
+            raise ValueError("settings must be distinct ids >= 0 (0: each strategy's own setting), e.g. [0, 1, 2, 3]")
+        if set(self.seeds) & set(self.fresh_seeds):
+            raise ValueError("seeds and fresh_seeds share a seed: the best setting must be re-trained on fresh seeds")
+        if len(set(self.seeds)) != len(self.seeds) or len(set(self.fresh_seeds)) != len(self.fresh_seeds):
+            raise ValueError("a seed is listed twice in seeds or fresh_seeds")
+        if self.settings and (len(self.seeds) < 1 or len(self.fresh_seeds) < 2):
+            raise ValueError("a study needs at least one seed and two fresh_seeds (a spread to test), e.g. seeds: [0, 1], "
+                             "fresh_seeds: [2, 3]")
+        if not self.settings and (self.seeds or self.fresh_seeds):
+            raise ValueError("seeds or fresh_seeds are set but settings is empty: list the settings (e.g. [0, 1, 2, 3, 4]) "
+                             "or empty all three to turn the study off")
+        return self
+
+
 class StageParams(StrictModel):
     """Every section but the strategies' own."""
 
@@ -173,6 +223,7 @@ class StageParams(StrictModel):
     train: TrainParams = TrainParams()
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
+    study: StudyParams = StudyParams()
     strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_STRATEGIES), min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
 
@@ -195,6 +246,10 @@ class StageParams(StrictModel):
                 f"train.budget ({self.train.budget}) must exceed pretrain_ae.steps ({self.pretrain_ae.steps}): strategies "
                 "that use the AE are charged its steps; raise the budget, or set train.match_budget: false"
             )
+        outside = [s for s in [*self.study.seeds, *self.study.fresh_seeds] if s not in self.seeds]
+        if outside:
+            raise ValueError(f"study: seed {outside[0]} is not in seeds: the study trains with the AEs pretrain_ae "
+                             "makes for `seeds`; add it there or pick the study's seeds from them")  # fmt: skip
         return self
 
     def strategy_params(self, name: str):
@@ -217,7 +272,39 @@ def params_model(validated: frozenset[str], strategies: tuple[str, ...]) -> type
             fields[name] = (cls, cls())
         else:
             fields[name] = (dict[str, Any], {})
+    study = study_model(validated, strategies)
+    fields["study"] = (study, study())
     return create_model("Params", __base__=StageParams, **fields)
+
+
+@functools.lru_cache(maxsize=None)
+def study_model(validated: frozenset[str], strategies: tuple[str, ...]) -> type[StudyParams]:
+    """`study` with one field per strategy: the ranges of its knobs (validated strategies: knobs of its `Params`)."""
+    from aegan.strategies import get_strategy
+
+    fields: dict[str, Any] = {}
+    for name in strategies:
+        if name in validated:
+            cls = get_strategy(name)
+            space = {k: Range(**v) for k, v in cls.knob_space.items()}
+            fields[name] = (dict[str, Range], space)
+        else:
+            fields[name] = (dict[str, Any], {})
+    return create_model("StudyParams", __base__=StudyParams, **fields)
+
+
+def check_knob_space(params: StageParams, validated: Collection[str]) -> None:
+    """Each study range names a float knob of its strategy's `Params` (else one line: which, and what exists)."""
+    from aegan.strategies import get_strategy
+
+    for name in validated:
+        space = getattr(params.study, name, {})
+        fields = get_strategy(name).Params.model_fields
+        floats = sorted(k for k, f in fields.items() if f.annotation is float)
+        for knob in space:
+            if knob not in floats:
+                raise UserError(f"study.{name}.{knob}: {name} has no float knob {knob!r} to search (its float knobs: "
+                                f"{', '.join(floats) or 'none'}): remove it or fix its spelling")  # fmt: skip
 
 
 def format_validation_error(err: ValidationError, source: str) -> str:
@@ -248,9 +335,11 @@ def validate_params(raw: Any, source: str = str(PARAMS_FILE), strategies: Collec
     for name in validated:
         get_strategy(name)  # one-line error for an unknown strategy
     try:
-        return params_model(validated, tuple(names())).model_validate(raw)
+        params = params_model(validated, tuple(names())).model_validate(raw)
     except ValidationError as err:
         raise UserError(format_validation_error(err, source)) from None
+    check_knob_space(params, validated)
+    return params
 
 
 def load_params(path: str | Path = PARAMS_FILE, strategies: Collection[str] | None = ALL) -> StageParams:

@@ -41,3 +41,27 @@ def run_dir(strategy: str, seed: int) -> Path:
 
 def eval_file(strategy: str, seed: int) -> Path:
     return EVAL_DIR / f"{strategy}-{seed}.json"
+
+
+# ---- the study (params.yaml `study`): a run per (strategy, setting, seed), and each best setting on fresh seeds
+STUDY_RUNS_DIR = MODELS_DIR / "runs" / "study"
+STUDY_EVAL_DIR = EVAL_DIR / "study"
+STUDY_BEST_RUNS_DIR = MODELS_DIR / "runs" / "study-best"
+STUDY_BEST_EVAL_DIR = EVAL_DIR / "study-best"
+
+
+def study_run_dir(strategy: str, setting: int, seed: int) -> Path:
+    return STUDY_RUNS_DIR / strategy / f"s{setting}-{seed}"
+
+
+def study_eval_file(strategy: str, setting: int, seed: int) -> Path:
+    """Per strategy a folder: its best-setting stage depends on its own strategy's evaluations only."""
+    return STUDY_EVAL_DIR / strategy / f"s{setting}-{seed}.json"
+
+
+def study_best_dir(strategy: str, seed: int) -> Path:
+    return STUDY_BEST_RUNS_DIR / f"{strategy}-{seed}"
+
+
+def study_best_eval_file(strategy: str, seed: int) -> Path:
+    return STUDY_BEST_EVAL_DIR / f"{strategy}-{seed}.json"

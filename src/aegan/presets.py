@@ -1,4 +1,5 @@
-"""`aegan preset NAME`: settings for a real dataset at a real budget, written into params.yaml with its comments kept.
+"""`aegan preset NAME`: settings for a real dataset at a real budget, or the study, written into params.yaml with its
+comments kept.
 
 A preset sets the data (source, image size, channels), the shared
 architecture, the budgets (scorer, AE and training steps), the seeds, the
@@ -42,7 +43,19 @@ PRESETS: dict[str, dict[str, Any]] = {
         "evaluate": {"num_samples": 10000, "kid_subset_size": 1000, "batch_size": 500},
         "seeds": [0, 1, 2],
         "report": {"title": "Autoencoder/GAN fusion strategies on CIFAR-10"}},
+    # the equal hyperparameter budget (DESIGN 3) on top of whatever data and budget params.yaml has: five settings per
+    # strategy (its own + 4 drawn), each under 2 seeds, the best re-trained under 2 fresh ones (README "The study")
+    "study": {"study": {"settings": [0, 1, 2, 3, 4], "seeds": [0, 1], "fresh_seeds": [2, 3]}},
 }  # fmt: skip
+
+
+def flow(values: list):
+    """A list written on one line, as params.yaml writes its lists."""
+    from ruamel.yaml.comments import CommentedSeq
+
+    seq = CommentedSeq(values)
+    seq.fa.set_flow_style()
+    return seq
 
 
 def preset_values(name: str) -> dict[str, Any]:
@@ -56,7 +69,7 @@ def apply_preset(name: str, path: Path) -> list[tuple[str, Any, Any]]:
     import io
 
     from ruamel.yaml import YAML
-    from ruamel.yaml.comments import CommentedMap, CommentedSeq
+    from ruamel.yaml.comments import CommentedMap
 
     from aegan.atomic import write_text
     from aegan.params import ALL, validate_params
@@ -75,12 +88,10 @@ def apply_preset(name: str, path: Path) -> list[tuple[str, Any, Any]]:
             for key, new in value.items():
                 if target.get(key) != new:
                     changed.append((f"{section}.{key}", target.get(key), new))
-                    target[key] = new
+                    target[key] = flow(new) if isinstance(new, list) else new
         elif doc.get(section) != value:
             changed.append((section, doc.get(section), value))
-            seq = CommentedSeq(value)
-            seq.fa.set_flow_style()
-            doc[section] = seq
+            doc[section] = flow(value)
     out = io.StringIO()
     yaml.dump(doc, out)
     import yaml as pyyaml

@@ -47,7 +47,7 @@ def _changed(recorded: dict[str, Any], current: dict[str, Any], defaults: dict[s
     return None
 
 
-def why_stale(evaluation: dict, current: dict[str, Any], strategy: str, seed: int) -> str | None:
+def why_stale(evaluation: dict, current: dict[str, Any], strategy: str, seed: int, run_dir: Path | None = None) -> str | None:
     """Why reports/eval/<strategy>-<seed>.json does not score what the current params and files would; None if it does.
 
     `current`: the report's params flattened (strategy sections as params.yaml writes them, not validated).
@@ -57,7 +57,7 @@ def why_stale(evaluation: dict, current: dict[str, Any], strategy: str, seed: in
     changed = _changed(evaluation["params"], current, {})
     if changed:
         return f"it was scored with {changed}"
-    run_dir = paths.run_dir(strategy, seed)
+    run_dir = run_dir or paths.run_dir(strategy, seed)
     on_disk = scored_files(run_dir)
     if on_disk["run.json"] is None:
         return f"{run_dir}/run.json is missing (its train stage failed or has not run)"

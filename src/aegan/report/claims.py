@@ -115,8 +115,9 @@ class Spread:
     verdict: str = ""
 
 
-def spread_tests(runs: pd.DataFrame, baseline: str, alpha: float, metric: str = "fid") -> list[Spread]:
-    """Each strategy's spread over seeds of `metric` against the baseline's: Brown-Forsythe, Holm."""
+def spread_tests(runs: pd.DataFrame, baseline: str, alpha: float, metric: str = "fid", unit: str = "seeds") -> list[Spread]:
+    """Each strategy's spread over `unit` (its rows: seeds, or a study's settings) of `metric` against the
+    baseline's: Brown-Forsythe, Holm."""
     from scipy import stats
 
     finished = runs[runs["status"] == "finished"]
@@ -130,7 +131,7 @@ def spread_tests(runs: pd.DataFrame, baseline: str, alpha: float, metric: str = 
         t = Spread(s, len(a), len(base), float(a.std(ddof=1)) if len(a) > 1 else math.nan,
                    float(base.std(ddof=1)) if len(base) > 1 else math.nan)  # fmt: skip
         if len(a) < 2 or len(base) < 2:
-            t.verdict = f"n too small to tell: {len(a)} finished seed(s) against {len(base)}; the test needs 2 a side"
+            t.verdict = f"n too small to tell: {len(a)} finished {unit} against {len(base)}; the test needs 2 a side"
         elif np.ptp(a) == 0 and np.ptp(base) == 0:
             t.verdict = "undefined: no spread on either side"
         else:
@@ -142,10 +143,10 @@ def spread_tests(runs: pd.DataFrame, baseline: str, alpha: float, metric: str = 
         t.p_adjusted = p_adj
         if p_adj < alpha:
             word = "less stable" if t.std > t.std_baseline else "more stable"
-            t.verdict = f"{word} than {baseline}: {'wider' if t.std > t.std_baseline else 'narrower'} spread over seeds"
+            t.verdict = f"{word} than {baseline}: {'wider' if t.std > t.std_baseline else 'narrower'} spread over {unit}"
         else:
             t.verdict = (f"no clear difference in spread from {baseline} at n = {t.n} vs {t.n_baseline} (with so few "
-                         "seeds only a several-fold difference is likely to show)")  # fmt: skip
+                         f"{unit} only a several-fold difference is likely to show)")  # fmt: skip
     return out
 
 

@@ -8,7 +8,8 @@ interval is the simultaneous Bonferroni interval at level
 comparison, the smallest difference its n and observed spreads could detect
 (80% power, at the adjusted level) says what a "no clear difference" can and
 cannot rule out. With fewer than 2 finished seeds on a side, or no spread on
-either side, nothing is tested and the reading says why.
+either side, nothing is tested and the reading says why. Each comparison keeps
+the spreads, m and level it was made with (seeds.py scales it to other n).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ class Comparison:
     adj_high: float = math.nan
     detectable: float = math.nan  # smallest |difference| this n and spread detect with POWER at the adjusted level
     verdict: str = ""
+    std: float = math.nan  # sample std over seeds of the strategy (NaN for fewer than 2), as the test used it
+    std_baseline: float = math.nan  # and of the baseline
+    family: int = 0  # m: how many strategies were tested on this metric (Holm's family, the adjusted level's m)
+    confidence: float = math.nan  # the level the comparison was made at (alpha = 1 - confidence)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -74,7 +79,8 @@ def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, co
     out, tests = [], {}
     for s in others:
         a = values[s]
-        c = Comparison(s, metric, len(a), len(base), float(a.mean() - base.mean()) if len(a) and len(base) else math.nan)
+        c = Comparison(s, metric, len(a), len(base), float(a.mean() - base.mean()) if len(a) and len(base) else math.nan,
+                       std=_std(a), std_baseline=_std(base), confidence=confidence)  # fmt: skip
         if len(a) < 2 or len(base) < 2:
             c.verdict = (f"n too small to tell: {len(a)} finished seed(s) against {len(base)} for {baseline}; "
                          "a test needs at least 2 on each side")  # fmt: skip
@@ -88,6 +94,7 @@ def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, co
     m = len(tests)
     alpha = 1.0 - confidence
     for c, p_adj in zip(out, holm([c.p_value for c in out])):
+        c.family = m
         if c.strategy not in tests:
             continue
         res, se = tests[c.strategy]
@@ -103,6 +110,10 @@ def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, co
             c.verdict = (f"no clear difference from {baseline} at n = {c.n} vs {c.n_baseline}: a true difference "
                          f"smaller than {c.detectable:.3g} would likely go unseen")  # fmt: skip
     return out
+
+
+def _std(values: np.ndarray) -> float:
+    return float(values.std(ddof=1)) if len(values) > 1 else math.nan
 
 
 def compare_with_baseline(runs: pd.DataFrame, baseline: str, confidence: float,

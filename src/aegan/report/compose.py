@@ -13,9 +13,10 @@ from pathlib import Path
 
 from aegan.params import EvaluateParams
 from aegan.report import tables as T
-from aegan.report.findings import baseline_section, budget_section, claims_section, findings
+from aegan.report.findings import baseline_section, budget_section, claims_section, findings, seeds_section
 from aegan.report.inputs import ReportInputs, WallTime
 from aegan.report.render import Bullets, Document, Figure, Heading, Paragraph, Table
+from aegan.report.study_text import study_section
 from aegan.report.text import fid_name, fmt
 
 # DESIGN 3: final scores use at least as many generated samples as evaluate.num_samples's default
@@ -31,6 +32,8 @@ def build_document(inputs: ReportInputs, figs: dict[str, Path], wall: WallTime) 
     baseline_section(doc, inputs)
     budget_section(doc, inputs)
     claims_section(doc, inputs)
+    study_section(doc, inputs.study, inputs.params, figs.get("study_fid"))
+    seeds_section(doc, inputs)
     stability_section(doc, inputs)
     figures_section(doc, figs)
     return doc

@@ -21,6 +21,7 @@ from aegan import paths  # noqa: E402
 from aegan.atomic import atomic_path  # noqa: E402
 from aegan.report.budget import charged_steps  # noqa: E402
 from aegan.report.inputs import ReportInputs  # noqa: E402
+from aegan.report.study_text import study_figure  # noqa: E402
 from aegan.report.tables import class_shares, mean_curve  # noqa: E402
 
 DPI = 110
@@ -48,6 +49,9 @@ def draw_all(inputs: ReportInputs, out: Path) -> dict[str, Path]:
     drawn = began(histories, strategies, seeds, out / "began.png")
     if drawn is not None:
         figs["began"] = drawn
+    drawn = study_figure(inputs.study, out / "study_fid.png")
+    if drawn is not None:
+        figs["study_fid"] = drawn
     return figs
 
 

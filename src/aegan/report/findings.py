@@ -15,6 +15,8 @@ from aegan.report.claims import SPEED_NAMES, TARGET_FACTOR
 from aegan.report.comparison import NAMES
 from aegan.report.inputs import ReportInputs
 from aegan.report.render import Bullets, Document, Heading, Paragraph, Table
+from aegan.report.seeds import SEEDS, TARGET_SHARE, baseline_mean, seeds_needed
+from aegan.report.study_text import study_findings
 from aegan.report.text import fid_name, fmt
 
 
@@ -88,6 +90,67 @@ def claims_section(doc: Document, inputs: ReportInputs) -> None:
             "More stable. The spread of the final FID over training seeds against the baseline's: Brown-Forsythe "
             "test (Levene's with the median), Holm across strategies. Few seeds give it little power: a "
             "\"no clear difference\" here rules out only large differences in spread.")))  # fmt: skip
+
+
+SEEDS_HEADING = "How many seeds"
+
+
+def _needed(n: int | None) -> str:
+    return f"more than {SEEDS[-1]}" if n is None else str(n)
+
+
+def seeds_section(doc: Document, inputs: ReportInputs) -> None:
+    """The smallest FID difference against the baseline that n seeds per side could detect, at this run's
+    spreads (seeds.py), and how many seeds a difference of 10% of the baseline's mean FID needs."""
+    base, rp = inputs.params.report.baseline, inputs.params.report
+    doc.add(Heading(SEEDS_HEADING))
+    target, rows = seeds_needed(inputs.comparisons, base, baseline_mean(inputs.table, base))
+    if not rows:
+        doc.add(Paragraph(f"`{base}` (report.baseline) was not run, or no other strategy was: there is nothing to "
+                          "compare, so no spread to scale from."))  # fmt: skip
+        return
+    m = next(c.family for c in inputs.comparisons if c.metric == "fid")
+    doc.add(Paragraph(
+        f"How many training seeds a question needs: the smallest true FID difference from `{base}` that n seeds "
+        f"per side would detect with 80% power, tested as above (Welch t, Holm-adjusted over the m = {m} strategies "
+        f"tested, α = {1.0 - rp.confidence:g}). It is computed from this run's spreads (the std of the final FID "
+        f"over finished seeds, of each strategy and of `{base}`) and assumes they stay as observed: with few seeds "
+        "an observed std is itself rough, so read the table as a guide, not an exact count."))  # fmt: skip
+    table_rows = []
+    for r in rows:
+        cells = [f"`{r.strategy}`", f"{r.n} vs {r.n_baseline}"]
+        if r.detectable:
+            table_rows.append(cells + [fmt(r.detectable[n]) for n in SEEDS] + [_needed(r.n_for_target)])
+        else:
+            table_rows.append(cells + ["n/a"] * len(SEEDS) + [r.why])
+    header = ["strategy", "seeds now", *(f"n = {n}" for n in SEEDS),
+              f"n for Δ {fmt(target)} ({TARGET_SHARE:.0%} of `{base}`)"]  # fmt: skip
+    doc.add(Table(header, table_rows, note=(
+        "Each cell: (t quantile at 1 − α/(2m) + t quantile at 0.8) × √((s² + s_base²) / n), with n seeds per side, "
+        "s and s_base the observed stds and the t quantiles at Welch's degrees of freedom for that n; at this "
+        "run's n it is the detectable Δ of the comparison with the baseline. Last column: the smallest n in the "
+        f"table whose detectable difference is at most {fmt(target)}, {TARGET_SHARE:.0%} of `{base}`'s mean FID.")))  # fmt: skip
+
+
+def seeds_sentence(inputs: ReportInputs) -> str | None:
+    """The findings' line on how many seeds a 10% FID difference would take, by strategy; None with nothing compared."""
+    base = inputs.params.report.baseline
+    target, rows = seeds_needed(inputs.comparisons, base, baseline_mean(inputs.table, base))
+    if not rows:
+        return None
+    untested = [r.strategy for r in rows if not r.detectable]
+    if len(untested) == len(rows):
+        return (f"How many seeds a FID difference needs cannot be told from this run: no strategy has a spread over "
+                f"seeds to scale from (table: {SEEDS_HEADING}).")  # fmt: skip
+    groups: dict[str, list[str]] = {}
+    for r in sorted((r for r in rows if r.detectable), key=lambda r: r.n_for_target or math.inf):
+        groups.setdefault(_needed(r.n_for_target), []).append(r.strategy)
+    by = "; ".join(f"{n} seeds per side for {_listing(names)}" for n, names in groups.items())
+    text = (f"To see a FID difference of {fmt(target)} ({TARGET_SHARE:.0%} of `{base}`'s mean) would take {by} (at "
+            f"this run's spreads; table: {SEEDS_HEADING})")  # fmt: skip
+    if untested:
+        text += f"; not computable (too few finished seeds, or no spread): {_listing(untested)}"
+    return text + "."
 
 
 def claim_sentences(inputs: ReportInputs, alpha: float) -> list[str]:
@@ -215,6 +278,9 @@ def findings(doc: Document, inputs: ReportInputs) -> None:
             bound = f"{detectable[0]:.3g}" if len(detectable) == 1 else f"{detectable[0]:.3g}–{detectable[-1]:.3g} (by strategy)"
             text += f". With these seeds a true {name} difference below {bound} would likely go unseen"
         items.append(text + ".")
+    if (needed := seeds_sentence(inputs)) is not None:
+        items.append(needed)
+    items += study_findings(inputs.study, inputs.params)
     items += claim_sentences(inputs, alpha)
     items.append(plateau_sentence(base, inputs.plateau))
     rk = inputs.rankings

@@ -23,6 +23,7 @@ from aegan.report import tables as T
 from aegan.report.budget import Plateau, budget_curve, plateau, rankings
 from aegan.report.claims import Speed, Spread, speed, spread_tests
 from aegan.report.comparison import Comparison, compare_with_baseline
+from aegan.report.study import Study, read_study
 from aegan.tracking import git_commit, git_dirty
 
 
@@ -47,6 +48,7 @@ class ReportInputs:
     commit: str  # the checked-out commit, as the Setup section writes it
     speed: Speed | None = None  # faster: budget to target and mean log FID, against the baseline (claims.py)
     spreads: list[Spread] = field(default_factory=list)  # more stable: spread over seeds against the baseline
+    study: Study | None = None  # the equal-budget study, where params.yaml runs one (report/study.py)
 
     def stage_seconds(self) -> tuple[float, int, int]:
         """Sum of the wall times the stages recorded (process start to outputs), how many recorded one, of how many."""
@@ -87,6 +89,7 @@ def read_inputs(params) -> ReportInputs:
         speed=speed(histories, runs, strategies, seeds, rp.baseline, rp.confidence, params.train.eval_every)
         if rp.baseline in strategies else None,
         spreads=spread_tests(runs, rp.baseline, 1.0 - rp.confidence) if rp.baseline in strategies else [],
+        study=read_study(params),
     )  # fmt: skip
 
 

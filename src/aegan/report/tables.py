@@ -19,6 +19,8 @@ import pandas as pd
 
 from aegan import paths
 from aegan.errors import UserError
+from aegan.report.seeds import baseline_mean, seeds_needed
+from aegan.report.seeds import summary_entries as seeds_summary
 
 METRICS = ["fid", "kid_mean", "is_mean", "precision", "recall"]
 LOWER_IS_BETTER = {"fid": True, "kid_mean": True, "is_mean": False, "precision": False, "recall": False}
@@ -288,6 +290,8 @@ def summary_json(table: pd.DataFrame, comparisons: list, stab: pd.DataFrame, ref
                     "detectable": c.detectable,
                 }  # fmt: skip
         summary[s] = entry
+    target, rows = seeds_needed(comparisons, baseline, baseline_mean(table, baseline))
+    summary |= seeds_summary(target, rows)  # how many seeds a difference of 10% would need (seeds.py)
     summary["reference"] = {
         "real_vs_real": {m: reference["real_vs_real"].get(m) for m in METRICS},
         "untrained_generator": {m: reference["untrained_generator"].get(m) for m in METRICS},

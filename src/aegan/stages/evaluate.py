@@ -31,19 +31,22 @@ def main(params_file, strategy_name: str, seed: int) -> dict:
     return run_evaluate(load(params_file, PARAMS), strategy_name, seed)
 
 
-def run_evaluate(params, strategy_name: str, seed: int) -> dict:
+def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, how: str | None = None) -> dict:
+    """Score the run in `run_dir` (default: the pipeline's run of strategy_name, seed) into `out`; `how`: the
+    command that trains it, for the error when it has not run."""
     if strategy_name not in names():
         raise UserError(f"unknown strategy {strategy_name!r}: choose one of {', '.join(names())}")
     device = setup_compute(params.compute)
     data, evaluator = heldout_evaluator(params, device)
     shape = NetShape.for_data(params.model, data.shape)
-    run_dir = paths.run_dir(strategy_name, seed)
+    run_dir = run_dir or paths.run_dir(strategy_name, seed)
     info_path = run_dir / "run.json"
     if not info_path.is_file():
-        raise UserError(f"{info_path}: not found: run `aegan train --strategy {strategy_name} --seed {seed}` first")
+        how = how or f"aegan train --strategy {strategy_name} --seed {seed}"
+        raise UserError(f"{info_path}: not found: run `{how}` first")
     scored = scored_files(run_dir)  # before reading: a run trained again meanwhile shows as a mismatch, not a mix
     info = json.loads(info_path.read_text())
-    result = {k: info.get(k) for k in KEPT}
+    result = {k: info.get(k) for k in KEPT} | {k: v for k, v in info.items() if k.startswith(("study_", "setting."))}
     metrics: dict[str, float | None] = {}
     class_counts = None
     if info["status"] == "finished":
@@ -59,5 +62,5 @@ def run_evaluate(params, strategy_name: str, seed: int) -> dict:
     result["params"], result["scored"] = declared_values(params, PARAMS), scored
     result["train_wall_seconds"] = info.get("wall_seconds")
     result["wall_seconds"] = wall_seconds()
-    write_json(paths.eval_file(strategy_name, seed), result)
+    write_json(out or paths.eval_file(strategy_name, seed), result)
     return result

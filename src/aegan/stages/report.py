@@ -28,6 +28,7 @@ from aegan.report.compose import build_document
 from aegan.report.figures import draw_all
 from aegan.report.inputs import WallTime, read_inputs
 from aegan.report.render import to_html, to_markdown
+from aegan.report.study import summary_entries as study_entries
 from aegan.report.tables import summary_json
 from aegan.stage_params import EVERYTHING, load
 from aegan.tracking import REGISTERED_MODEL, Run, check_tracking, register_model
@@ -51,6 +52,7 @@ def run_report(params) -> dict:
     summary = summary_json(inputs.table, inputs.comparisons, inputs.stability, inputs.reference, rp.baseline)
     for key, extra in summary_entries(inputs.speed, inputs.spreads, rp.baseline).items():
         summary[key] = {**summary.get(key, {}), **extra}
+    summary |= study_entries(inputs.study, rp.baseline)
     # all five or none: a full disk or an error leaves the previous report, figures of strategies no longer run go
     with file_set(paths.REPORTS_DIR, REPORT_SET) as staging:
         figs = draw_all(inputs, staging / "figures")
@@ -120,7 +122,7 @@ def headline_metrics(summary: dict) -> dict:
     """Per strategy: mean FID, KID (raw, x1) and recall over seeds (summary.json has the rest, the seeds
     averaged and spreads among them): three columns per strategy in `dvc exp show`."""
     return {s: {"fid": e["fid"]["mean"], "kid_x1": e["kid_mean"]["mean"], "recall": e["recall"]["mean"]}
-            for s, e in summary.items() if s not in ("reference", "speed")}  # fmt: skip
+            for s, e in summary.items() if s not in ("reference", "speed", "seeds_needed", "study")}  # fmt: skip
 
 
 def log_final_metrics(runs: pd.DataFrame) -> None:

@@ -8,7 +8,9 @@ generator, its history, a sample grid and run.json.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,14 +44,29 @@ UNTRACKED = ("train.checkpoint_every",)  # when checkpoints are written; a resum
 OUTPUTS = ("generator.pt", "history.csv", "samples.png", "run.json")
 
 
+@dataclass
+class Target:
+    """Where a run goes and what it is called: the pipeline's own run, or a study run (stages/study_train.py)."""
+
+    out_dir: Path
+    checkpoint: Path
+    label: str  # MLflow run name, progress bar
+    declared: dict[str, Any]  # the declared params of the stage as params.yaml gives them: run.json, tags, logged
+    stage: str = "train"
+    group: str | None = None  # the MLflow group's name part (default: the strategy)
+    extra: dict[str, Any] = field(default_factory=dict)  # more for run.json, MLflow params and tags (a study setting)
+
+
 def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> dict:
     get_strategy(strategy_name)  # an unknown name or seed: one line before params.yaml is read
     seed = check_seed(seed)
     params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
-    return run_train(params, strategy_name, seed, progress)
+    target = Target(paths.run_dir(strategy_name, seed), checkpoint_path(strategy_name, seed), f"{strategy_name}-{seed}",
+                    declared_values(params, PARAMS, strategy_name))  # fmt: skip
+    return run_train(params, strategy_name, seed, target, progress)
 
 
-def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> dict:
+def run_train(params, strategy_name: str, seed: int, target: Target, progress: bool = True) -> dict:
     # ---- build
     cls = get_strategy(strategy_name)
     strategy_params = params.strategy_params(strategy_name)
@@ -74,7 +91,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     set_autocast(strategy, amp)
     strategy.setup(x, ae)
     grid_eps = fixed_latents(tp.grid_samples, shape.z_dim, tp.grid_seed).to(device)
-    out_dir = paths.run_dir(strategy_name, seed)
+    out_dir = target.out_dir
     out_dir.mkdir(parents=True, exist_ok=True)
     for name in OUTPUTS:
         remove_stale_temps(out_dir / name)  # left by a killed earlier run
@@ -82,7 +99,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
     # ---- resume a killed run of the same params, or start
     inputs = {"data_sha256": data.sha256, "scorer_sha256": file_sha256(paths.SCORER_FILE) if evaluator else None,
               "ae_sha256": file_sha256(paths.ae_file(seed)) if ae is not None else None}  # fmt: skip
-    resumable = Resumable(checkpoint_path(strategy_name, seed), strategy, seed,
+    resumable = Resumable(target.checkpoint, strategy, seed,
                           fingerprint(strategy_name, seed, params, inputs))  # fmt: skip
     ckpt = resumable.resume_or_start()
     run = resume_run(ckpt, resumable.path) if ckpt else None
@@ -90,12 +107,13 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         print(f"{resumable.path}: resuming at step {ckpt['step']} of {steps}", file=sys.stderr)
     train_step = accelerate(strategy, params.compute, device)  # today's step unless compute.* says otherwise
     if run is None:
-        declared = declared_values(params, PARAMS, strategy_name)  # compute.* and evaluate.* too: all it reads
+        declared = target.declared  # compute.* and evaluate.* too: all it reads
         logged = declared | flatten({"train": tp.model_dump()}) | {
             "strategy": strategy_name, "seed": seed, "steps": steps, "ae_steps_charged": ae_steps,
-            "generator_parameters": count_parameters(strategy.generator)}  # fmt: skip
-        tags = stage_tags("train", data.sha256, declared, strategy_name) | {"strategy": strategy_name, "seed": str(seed)}
-        run = Run.start(f"{strategy_name}-{seed}", tags, logged)
+            "generator_parameters": count_parameters(strategy.generator)} | target.extra  # fmt: skip
+        tags = stage_tags(target.stage, data.sha256, declared | target.extra, target.group or strategy_name) | {
+            "strategy": strategy_name, "seed": str(seed)} | {k: str(v) for k, v in target.extra.items()}  # fmt: skip
+        run = Run.start(target.label, tags, logged)
         run.log_dataset(paths.DATASET_FILE, data.sha256, "training", {"shape": "x".join(map(str, data.shape))})
 
     # ---- the loop: small-sample FID and a grid every eval_every steps, a checkpoint every checkpoint_every
@@ -116,7 +134,7 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
                         log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
                         on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
                         checkpoint_every=tp.checkpoint_every, on_checkpoint=on_checkpoint,
-                        state=ckpt["loop_state"] if ckpt else None, desc=f"{strategy_name}-{seed}",
+                        state=ckpt["loop_state"] if ckpt else None, desc=target.label,
                         progress=progress)  # fmt: skip
 
     # ---- save
@@ -134,8 +152,8 @@ def run_train(params, strategy_name: str, seed: int, progress: bool = True) -> d
         "uses_ae": uses_ae, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds(),
         # what this run trained with, and the defaults: the report lists the differences without importing strategies
         "strategy_params": strategy_params.model_dump(), "strategy_defaults": cls.Params().model_dump(),
-        "params": declared_values(params, PARAMS, strategy_name),  # what the report checks it still matches
-    }  # fmt: skip
+        "params": target.declared,  # what the report checks it still matches
+    } | target.extra  # fmt: skip
     if not result.diverged:  # `mlflow.pyfunc.load_model(uri).predict(eps)` gives images
         info["mlflow_model_uri"] = log_generator(run.run_id, out_dir / "generator.pt", shape.z_dim)
     write_json(out_dir / "run.json", info)

@@ -64,6 +64,8 @@ class BEGANAutoEncoder(nn.Module):
 
 
 class AEDisc(Strategy):
+    # gamma over the values the paper shows (0.3, 0.5, 0.7); lambda_k from the paper's 0.001 to 30x (our short budget)
+    knob_space = {"gamma": {"low": 0.3, "high": 0.7}, "lambda_k": {"low": 0.001, "high": 0.03, "log": True}}
     name = "ae_disc"
     Params = AEDiscParams
 

@@ -56,6 +56,7 @@ def latent_discriminator(z_dim: int, width: int) -> nn.Sequential:
 
 
 class AEHybrid(Strategy):
+    knob_space = {"lambda_rec": {"low": 1.0, "high": 30.0, "log": True}, "lambda_lat": {"low": 0.1, "high": 3.0, "log": True}}
     name = "ae_hybrid"
     Params = AEHybridParams
     uses_ae = True

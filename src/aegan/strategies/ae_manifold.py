@@ -54,6 +54,7 @@ class AEManifoldParams(StrategyParams):
 
 
 class AEManifold(NonSaturatingGAN):
+    knob_space = {"lambda_m": {"low": 0.3, "high": 30.0, "log": True}}
     name = "ae_manifold"
     Params = AEManifoldParams
     uses_ae = True

@@ -41,6 +41,7 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class VAEGAN(Strategy):
+    knob_space = {"beta": {"low": 0.3, "high": 3.0, "log": True}, "gamma": {"low": 0.001, "high": 0.1, "log": True}}
     name = "vaegan"
     Params = VAEGANParams
 

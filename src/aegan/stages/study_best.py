@@ -1,0 +1,63 @@
+"""Stage `study_best@<strategy>-<seed>`: the strategy's best study setting, trained again under a fresh seed.
+
+Best: the lowest mean FID over `study.seeds` among the settings whose every
+seed finished (reports/eval/study/<strategy>/). Trained under a seed of
+`study.fresh_seeds`, which no setting was selected on, so the figure the
+study reports for the best setting is not the best of its own noise.
+Writes models/runs/study-best/<strategy>-<seed>/; when no setting finished
+every seed, run.json says so (status "no_setting") and evaluate scores nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+from aegan import paths
+from aegan.atomic import write_json
+from aegan.errors import UserError
+from aegan.stage_params import check_seed, load
+from aegan.stages import study_train
+from aegan.strategies import get_strategy
+
+# which evaluations to compare (study.settings x study.seeds), then study_train's params for the chosen setting
+PARAMS = (*study_train.PARAMS, "study.settings", "study.seeds")
+UNTRACKED = study_train.UNTRACKED
+
+
+def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> dict:
+    get_strategy(strategy_name)
+    seed = check_seed(seed)
+    params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
+    scores = setting_scores(strategy_name, params.study.settings, params.study.seeds)
+    out = paths.study_best_dir(strategy_name, seed)
+    best = best_setting(scores)
+    if best is None:
+        out.mkdir(parents=True, exist_ok=True)
+        info = {"strategy": strategy_name, "seed": seed, "status": "no_setting", "setting_scores": scores}
+        write_json(out / "run.json", info)
+        return info
+    chosen = study_train.setting_of(params, strategy_name, best)
+    return study_train.run_setting(params, chosen, seed, out, f"{strategy_name}-best-{seed}", "study_best", PARAMS,
+                                   progress, extra={"study_best": True})  # fmt: skip
+
+
+def setting_scores(strategy: str, settings: list[int], seeds: list[int]) -> dict[str, float | None]:
+    """Mean final FID over `seeds` per setting id (as a string, for JSON); None where a seed did not finish."""
+    out: dict[str, float | None] = {}
+    for k in settings:
+        fids = []
+        for s in seeds:
+            path = paths.study_eval_file(strategy, k, s)
+            if not path.is_file():
+                raise UserError(f"{path}: not found: run `dvc repro study_evaluate@{strategy}-{k}-{s}` first")
+            fid = json.loads(path.read_text()).get("metrics", {}).get("fid")
+            fids.append(fid if fid is not None and math.isfinite(fid) else None)
+        out[str(k)] = None if None in fids else sum(fids) / len(fids)
+    return out
+
+
+def best_setting(scores: dict[str, float | None]) -> int | None:
+    """The setting with the lowest mean FID (the lower id on a tie); None when none finished every seed."""
+    done = [(v, int(k)) for k, v in scores.items() if v is not None]
+    return min(done)[1] if done else None
