@@ -18,7 +18,7 @@ SRC = REPO / "src"
 PACKAGE = "aegan"
 
 # dvc.yaml's stages (matrix stages by their name before '@'), each computed by src/aegan/stages/<stage>.py
-STAGES = ("prepare", "train_scorer", "pretrain_ae", "train", "reference", "evaluate", "study_train", "study_evaluate",
+STAGES = ("prepare", "train_scorer", "pretrain_ae", "train", "reference", "evaluate", "study_own", "study_train", "study_evaluate",
           "study_best", "study_best_evaluate", "report")
 # stages that import the strategy they run by name (a matrix over strategies: its module is a dep of its own)
 STRATEGY_STAGES = ("train", "study_train", "study_best")

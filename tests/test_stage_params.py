@@ -29,7 +29,7 @@ READ_ELSEWHERE = {"evaluate.feature_extractor_weights_path": "read only with eva
 
 def dvc_params(stage: str) -> list[str]:
     """The stage's params as dvc.yaml names them (`params.yaml:` with no keys: every param)."""
-    return [p if isinstance(p, str) else EVERYTHING for p in DVC[stage]["params"]]
+    return [p if isinstance(p, str) else EVERYTHING for p in DVC[stage].get("params", [])]
 
 
 @pytest.mark.parametrize("stage", STAGES)
@@ -53,7 +53,7 @@ def reads(tmp_path_factory):
     mp.chdir(repo)
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
     from aegan.stages import (evaluate, prepare, pretrain_ae, reference, report, study_best, study_best_evaluate,
-                              study_evaluate, study_train, train, train_scorer)
+                              study_evaluate, study_own, study_train, train, train_scorer)
 
     out: dict[str, set[str]] = {}
 
@@ -78,6 +78,7 @@ def reads(tmp_path_factory):
         for seed in (1, 2):
             pretrain_ae.main("params.yaml", seed, progress=False)
         for s in STRATEGIES:
+            record(f"study_own@{s}", study_own.main, s, 0)
             with recording() as seen:
                 study_train.main("study.yaml", s, 1, 0, progress=False)
             out[f"study_train@{s}"] = seen
@@ -96,7 +97,7 @@ def reads(tmp_path_factory):
 
 
 def _stage_runs(stage: str) -> list[tuple[str, str | None]]:
-    per_strategy = ("train", "evaluate", "study_train", "study_evaluate", "study_best", "study_best_evaluate")
+    per_strategy = ("train", "evaluate", "study_own", "study_train", "study_evaluate", "study_best", "study_best_evaluate")
     return [(f"{stage}@{s}", s) for s in STRATEGIES] if stage in per_strategy else [(stage, None)]
 
 

@@ -22,7 +22,7 @@ from aegan.stages.study_best import best_setting
 from aegan.study import setting
 
 REPO = Path(__file__).resolve().parents[1]
-ON = {"settings": [0, 1, 2, 3, 4, 5], "seeds": [0, 1], "fresh_seeds": [2, 3]}
+ON = {"settings": [1, 2, 3, 4, 5], "seeds": [0, 1], "fresh_seeds": [2, 3]}
 
 
 def params_with(study: dict, **top):
@@ -59,7 +59,7 @@ def test_lr_is_drawn_log_uniform():
 
 
 def test_setting_k_shares_its_optimizer_across_strategies_and_does_not_depend_on_how_many_settings():
-    p, more = params_with(ON), params_with({**ON, "settings": list(range(12))})
+    p, more = params_with(ON), params_with({**ON, "settings": list(range(1, 12))})
     for k in (1, 2, 5):
         assert draw(p, "dcgan", k).optimizer == draw(p, "vaegan", k).optimizer  # common random numbers
         assert draw(p, "ae_disc", k) == draw(more, "ae_disc", k)
@@ -76,11 +76,12 @@ def test_a_strategys_knob_range_changes_only_its_own_draws():
 
 
 @pytest.mark.parametrize("study, top, message", [
-    ({"settings": [0, 1], "seeds": [0], "fresh_seeds": [0, 1]}, {}, "share a seed"),
-    ({"settings": [0, 1], "seeds": [0], "fresh_seeds": [2]}, {}, "two fresh_seeds"),
-    ({"settings": [0, 1], "seeds": [0], "fresh_seeds": [2, 9]}, {}, "seed 9 is not in seeds"),
+    ({"settings": [1, 2], "seeds": [0], "fresh_seeds": [0, 1]}, {}, "share a seed"),
+    ({"settings": [1, 2], "seeds": [0], "fresh_seeds": [2]}, {}, "two fresh_seeds"),
+    ({"settings": [1, 2], "seeds": [0], "fresh_seeds": [2, 9]}, {}, "seed 9 is not in seeds"),
     ({"settings": [], "seeds": [0], "fresh_seeds": []}, {}, "settings is empty"),
     ({"settings": [1, 1]}, {}, "distinct ids"),
+    ({"settings": [0, 1], "seeds": [0], "fresh_seeds": [2, 3]}, {}, "ids >= 1"),
     ({"lr": {"low": 1e-3, "high": 1e-4, "log": True}}, {}, "must be below high"),
     ({"lr": {"low": 0.0, "high": 1e-4, "log": True}}, {}, "log range needs low > 0"),
     ({"ae_disc": {"gama": {"low": 0.3, "high": 0.7, "log": False}}}, {}, "ae_disc has no float knob 'gama'"),
@@ -168,6 +169,6 @@ def test_study_findings_say_better_only_where_the_fresh_seeds_show_it():
     settings = per_setting(runs)
     study = Study(runs, settings, best, summary_table(runs, settings, best), compare_with_baseline(best, "dcgan", 0.95),
                   spread_tests(settings.assign(status="finished"), "dcgan", 0.05, unit="settings"))  # fmt: skip
-    p = params_with({"settings": [0, 1, 2], "seeds": [0, 1], "fresh_seeds": [2, 3]})
+    p = params_with({"settings": [1, 2], "seeds": [0, 1], "fresh_seeds": [2, 3]})
     lines = study_findings(study, p)
     assert "better than `dcgan` at its best setting: `good`; worse: none" in lines[0]

@@ -144,7 +144,7 @@ def evaluate(
 @_user_errors
 def study_train(
     strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    setting: int = typer.Option(..., help="setting id of the study (0: the strategy's own setting)"),
+    setting: int = typer.Option(..., help="a drawn setting id of the study (>= 1)"),
     seed: int = typer.Option(..., help="training seed"),
     params: Path = ParamsOpt,
 ) -> None:
@@ -158,7 +158,7 @@ def study_train(
 @_user_errors
 def study_evaluate(
     strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    setting: int = typer.Option(..., help="setting id of the study"),
+    setting: int = typer.Option(..., help="a drawn setting id of the study (>= 1)"),
     seed: int = typer.Option(..., help="training seed"),
     params: Path = ParamsOpt,
 ) -> None:
@@ -166,6 +166,19 @@ def study_evaluate(
     from aegan.stages import study_evaluate as stage
 
     _echo_json(stage.main(params, strategy, setting, seed))
+
+
+@app.command("study-own")
+@_user_errors
+def study_own(
+    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
+    seed: int = typer.Option(..., help="a seed of study.seeds"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Enter the pipeline's own run (setting 0) into the study; writes reports/eval/study/<strategy>/s0-<seed>.json."""
+    from aegan.stages import study_own as stage
+
+    _echo_json(stage.main(params, strategy, seed))
 
 
 @app.command("study-best")

@@ -181,13 +181,14 @@ class Range(StrictModel):
 class StudyParams(StrictModel):
     """The equal-hyperparameter-budget study (DESIGN 3; Lucic et al. 2018), off while its three lists are empty.
 
-    Every strategy gets the same settings: setting 0 is its own (train.optimizer and its section, as written),
-    setting k > 0 draws lr and beta1 (shared by all strategies at that k) and the strategy's own knobs from the
-    ranges below (aegan.study). Each setting trains under `seeds`; each strategy's best setting (lowest mean
-    FID) is trained again under `fresh_seeds`, so its figure is not selected on its own noise.
+    Every strategy gets the same settings: setting 0 is its own (train.optimizer and its section, as written:
+    the pipeline's own runs, under `seeds`), and each drawn setting k in `settings` draws lr and beta1 (shared
+    by all strategies at that k) and the strategy's own knobs from the ranges below (aegan.study). Each
+    strategy's best setting (lowest mean FID over `seeds`) is trained again under `fresh_seeds`, so its
+    figure is not selected on its own noise.
     """
 
-    settings: list[int] = Field(default_factory=list, description="setting ids every strategy gets (0: its own)")
+    settings: list[int] = Field(default_factory=list, description="drawn setting ids, each >= 1 (0 is the strategy's own)")
     seeds: list[Seed] = Field(default_factory=list, description="seeds of every setting (the search)")
     fresh_seeds: list[Seed] = Field(default_factory=list, description="seeds the best setting re-trains with")
     draw_seed: Seed = 0
@@ -197,8 +198,9 @@ class StudyParams(StrictModel):
 
     @model_validator(mode="after")
     def _ids(self) -> "StudyParams":
-        if any(k < 0 for k in self.settings) or len(set(self.settings)) != len(self.settings):
-            raise ValueError("settings must be distinct ids >= 0 (0: each strategy's own setting), e.g. [0, 1, 2, 3]")
+        if any(k < 1 for k in self.settings) or len(set(self.settings)) != len(self.settings):
+            raise ValueError("settings must be distinct ids >= 1, e.g. [1, 2, 3, 4] (setting 0, each strategy's own, "
+                             "is always in the study: the pipeline's own runs)")
         if set(self.seeds) & set(self.fresh_seeds):
             raise ValueError("seeds and fresh_seeds share a seed: the best setting must be re-trained on fresh seeds")
         if len(set(self.seeds)) != len(self.seeds) or len(set(self.fresh_seeds)) != len(self.fresh_seeds):
@@ -207,7 +209,7 @@ class StudyParams(StrictModel):
             raise ValueError("a study needs at least one seed and two fresh_seeds (a spread to test), e.g. seeds: [0, 1], "
                              "fresh_seeds: [2, 3]")
         if not self.settings and (self.seeds or self.fresh_seeds):
-            raise ValueError("seeds or fresh_seeds are set but settings is empty: list the settings (e.g. [0, 1, 2, 3, 4]) "
+            raise ValueError("seeds or fresh_seeds are set but settings is empty: list the drawn settings (e.g. [1, 2, 3, 4]) "
                              "or empty all three to turn the study off")
         return self
 
@@ -225,7 +227,7 @@ class StageParams(StrictModel):
     report: ReportParams = ReportParams()
     study: StudyParams = StudyParams()
     strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_STRATEGIES), min_length=1)
-    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2, 3], min_length=1)
 
     @model_validator(mode="after")
     def _known_strategies(self) -> "StageParams":
@@ -248,8 +250,8 @@ class StageParams(StrictModel):
             )
         outside = [s for s in [*self.study.seeds, *self.study.fresh_seeds] if s not in self.seeds]
         if outside:
-            raise ValueError(f"study: seed {outside[0]} is not in seeds: the study trains with the AEs pretrain_ae "
-                             "makes for `seeds`; add it there or pick the study's seeds from them")  # fmt: skip
+            raise ValueError(f"study: seed {outside[0]} is not in seeds: the study uses the pipeline's own runs (setting "
+                             "0) and the AEs of `seeds`; add it there or pick the study's seeds from them")  # fmt: skip
         return self
 
     def strategy_params(self, name: str):

@@ -51,7 +51,8 @@ STUDY_BEST_EVAL_DIR = EVAL_DIR / "study-best"
 
 
 def study_run_dir(strategy: str, setting: int, seed: int) -> Path:
-    return STUDY_RUNS_DIR / strategy / f"s{setting}-{seed}"
+    """Setting 0 is the strategy's own: the pipeline's own run of that seed."""
+    return run_dir(strategy, seed) if setting == 0 else STUDY_RUNS_DIR / strategy / f"s{setting}-{seed}"
 
 
 def study_eval_file(strategy: str, setting: int, seed: int) -> Path:

@@ -76,5 +76,6 @@ def summary_entries(target: float, rows: list[SeedsNeeded]) -> dict:
     if not rows:
         return {}
     entries: dict = {r.strategy: {"n": r.n, "n_baseline": r.n_baseline, "n_for_10pct": r.n_for_target,
-                                  "detectable_fid": {str(n): d for n, d in r.detectable.items()}} for r in rows}  # fmt: skip
+                                  "detectable_fid": {str(n): d for n, d in r.detectable.items()}}
+                     for r in rows}  # fmt: skip
     return {"seeds_needed": entries | {"target_10pct": target}}

@@ -68,7 +68,7 @@ def read_study(params) -> Study | None:
     current = flatten(params.model_dump(mode="json"))
     rows, best_rows = [], []
     for s in params.strategies:
-        for k in st.settings:
+        for k in [0, *st.settings]:  # 0: the strategy's own, the pipeline's own runs
             for seed in st.seeds:
                 path = paths.study_eval_file(s, k, seed)
                 evaluation = read_json(path)

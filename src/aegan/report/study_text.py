@@ -22,12 +22,12 @@ def study_section(doc: Document, study: Study | None, params, fig: Path | None) 
     if study is None:
         return
     st, base = params.study, params.report.baseline
-    n_settings = len(st.settings)
+    n_settings = 1 + len(st.settings)
     doc.add(Heading("The study: every strategy under the same hyperparameter budget"))
     doc.add(Paragraph(
-        f"Every strategy gets the same {n_settings} settings (ids {', '.join(map(str, st.settings))}), each trained "
-        f"under seeds {', '.join(map(str, st.seeds))}: setting 0 is the strategy's own (train.optimizer and its "
-        "section), each other setting draws lr (log-uniform over "
+        f"Every strategy gets the same {n_settings} settings, each trained under seeds "
+        f"{', '.join(map(str, st.seeds))}: setting 0 is the strategy's own (train.optimizer and its section: the "
+        f"runs of the main table), settings {', '.join(map(str, st.settings))} each draw lr (log-uniform over "
         f"{st.lr.low:g}–{st.lr.high:g}) and beta1 ({st.beta1.low:g}–{st.beta1.high:g}), the same for every strategy "
         "at that id, and the strategy's own knobs from `study.<strategy>` (Lucic et al. 2018: the same search "
         "budget for every model). Each strategy's best setting (lowest mean FID over the search seeds) is trained "
@@ -74,7 +74,7 @@ def study_findings(study: Study | None, params) -> list[str]:
     if study is None:
         return []
     base, alpha = params.report.baseline, 1.0 - params.report.confidence
-    n = len(params.study.settings)
+    n = 1 + len(params.study.settings)
     out = []
     better = [c for c in study.comparisons if c.metric == "fid"]
     wins = [c.strategy for c in better if math.isfinite(c.p_adjusted) and c.p_adjusted < alpha and c.delta < 0]

@@ -1,7 +1,8 @@
 """Stage `study_best@<strategy>-<seed>`: the strategy's best study setting, trained again under a fresh seed.
 
-Best: the lowest mean FID over `study.seeds` among the settings whose every
-seed finished (reports/eval/study/<strategy>/). Trained under a seed of
+Best: the lowest mean FID over `study.seeds` among the settings (0, the
+strategy's own, and the drawn ones) whose every seed finished
+(reports/eval/study/<strategy>/). Trained under a seed of
 `study.fresh_seeds`, which no setting was selected on, so the figure the
 study reports for the best setting is not the best of its own noise.
 Writes models/runs/study-best/<strategy>-<seed>/; when no setting finished
@@ -29,7 +30,7 @@ def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> d
     get_strategy(strategy_name)
     seed = check_seed(seed)
     params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
-    scores = setting_scores(strategy_name, params.study.settings, params.study.seeds)
+    scores = setting_scores(strategy_name, [0, *params.study.settings], params.study.seeds)
     out = paths.study_best_dir(strategy_name, seed)
     best = best_setting(scores)
     if best is None:
@@ -50,7 +51,8 @@ def setting_scores(strategy: str, settings: list[int], seeds: list[int]) -> dict
         for s in seeds:
             path = paths.study_eval_file(strategy, k, s)
             if not path.is_file():
-                raise UserError(f"{path}: not found: run `dvc repro study_evaluate@{strategy}-{k}-{s}` first")
+                stage = f"study_own@{strategy}-{s}" if k == 0 else f"study_evaluate@{strategy}-{k}-{s}"
+                raise UserError(f"{path}: not found: run `dvc repro {stage}` first")
             fid = json.loads(path.read_text()).get("metrics", {}).get("fid")
             fids.append(fid if fid is not None and math.isfinite(fid) else None)
         out[str(k)] = None if None in fids else sum(fids) / len(fids)

@@ -12,8 +12,9 @@ PARAMS = evaluate.PARAMS  # dvc.yaml's params of this stage: the evaluation prot
 
 def main(params_file, strategy_name: str, index: int, seed: int) -> dict:
     seed = check_seed(seed)
-    if index < 0:
-        raise UserError(f"--setting {index}: give a setting id >= 0 (0: the strategy's own setting)")
+    if index < 1:
+        raise UserError(f"--setting {index}: give a drawn setting id >= 1 (setting 0, the strategy's own, is the "
+                        f"pipeline's own run: `aegan train`, `aegan evaluate`)")
     how = f"aegan study-train --strategy {strategy_name} --setting {index} --seed {seed}"
     return evaluate.run_evaluate(load(params_file, PARAMS), strategy_name, seed, paths.study_run_dir(strategy_name, index, seed),
                                  paths.study_eval_file(strategy_name, index, seed), how)  # fmt: skip

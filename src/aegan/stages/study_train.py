@@ -16,7 +16,7 @@ from aegan.stages import train
 from aegan.strategies import get_strategy
 from aegan.study import Setting, setting
 
-# dvc.yaml's params: the train stage's, and the ranges setting k is drawn from (aegan.study)
+# dvc.yaml's params: the train stage's, and the ranges setting k >= 1 is drawn from (aegan.study)
 PARAMS = (*train.PARAMS, "study.draw_seed", "study.lr", "study.beta1", f"study.{STRATEGY}")
 UNTRACKED = train.UNTRACKED
 
@@ -24,8 +24,9 @@ UNTRACKED = train.UNTRACKED
 def main(params_file, strategy_name: str, index: int, seed: int, progress: bool = True) -> dict:
     get_strategy(strategy_name)
     seed = check_seed(seed)
-    if index < 0:
-        raise UserError(f"--setting {index}: give a setting id >= 0 (0: the strategy's own setting)")
+    if index < 1:
+        raise UserError(f"--setting {index}: give a drawn setting id >= 1 (setting 0, the strategy's own, is the "
+                        f"pipeline's own run: `aegan train`, `aegan evaluate`)")
     params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
     chosen = setting_of(params, strategy_name, index)
     out = paths.study_run_dir(strategy_name, index, seed)
