@@ -88,6 +88,9 @@ def study_findings(study: Study | None, params) -> list[str]:
     else:
         out.append(f"No strategy's FID depends on the setting more or less than `{base}`'s at this number of settings "
                    "(Brown-Forsythe, Holm).")  # fmt: skip
+    clean = [r["strategy"] for r in study.table.to_dict("records") if r["diverged_runs"] + r["collapsed_runs"] == 0]
+    if clean:
+        out.append(f"No study run of {', '.join(f'`{s}`' for s in clean)} diverged or collapsed.")
     for r in study.table.to_dict("records"):
         failed = r["diverged_runs"] + r["collapsed_runs"]
         if failed == 0:
