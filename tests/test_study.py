@@ -104,6 +104,30 @@ def test_the_best_setting_is_the_lowest_mean_among_those_that_finished_every_see
     assert best_setting({"0": None, "1": None}) is None
 
 
+def test_a_best_setting_0_is_the_pipelines_own_run_copied(tmp_path, monkeypatch):
+    """Setting 0 under a fresh seed is `train@<strategy>-<seed>`: copied byte for byte, run.json marked."""
+    import json
+
+    from aegan import paths
+    from aegan.stages.study_best import copy_own_run
+
+    monkeypatch.chdir(tmp_path)
+    own = paths.run_dir("dcgan", 2)
+    own.mkdir(parents=True)
+    for name, data in (("generator.pt", b"weights"), ("history.csv", b"step\n1\n"), ("samples.png", b"png")):
+        (own / name).write_bytes(data)
+    (own / "run.json").write_text(json.dumps({"strategy": "dcgan", "seed": 2, "status": "finished"}))
+    p = params_with(ON)
+    info = copy_own_run("dcgan", 2, paths.study_best_dir("dcgan", 2), draw(p, "dcgan", 0))
+    out = paths.study_best_dir("dcgan", 2)
+    assert all((out / n).read_bytes() == (own / n).read_bytes() for n in ("generator.pt", "history.csv", "samples.png"))
+    written = json.loads((out / "run.json").read_text())
+    assert written == info and written["study_setting"] == 0 and written["status"] == "finished"
+    assert written["setting.lr"] == p.train.optimizer.lr
+    with pytest.raises(UserError, match="models/runs/dcgan-3/run.json: not found"):
+        copy_own_run("dcgan", 3, paths.study_best_dir("dcgan", 3), draw(p, "dcgan", 0))
+
+
 def test_the_preset_turns_the_study_on_and_the_command_is_one_line_on_bad_input(tmp_path):
     from aegan.presets import apply_preset
 

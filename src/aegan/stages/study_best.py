@@ -7,6 +7,9 @@ strategy's own, and the drawn ones) whose every seed finished
 study reports for the best setting is not the best of its own noise.
 Writes models/runs/study-best/<strategy>-<seed>/; when no setting finished
 every seed, run.json says so (status "no_setting") and evaluate scores nothing.
+When the best is setting 0, the strategy's own, that training is the
+pipeline's own run of the fresh seed (`train@<strategy>-<seed>`, the same
+params and code): its files are copied instead of trained again.
 """
 
 from __future__ import annotations
@@ -39,8 +42,28 @@ def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> d
         write_json(out / "run.json", info)
         return info
     chosen = study_train.setting_of(params, strategy_name, best)
+    if best == 0:
+        return copy_own_run(strategy_name, seed, out, chosen)
     return study_train.run_setting(params, chosen, seed, out, f"{strategy_name}-best-{seed}", "study_best", PARAMS,
                                    progress, extra={"study_best": True})  # fmt: skip
+
+
+def copy_own_run(strategy: str, seed: int, out, chosen) -> dict:
+    """Setting 0 under `seed` is `train@<strategy>-<seed>`: its files, run.json marked as the study's best."""
+    import shutil
+
+    own = paths.run_dir(strategy, seed)
+    info_path = own / "run.json"
+    if not info_path.is_file():
+        raise UserError(f"{info_path}: not found: run the pipeline's own stages first (`aegan run` or `dvc repro`)")
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("generator.pt", "history.csv", "samples.png"):
+        if (own / name).is_file():
+            shutil.copy2(own / name, out / name)
+    info = json.loads(info_path.read_text()) | {"study_setting": 0, "study_best": True}
+    info |= {f"setting.{k}": v for k, v in chosen.values().items()}
+    write_json(out / "run.json", info)
+    return info
 
 
 def setting_scores(strategy: str, settings: list[int], seeds: list[int]) -> dict[str, float | None]:
