@@ -52,7 +52,7 @@ def repo(tmp_path_factory) -> Path:
                 pretrain_ae={"steps": AE_STEPS}, ae_manifold={"warmup_steps": 15})  # fmt: skip
     code = ("from aegan.params import load_params; from aegan.stages import prepare, pretrain_ae, train, train_scorer; "
             "p = load_params(); prepare.run_prepare(p); train_scorer.run_train_scorer(p, progress=False); "
-            f"pretrain_ae.run_pretrain_ae(p, {SEED}, progress=False); train.run_train(p, {STRATEGY!r}, {SEED}, progress=False)")  # fmt: skip
+            f"pretrain_ae.run_pretrain_ae(p, {SEED}, progress=False); train.main('params.yaml', {STRATEGY!r}, {SEED}, progress=False)")  # fmt: skip
     env = _env(MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")
     out = subprocess.run([sys.executable, "-c", code], cwd=repo, env=env, capture_output=True, text=True, timeout=180)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -174,7 +174,7 @@ def test_diverged_run_is_recorded_evaluated_and_counted(repo, monkeypatch):
     from aegan.params import load_params
     from aegan.report.tables import aggregate, collect_runs
     from aegan.stages.evaluate import run_evaluate
-    from aegan.stages.train import run_train
+    from aegan.stages.train import main as train
     from aegan.tracking import Run
 
     monkeypatch.chdir(repo)
@@ -188,7 +188,7 @@ def test_diverged_run_is_recorded_evaluated_and_counted(repo, monkeypatch):
 
     monkeypatch.setattr(DCGAN, "train_step", poisoned)
     params = load_params()
-    info = run_train(params, "dcgan", 7, progress=False)  # no exception: divergence is a result
+    info = train("params.yaml", "dcgan", 7, progress=False)  # no exception: divergence is a result
     assert info["status"] == "diverged" and info["diverged_at"] == 4  # first log window (log_every 4) holding the NaN
     on_disk = json.loads(Path("models/runs/dcgan-7/run.json").read_text())
     assert on_disk["status"] == "diverged"

@@ -58,6 +58,23 @@ def test_lr_is_drawn_log_uniform():
     assert (lrs < (5e-5 + 1e-3) / 2).mean() > 0.7
 
 
+def test_four_drawn_settings_put_one_value_in_each_quarter_of_every_range():
+    """Sobol points, not clumping random draws: 4 settings try lr in each quarter of its log range (one near
+    BEGAN's own 1e-4), beta1 and each knob in each quarter of theirs."""
+    p = params_with(ON)
+    settings = [draw(p, "ae_disc", k) for k in range(1, 5)]
+
+    def quarters(values, low, high, log=False):
+        f = (lambda v: math.log(v)) if log else (lambda v: v)
+        return sorted(int(4 * (f(v) - f(low)) / (f(high) - f(low))) for v in values)
+
+    assert quarters([s.optimizer.lr for s in settings], 5e-5, 1e-3, log=True) == [0, 1, 2, 3]
+    assert quarters([s.optimizer.beta1 for s in settings], 0.0, 0.9) == [0, 1, 2, 3]
+    assert quarters([s.knobs.gamma for s in settings], 0.3, 0.7) == [0, 1, 2, 3]
+    assert quarters([s.knobs.lambda_k for s in settings], 0.001, 0.03, log=True) == [0, 1, 2, 3]
+    assert any(5e-5 <= s.optimizer.lr <= 1.5e-4 for s in settings)  # BEGAN's own learning rate, 1e-4, is tried
+
+
 def test_setting_k_shares_its_optimizer_across_strategies_and_does_not_depend_on_how_many_settings():
     p, more = params_with(ON), params_with({**ON, "settings": list(range(1, 12))})
     for k in (1, 2, 5):
