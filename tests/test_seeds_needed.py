@@ -114,14 +114,10 @@ def test_summary_entries_are_json_safe_with_string_keys():
 # ------------------------------------------------------------------ in the report, from fabricated runs
 @pytest.fixture(scope="module")
 def report(tmp_path_factory):
-    from aegan.stages.report import run_report
-
     repo = tmp_path_factory.mktemp("seeds_report")
     mp = pytest.MonkeyPatch()
-    mp.chdir(repo)
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
     try:
-        run_report(F.fabricate(repo))
+        F.reported(repo, mp)
     finally:
         mp.undo()
     summary = json.loads((repo / "reports/summary.json").read_text())
