@@ -27,10 +27,11 @@ def study_section(doc: Document, study: Study | None, params, fig: Path | None) 
     doc.add(Paragraph(
         f"Every strategy gets the same {n_settings} settings, each trained under seeds "
         f"{', '.join(map(str, st.seeds))}: setting 0 is the strategy's own (train.optimizer and its section: the "
-        f"runs of the main table), settings {', '.join(map(str, st.settings))} each draw lr (log-uniform over "
-        f"{st.lr.low:g}–{st.lr.high:g}) and beta1 ({st.beta1.low:g}–{st.beta1.high:g}), the same for every strategy "
-        "at that id, and the strategy's own knobs from `study.<strategy>` (Lucic et al. 2018: the same search "
-        "budget for every model). Each strategy's best setting (lowest mean FID over the search seeds) is trained "
+        f"runs of the main table), settings {', '.join(map(str, st.settings))} take lr "
+        f"({st.lr.low:g}–{st.lr.high:g}{', log scale' if st.lr.log else ''}) and beta1 ({st.beta1.low:g}–{st.beta1.high:g}), "
+        "the same for every strategy at that id, and the strategy's own knobs from `study.<strategy>`, from points of "
+        "a scrambled Sobol sequence, which fill each range evenly (Lucic et al. 2018: the same search budget for "
+        "every model). Each strategy's best setting (lowest mean FID over the search seeds) is trained "
         f"again under fresh seeds {', '.join(map(str, st.fresh_seeds))}, so its figure is not the best of its own "
         "noise."))  # fmt: skip
     rows = []
