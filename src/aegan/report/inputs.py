@@ -17,7 +17,7 @@ import pandas as pd
 
 from aegan import paths
 from aegan.errors import UserError
-from aegan.params import StageParams, differences_from_defaults, flatten
+from aegan.params import StageParams, StudyParams, differences_from_defaults, flatten
 from aegan.provenance import stale_evaluations
 from aegan.report import tables as T
 from aegan.report.budget import Plateau, budget_curve, plateau, rankings
@@ -107,7 +107,10 @@ def check_current(params) -> None:
 def parameter_differences(params) -> list[tuple]:
     """Every parameter that differs from its default: the stage sections from params.yaml, each strategy's
     from what its runs recorded (run.json), so the report needs no strategy code."""
-    diffs = differences_from_defaults(params)
+    # the study's knob ranges (study.<strategy>) have their defaults in the strategy modules, which the report does
+    # not import: the study's section lists the ranges it used instead
+    diffs = [d for d in differences_from_defaults(params)
+             if not (d[0].startswith("study.") and d[0].split(".")[1] not in StudyParams.model_fields)]  # fmt: skip
     for s in params.strategies:
         if not isinstance(getattr(params, s, None), dict):
             continue  # validated with params.yaml: already compared

@@ -34,6 +34,13 @@ def study_section(doc: Document, study: Study | None, params, fig: Path | None) 
         "every model). Each strategy's best setting (lowest mean FID over the search seeds) is trained "
         f"again under fresh seeds {', '.join(map(str, st.fresh_seeds))}, so its figure is not the best of its own "
         "noise."))  # fmt: skip
+    ranges = []
+    for s in params.strategies:
+        space = getattr(st, s, {}) or {}
+        for knob, r in space.items():
+            r = r if isinstance(r, dict) else r.model_dump()
+            ranges.append(f"`{s}` {knob} {r['low']:g}–{r['high']:g}{' (log)' if r.get('log') else ''}")
+    doc.add(Paragraph("The strategies' own knob ranges: " + ("; ".join(ranges) or "none") + "."))
     rows = []
     for r in study.table.to_dict("records"):
         best = r["best_setting"]
