@@ -228,3 +228,17 @@ def test_the_reports_parameter_list_names_study_changes_but_not_knob_ranges_it_c
     raw["study"]["draw_seed"] = 5
     (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
     assert ("study.draw_seed", 5, 0) in parameter_differences(load("params.yaml", (EVERYTHING,)))
+
+
+def test_with_no_difference_the_study_calls_a_strategy_less_or_more_stable_at_about_the_nominal_rate():
+    """300 simulated studies, every strategy's settings spread alike: the rate of any spread-over-settings call
+    (Holm over 5 strategies, alpha 0.05) stays within 2 standard errors of 5% or below."""
+    rng = np.random.default_rng(3)
+    names = {"dcgan": 0.3, "a": 0.3, "b": 0.3, "c": 0.3, "d": 0.3, "e": 0.3}
+    calls, repeats = 0, 300
+    for _ in range(repeats):
+        settings = per_setting(synthetic(rng, names, n_settings=5))
+        tests = spread_tests(settings.assign(status="finished"), "dcgan", 0.05, unit="settings")
+        calls += any(math.isfinite(t.p_adjusted) and t.p_adjusted < 0.05 for t in tests)
+    rate, se = calls / repeats, math.sqrt(0.05 * 0.95 / repeats)
+    assert rate <= 0.05 + 2 * se, rate
