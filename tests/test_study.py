@@ -242,3 +242,18 @@ def test_with_no_difference_the_study_calls_a_strategy_less_or_more_stable_at_ab
         calls += any(math.isfinite(t.p_adjusted) and t.p_adjusted < 0.05 for t in tests)
     rate, se = calls / repeats, math.sqrt(0.05 * 0.95 / repeats)
     assert rate <= 0.05 + 2 * se, rate
+
+
+def test_a_corrupt_study_evaluation_stops_the_best_setting_stage_in_one_line(tmp_path, monkeypatch):
+    from aegan import paths
+    from aegan.stages.study_best import setting_scores
+
+    monkeypatch.chdir(tmp_path)
+    for k in (0, 1):
+        path = paths.study_eval_file("dcgan", k, 0)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text('{"metrics": {"fid": 30.0}}' if k == 0 else '{"metrics": ')
+    with pytest.raises(UserError, match=r"reports/eval/study/dcgan/s1-0.json: not valid JSON"):
+        setting_scores("dcgan", [0, 1], [0])
+    paths.study_eval_file("dcgan", 1, 0).write_text('{"metrics": {"fid": 20.0}}')
+    assert setting_scores("dcgan", [0, 1], [0]) == {"0": 30.0, "1": 20.0}

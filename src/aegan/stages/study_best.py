@@ -14,14 +14,13 @@ params and code): its files are copied instead of trained again.
 
 from __future__ import annotations
 
-import json
 import math
 
 from aegan import paths
 from aegan.atomic import write_json
 from aegan.errors import UserError
 from aegan.stage_params import check_seed, load
-from aegan.stages import study_train
+from aegan.stages import study_own, study_train
 from aegan.strategies import get_strategy
 
 # which evaluations to compare (study.settings x study.seeds), then study_train's params for the chosen setting
@@ -60,7 +59,7 @@ def copy_own_run(strategy: str, seed: int, out, chosen) -> dict:
     for name in ("generator.pt", "history.csv", "samples.png"):
         if (own / name).is_file():
             shutil.copy2(own / name, out / name)
-    info = json.loads(info_path.read_text()) | {"study_setting": 0, "study_best": True}
+    info = study_own.read(info_path) | {"study_setting": 0, "study_best": True}
     info |= {f"setting.{k}": v for k, v in chosen.values().items()}
     write_json(out / "run.json", info)
     return info
@@ -76,7 +75,7 @@ def setting_scores(strategy: str, settings: list[int], seeds: list[int]) -> dict
             if not path.is_file():
                 stage = f"study_own@{strategy}-{s}" if k == 0 else f"study_evaluate@{strategy}-{k}-{s}"
                 raise UserError(f"{path}: not found: run `dvc repro {stage}` first")
-            fid = json.loads(path.read_text()).get("metrics", {}).get("fid")
+            fid = (study_own.read(path).get("metrics") or {}).get("fid")
             fids.append(fid if fid is not None and math.isfinite(fid) else None)
         out[str(k)] = None if None in fids else sum(fids) / len(fids)
     return out

@@ -34,6 +34,7 @@ def main(params_file, strategy_name: str, seed: int) -> dict:
 
 
 def read(path) -> dict:
+    """A stage's JSON output; a missing or corrupt one is a one-line error naming it."""
     if not path.is_file():
         raise UserError(f"{path}: not found: run the pipeline's own stages first (`aegan run` or `dvc repro`)")
     try:
