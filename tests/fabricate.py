@@ -22,14 +22,22 @@ PRECISION = {"dcgan": 0.5, "ae_init": 0.5, "ae_disc": 0.4}  # dcgan and ae_init 
 RECALL = {"dcgan": 0.6, "ae_init": 0.7, "ae_disc": 0.05}  # ae_disc: recall << precision, a collapse sign
 CLASS_COUNTS = {"dcgan": [40] * 10, "ae_init": [44] * 9 + [4], "ae_disc": [400] + [0] * 9}  # 10, 9, 1 covered
 DIVERGED_AT = {("ae_disc", 1): 40, ("ae_disc", 2): 60}
+# the copying test's Z per run (aegan.copying), by space: ae_init copies its training images (flagged), dcgan is fair
+COPY_Z = {"features": {"dcgan": [0.5, -1.0, 0.8], "ae_init": [-6.0, -5.0, -7.0], "ae_disc": [1.5, None, None]},
+          "pixels": {"dcgan": [0.2, 0.4, -0.3], "ae_init": [-4.0, -3.5, -5.0], "ae_disc": [2.0, None, None]}}
+# median NN distances: generated -> training, held-out -> training, generated -> training subset, generated -> held-out
+COPY_NN = {"dcgan": (2.0, 2.1, 2.3, 2.3), "ae_init": (0.5, 2.1, 1.9, 2.6), "ae_disc": (3.0, 2.1, 3.2, 3.2)}
+COPY_CELLS_HELDOUT, COPY_CELLS_GENERATED = [45] * 9 + [44], 200  # 10 cells: 449 held-out, 200 samples each
 WALL = 2.0  # every stage "took" this long
 BUDGET, AE_STEPS = 100, 50
 OWN_STEPS = {"dcgan": BUDGET, "ae_init": BUDGET - AE_STEPS, "ae_disc": BUDGET}
 AE_SECONDS = {0: 7.0, 1: 7.5, 2: 8.0}  # each seed's AE: mean 7.5 s charged to ae_init
-# small-sample FID by own step: dcgan has not flattened (22.5 over the last quarter vs 33.3 before: 32.5%);
-# at the matched budget dcgan < ae_init, at equal own steps (40) ae_init < dcgan: the rankings differ
-FID_SMALL = {"dcgan": {20: 100.0, 40: 50.0, 60: 33.3, 80: 25.0, 100: 20.0}, "ae_init": {20: 36.0, 40: 30.0},
-             "ae_disc": {20: 500.0, 40: 400.0, 60: 350.0, 80: 320.0, 100: 300.0}}  # fmt: skip
+# small-sample FID by own step, from step 0; ae_init's negative steps are its 50 charged AE steps (snapshots at AE
+# steps 0, 20, 40). dcgan has not flattened (22.5 over the last quarter vs 33.3 before: 32.5%); at the matched
+# budget dcgan < ae_init, at equal own steps (40) ae_init < dcgan: the rankings differ
+FID_SMALL = {"dcgan": {0: 400.0, 20: 100.0, 40: 50.0, 60: 33.3, 80: 25.0, 100: 20.0},
+             "ae_init": {-50: 600.0, -30: 60.0, -10: 40.0, 0: 38.0, 20: 36.0, 40: 30.0},
+             "ae_disc": {0: 700.0, 20: 500.0, 40: 400.0, 60: 350.0, 80: 320.0, 100: 300.0}}  # fmt: skip
 PARAMS = {"strategies": STRATEGIES, "seeds": SEEDS, "train": {"grid_samples": 16, "budget": BUDGET, "eval_every": 20},
           "pretrain_ae": {"steps": AE_STEPS}}  # fmt: skip
 
@@ -43,6 +51,8 @@ def history(strategy: str, seed: int) -> str:
     began = strategy == "ae_disc"
     rows = ["step,loss_d,loss_g,fid_small" + (",convergence_M,k_t,energy_real,energy_fake" if began else "")]
     end = DIVERGED_AT.get((strategy, seed), OWN_STEPS[strategy])
+    for step in sorted({k for k in FID_SMALL[strategy] if k <= 0}):  # evaluations only: before the first own step
+        rows.append(f"{step},,,{FID_SMALL[strategy][step]}" + (",,,," if began else ""))
     for step in range(10, end + 1, 10):
         # loss_g alternates 1 +/- 0.1 around 1: over the tail its std is known exactly
         g = "inf" if step == end and (strategy, seed) in DIVERGED_AT else f"{1.0 + (0.1 if (step // 10) % 2 else -0.1):.3f}"
@@ -51,6 +61,21 @@ def history(strategy: str, seed: int) -> str:
         extra = f",{1.0 - step / 200:.3f},{step / 1000:.3f},0.2,{0.1 if step > 60 else 0.3}" if began else ""
         rows.append(f"{step},0.5,{g},{fid}{extra}")
     return "\n".join(rows) + "\n"
+
+
+def copying(strategy: str, seed: int) -> dict:
+    """A finished run's copying entry as evaluate writes it (stages/evaluate.py), with the Z of COPY_Z."""
+    from scipy.stats import norm
+
+    entry: dict = {"samples": 2000, "heldout": 449, "train_subset": 449, "seed": 2020, "seconds": 1.0}
+    for space, scale in (("features", 1.0), ("pixels", 3.0)):
+        z = COPY_Z[space][strategy][seed]
+        g_t, h_t, g_ts, g_h = (scale * d for d in COPY_NN[strategy])
+        cells = [[n, COPY_CELLS_GENERATED, z / len(COPY_CELLS_HELDOUT) ** 0.5] for n in COPY_CELLS_HELDOUT]
+        entry[space] = {"nn_train": g_t, "heldout_nn_train": h_t, "ratio": g_t / h_t, "nn_train_subset": g_ts,
+                        "nn_heldout": g_h, "z": z, "p": float(norm.cdf(z)), "c_t": z, "cells_used": len(cells),
+                        "cells": cells}  # fmt: skip
+    return entry
 
 
 def fabricate(repo: Path):
@@ -99,6 +124,8 @@ def fabricate(repo: Path):
                 "train_seconds": 10.0, "images_per_second": 640.0, "generator_parameters": 1234,
                 "uses_ae": s == "ae_init", "metrics": metrics if finished else {},
                 "class_counts": CLASS_COUNTS[s] if finished else None, "feature_extractor": "aegan-scorer-000000000000",
+                "copying": copying(s, seed) if finished else None,
+                "fid_train": (fid / 3 if s == "ae_init" else fid - 1) if finished else None,
                 "wall_seconds": WALL, "train_wall_seconds": WALL,
                 "params": declared_values(params, evaluate.PARAMS), "scored": scored_files(run_dir),
             })  # fmt: skip

@@ -1,84 +1,138 @@
-"""*Faster* and *more stable* as tested statements (report/claims.py), on synthetic runs where the answer is known:
-a clearly faster strategy is found faster, a wider spread is found less stable, and with no difference at all
-the tests call one at most at the nominal rate over many simulated repetitions."""
+"""The three claims as tested statements (report/claims.py), on synthetic runs where the answer is known: a
+slow starter is slower, a collapsing strategy less stable, an oscillating one oscillates more, a 3x FID is worse on
+the log scale, only the declared primary measure gives a verdict, and with no difference at all every test calls
+one at most at its nominal rate over hundreds of simulated repetitions."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from aegan.report.claims import budget_to_target, log_area, speed, spread_tests
+from aegan.params import validate_params
+from aegan.report.claims import claims, failure_tests, log_area, oscillation, reached_at
 
-BUDGETS = np.arange(100, 1001, 100)
+BUDGETS = np.arange(0, 1001, 25)
+ALPHA = 0.05
 
 
-def synthetic(rng, rates: dict[str, float], seeds: int, noise: float = 0.05, final_spread: dict | None = None):
-    """Histories and runs of strategies whose small-sample FID falls as 10 + 200 exp(-budget / rate), with
-    multiplicative noise per evaluation; final FID per seed drawn around 30 with the given spread."""
+def params_for(strategies, **report):
+    return validate_params({"strategies": strategies, "seeds": [0, 1], "train": {"budget": 1000, "eval_every": 25},
+                            "report": report})  # fmt: skip
+
+
+def synthetic(rng, strategies: dict[str, dict], seeds: int):
+    """Histories and runs: strategy -> {rate, final (geometric mean FID), spread (log sd), wobble (late log sd),
+    fail (share of collapsed runs)}. Small-sample FID falls as floor + 300 exp(-budget / rate), noise on the log."""
     histories, rows = {}, []
-    for s, rate in rates.items():
+    for s, spec in strategies.items():
         for seed in range(seeds):
-            fid = (10 + 200 * np.exp(-BUDGETS / rate)) * np.exp(rng.normal(0, noise, len(BUDGETS)))
-            histories[(s, seed)] = pd.DataFrame({"step": BUDGETS, "fid_small": fid})
-            spread = (final_spread or {}).get(s, 2.0)
+            rate, wobble = spec.get("rate", 150.0), spec.get("wobble", 0.0)
+            curve = 20 + 300 * np.exp(-BUDGETS / rate)
+            late = BUDGETS > 750
+            log_fid = np.log(curve) + rng.normal(0, 0.03, len(BUDGETS)) + late * rng.normal(0, wobble, len(BUDGETS))
+            histories[(s, seed)] = pd.DataFrame({"step": BUDGETS, "fid_small": np.exp(log_fid)})
+            collapsed = rng.random() < spec.get("fail", 0.0)
             rows.append({"strategy": s, "seed": seed, "status": "finished", "ae_steps_charged": 0,
-                         "fid": 30 + rng.normal(0, spread)})  # fmt: skip
+                         "fid": spec.get("final", 30.0) * math.exp(rng.normal(0, spec.get("spread", 0.1))),
+                         "kid_mean": rng.normal(0.01, 0.002), "precision": 0.8,
+                         "recall": 0.1 if collapsed else 0.7})  # fmt: skip
     return histories, pd.DataFrame(rows)
 
 
-def test_budget_to_target_and_log_area_on_a_known_curve():
-    budget, fid = np.array([10.0, 20.0, 30.0]), np.array([100.0, 40.0, 10.0])
-    assert budget_to_target(budget, fid, 40.0) == 20.0 and np.isnan(budget_to_target(budget, fid, 5.0))
-    # log FID linear between the points: mean over [15, 30] of the interpolated log curve
+def verdict(cl, strategy: str, claim: str) -> str:
+    t = cl.test(strategy, cl.primary[claim])
+    return t.verdict
+
+
+def test_area_target_and_oscillation_on_known_curves():
+    budget, fid = np.array([0.0, 10.0, 20.0]), np.array([100.0, 40.0, 10.0])
+    assert reached_at(budget, fid, 40.0) == 10.0 and math.isnan(reached_at(budget, fid, 5.0))
     y = np.log(fid)
-    at15 = (y[0] + y[1]) / 2
-    assert log_area(budget, fid, 15.0, 30.0) == pytest.approx(((at15 + y[1]) / 2 * 5 + (y[1] + y[2]) / 2 * 10) / 15)
-    assert np.isnan(log_area(budget, fid, 5.0, 30.0))  # the curve does not cover the span
+    assert log_area(budget, fid, 0.0, 20.0) == pytest.approx(((y[0] + y[1]) / 2 * 10 + (y[1] + y[2]) / 2 * 10) / 20)
+    assert math.isnan(log_area(budget[1:], fid[1:], 0.0, 20.0))  # a curve that starts late does not cover [0, B]
+    b = np.arange(0, 101, 10.0)
+    assert oscillation(b, np.exp(5 - b / 50), 0.5) == pytest.approx(0.0, abs=1e-9)  # a steady trend is no oscillation
+    zigzag = np.exp(3 + 0.2 * (-1.0) ** np.arange(len(b)))
+    assert oscillation(b, zigzag, 0.5) > 0.15
 
 
-def test_a_clearly_faster_strategy_is_faster_on_both_measures():
-    rng = np.random.default_rng(0)
-    histories, runs = synthetic(rng, {"dcgan": 400.0, "fast": 120.0, "same": 400.0}, seeds=5)
-    sp = speed(histories, runs, ["dcgan", "fast", "same"], list(range(5)), "dcgan", 0.95, 100)
-    verdicts = {(c.strategy, c.metric): c for c in sp.comparisons}
-    for metric in ("budget_to_target", "log_fid_area"):
-        assert verdicts[("fast", metric)].delta < 0 and verdicts[("fast", metric)].verdict.startswith("faster than dcgan")
-        assert verdicts[("same", metric)].verdict.startswith("no clear difference")
-    assert sp.target == pytest.approx(2 * np.mean([h["fid_small"].iloc[-1] for (s, _), h in histories.items()
-                                                   if s == "dcgan"]))  # fmt: skip
-
-
-def test_a_strategy_that_never_reaches_the_target_is_not_tested_on_it():
+def test_a_slow_starter_is_slower_and_a_fast_one_faster():
     rng = np.random.default_rng(1)
-    histories, runs = synthetic(rng, {"dcgan": 200.0, "stuck": 1e6}, seeds=3)
-    sp = speed(histories, runs, ["dcgan", "stuck"], [0, 1, 2], "dcgan", 0.95, 100)
-    (c,) = [c for c in sp.comparisons if c.metric == "budget_to_target"]
-    assert c.verdict == "not tested: 3 of 3 run(s) of `stuck` never reached the target"
-    (area,) = [c for c in sp.comparisons if c.metric == "log_fid_area"]
-    assert area.verdict.startswith("slower than dcgan")  # the area still compares: its curve stays high
+    h, runs = synthetic(rng, {"dcgan": {"rate": 150}, "ae_init": {"rate": 400}, "ae_hybrid": {"rate": 50}}, seeds=5)
+    cl = claims(runs, h, {}, None, params_for(["dcgan", "ae_init", "ae_hybrid"]))
+    assert verdict(cl, "ae_init", "faster").startswith("slower") and verdict(cl, "ae_hybrid", "faster").startswith("faster")
+    assert cl.span == (0.0, 1000.0)
 
 
-def test_a_wider_spread_over_seeds_is_less_stable_and_an_equal_one_is_no_clear_difference():
+def test_a_collapsing_strategy_is_less_stable_by_its_failure_rate():
     rng = np.random.default_rng(2)
-    _, runs = synthetic(rng, {"dcgan": 1.0, "wild": 1.0, "calm": 1.0}, seeds=10,
-                        final_spread={"dcgan": 1.0, "wild": 15.0, "calm": 1.0})  # fmt: skip
-    got = {t.strategy: t for t in spread_tests(runs, "dcgan", 0.05)}
-    assert got["wild"].verdict.startswith("less stable than dcgan") and got["wild"].p_adjusted < 0.05
-    assert got["calm"].verdict.startswith("no clear difference in spread")
+    h, runs = synthetic(rng, {"dcgan": {}, "ae_disc": {"fail": 1.0}, "vaegan": {}}, seeds=8)
+    cl = claims(runs, h, {}, None, params_for(["dcgan", "ae_disc", "vaegan"]))
+    assert verdict(cl, "ae_disc", "stable").startswith("less stable")
+    assert verdict(cl, "vaegan", "stable").startswith("no clear difference")
+    failed = cl.runs.groupby("strategy")["failed"].sum()
+    assert failed["ae_disc"] == 8 and failed["dcgan"] == 0
 
 
-def test_with_no_difference_the_tests_call_one_at_most_at_the_nominal_rate():
-    """Holm over the strategies: the chance that any of them is called faster, slower, more or less stable when
-    all are the same is at most alpha (here checked to within two binomial standard errors over 300 repeats)."""
+def test_an_oscillating_strategy_oscillates_more_when_that_is_the_primary_measure():
     rng = np.random.default_rng(3)
-    reps, alarms = 300, {"log_fid_area": 0, "budget_to_target": 0, "spread": 0}
-    names = ["dcgan", "a", "b", "c"]
-    for _ in range(reps):
-        histories, runs = synthetic(rng, dict.fromkeys(names, 300.0), seeds=3, noise=0.1)
-        sp = speed(histories, runs, names, [0, 1, 2], "dcgan", 0.95, 100)
-        for metric in ("log_fid_area", "budget_to_target"):
-            alarms[metric] += any(c.p_adjusted < 0.05 for c in sp.comparisons if c.metric == metric)
-        alarms["spread"] += any(t.p_adjusted < 0.05 for t in spread_tests(runs, "dcgan", 0.05))
-    bound = 0.05 + 2 * (0.05 * 0.95 / reps) ** 0.5
-    assert all(v / reps <= bound for v in alarms.values()), alarms
+    h, runs = synthetic(rng, {"dcgan": {}, "ae_manifold": {"wobble": 0.3}}, seeds=5)
+    cl = claims(runs, h, {}, None, params_for(["dcgan", "ae_manifold"], primary={"stable": "fid_oscillation"}))
+    assert verdict(cl, "ae_manifold", "stable").startswith("less stable")
+    # declared failure_rate instead: oscillation is shown, but as secondary, never a verdict
+    cl = claims(runs, h, {}, None, params_for(["dcgan", "ae_manifold"]))
+    assert cl.test("ae_manifold", "fid_oscillation").verdict.startswith("secondary, not a verdict")
+
+
+def test_better_is_tested_on_the_log_scale_and_kid_is_secondary():
+    rng = np.random.default_rng(4)
+    # a right-skewed worse strategy: FID around 3x the baseline's with a wide log spread
+    h, runs = synthetic(rng, {"dcgan": {"final": 33.0, "spread": 0.08}, "ae_disc": {"final": 100.0, "spread": 0.5}}, 4)
+    cl = claims(runs, h, {}, None, params_for(["dcgan", "ae_disc"]))
+    fid = cl.test("ae_disc", "fid")
+    assert fid.primary and fid.log and fid.verdict.startswith("worse")
+    assert math.exp(fid.delta) == pytest.approx(np.exp(np.log(runs.fid[4:]).mean() - np.log(runs.fid[:4]).mean()))
+    assert cl.test("ae_disc", "kid_mean").verdict.startswith("secondary")
+
+
+def test_with_no_difference_each_primary_test_calls_one_at_most_at_the_nominal_rate():
+    """300 simulated comparisons with 4 seeds a side and nothing different: better, faster and stable (here the
+    oscillation) each give a verdict in at most α of them (plus binomial slack)."""
+    rng = np.random.default_rng(5)
+    calls = {"better": 0, "faster": 0, "stable": 0}
+    repeats = 300
+    params = params_for(["dcgan", "ae_init"], primary={"stable": "fid_oscillation"})  # ae_init: the same as dcgan
+    for _ in range(repeats):
+        h, runs = synthetic(rng, {"dcgan": {"wobble": 0.05}, "ae_init": {"wobble": 0.05}}, seeds=4)
+        cl = claims(runs, h, {}, None, params)
+        for claim in calls:
+            t = cl.test("ae_init", cl.primary[claim])
+            calls[claim] += t.p_adjusted < ALPHA
+    slack = 2 * math.sqrt(ALPHA * (1 - ALPHA) / repeats)
+    assert all(c / repeats <= ALPHA + slack for c in calls.values()), calls
+
+
+def test_boschloo_on_failure_counts_keeps_its_level_under_the_null():
+    """Both strategies fail with the same probability (0.3, 8 runs each): Boschloo's exact test rejects at most at
+    α over 300 repeats (an exact test is conservative)."""
+    rng = np.random.default_rng(6)
+    rejections = 0
+    for _ in range(300):
+        table = pd.DataFrame({"strategy": ["dcgan"] * 8 + ["ae_init"] * 8, "failed": rng.random(16) < 0.3})
+        (t,) = failure_tests(table, "dcgan", ["dcgan", "ae_init"])
+        rejections += t.p_value < ALPHA
+    assert rejections / 300 <= ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / 300)
+
+
+def test_study_runs_count_in_the_failure_rate_but_setting_0_only_once():
+    rng = np.random.default_rng(7)
+    h, runs = synthetic(rng, {"dcgan": {}, "ae_disc": {"fail": 1.0}}, seeds=2)
+    study = pd.DataFrame([{"strategy": s, "seed": seed, "setting": k, "diverged": False, "collapsed": s == "ae_disc"}
+                          for s in ("dcgan", "ae_disc") for k in (0, 1, 2) for seed in (0, 1)])  # fmt: skip
+    cl = claims(runs, h, {}, study, params_for(["dcgan", "ae_disc"]))
+    t = cl.test("ae_disc", "failure_rate")
+    assert (t.n, t.n_baseline) == (6, 6)  # 2 seeds + 2 drawn settings x 2 seeds; setting 0 is the seeds' own runs
+    assert t.delta == pytest.approx(1.0)

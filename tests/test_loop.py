@@ -61,8 +61,31 @@ def test_eval_hook_is_called_and_timed(digits16):
     seen = []
     res = train_loop(lambda x: {"loss": x.mean()}, [digits16], steps=10, batch_size=8, seed=0, eval_every=4,
                      on_eval=lambda step: seen.append(step) or {"fid_small": 1.0}, progress=False)  # fmt: skip
-    assert seen == [4, 8, 10]
-    assert [r["step"] for r in res.history if "fid_small" in r] == [4, 8, 10]
+    assert seen == [0, 4, 8, 10]  # 0: the curve starts before the first step
+    assert [r["step"] for r in res.history if "fid_small" in r] == [0, 4, 8, 10]
+    assert [step for step, _ in res.eval_times] == [0, 4, 8, 10]
+    seconds = [t for _, t in res.eval_times]
+    assert seconds[0] < 0.1 and seconds == sorted(seconds)  # training seconds before each evaluation: the wall axis
+
+
+def test_an_evaluation_before_the_first_step_changes_no_training_step(digits16):
+    """Step 0's evaluation draws from no shared RNG: the losses equal those of a run without evaluations."""
+
+    from aegan.generator import sample_uint8
+
+    def step(x):
+        return {"loss": x.mean() + torch.randn(())}  # each step draws from the global RNG
+
+    def sampling_eval(step):  # the train stage's evaluation draws its latents as this does
+        images = sample_uint8(lambda z: torch.tanh(z[:, :4].reshape(-1, 1, 2, 2)), 8, 4, seed=step, device="cpu")
+        return {"fid_small": float(images.float().mean())}
+
+    torch.manual_seed(0)
+    plain = train_loop(step, [digits16], steps=12, batch_size=8, seed=0, log_every=4, progress=False)
+    torch.manual_seed(0)
+    evaluated = train_loop(step, [digits16], steps=12, batch_size=8, seed=0, log_every=4, eval_every=4,
+                           on_eval=sampling_eval, progress=False)  # fmt: skip
+    assert [r for r in evaluated.history if "loss" in r] == plain.history
 
 
 def test_batches_cover_each_epoch_once(digits16):
@@ -84,12 +107,12 @@ def test_without_a_terminal_progress_is_a_plain_line_at_each_tenth_with_losses_a
         return {"loss": x.mean()}
 
     train_loop(step, [digits16], steps=95, batch_size=8, seed=0, log_every=5, eval_every=20,
-               on_eval=lambda s: {"fid_small": 100.0 / s}, desc="dcgan-0")  # fmt: skip
+               on_eval=lambda s: {"fid_small": 100.0 / max(s, 1)}, desc="dcgan-0")  # fmt: skip
     lines = capsys.readouterr().err.strip().splitlines()  # captured: not a terminal
     steps = [int(line.split("step ")[1].split("/")[0]) for line in lines]
     assert steps == [10, 20, 30, 40, 50, 60, 70, 80, 90, 95]  # every ceil(95 / 10) = 10 steps, and the last
     assert all(line.startswith("dcgan-0: step ") and "loss " in line for line in lines)
-    assert "fid_small" not in lines[0] and lines[1].endswith("fid_small 5")  # the evaluation at step 20, once made
+    assert "fid_small 100 " in lines[0] and "fid_small 5 " in lines[1]  # step 0's evaluation, then step 20's
     assert "(100%)" in lines[-1]
 
 

@@ -8,6 +8,7 @@ history.csv with an uninterrupted run's.
 from __future__ import annotations
 
 import io
+import json
 import math
 import os
 import signal
@@ -236,3 +237,18 @@ def test_a_checkpoint_is_not_a_generator(tmp_path, small_shape):
         load_generator(path, small_shape)
     with pytest.raises(UserError, match="not a valid autoencoder"):
         load_ae(path, small_shape)
+
+
+def test_the_fid_curve_starts_at_budget_0_with_the_charged_ae_steps(repo):
+    """ae_manifold is charged the AE's 30 pretraining steps: its curve has them at own steps -30, -20, -10 (the AE
+    snapshots every eval_every = 10 steps), scored as the generator it would have had then. Its generator does not
+    come from the AE, so that is its untrained generator throughout: the charged point at AE step 0 (latents
+    drawn with seed 0) equals its own evaluation at step 0 (seed 0), and so do the others up to the sample seed."""
+    history = pd.read_csv(repo / "reference" / "history.csv")
+    curve = history[["step", "fid_small"]].dropna()
+    assert curve["step"].tolist()[:4] == [-AE_STEPS, -20, -10, 0] and curve["step"].iloc[-1] == STEPS
+    at = dict(zip(curve["step"], curve["fid_small"]))
+    assert at[-AE_STEPS] == at[0]
+    assert max(at[-20], at[-10]) < 1.2 * at[0] and min(at[-20], at[-10]) > 0.8 * at[0]  # same generator, other latents
+    ae_info = json.loads((repo / "models" / "ae" / f"ae-{SEED}.json").read_text())
+    assert sorted(map(int, ae_info["snapshot_seconds"])) == [0, 10, 20]  # the wall axis of the charged part

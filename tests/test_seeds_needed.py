@@ -134,29 +134,33 @@ def test_the_report_has_the_section_after_the_claims_and_the_figures_in_summary_
     summary, metrics, md = report
     headings = [line[3:] for line in md.splitlines() if line.startswith("## ")]
     at = headings.index("How many seeds")  # after the claims (a study's section may come between), before Stability
-    assert headings.index("Faster and more stable, tested against `dcgan`") < at < headings.index("Stability")
+    assert headings.index("The three claims, measure by measure, against `dcgan`") < at < headings.index("Stability")
     body = section(md, "How many seeds")
     assert "assumes they stay as observed" in body and "80% power" in body
 
-    needed = summary["seeds_needed"]
-    assert set(needed) == {"ae_init", "ae_disc", "target_10pct"} and needed["target_10pct"] == pytest.approx(6.0)
+    needed = summary["seeds_needed"]  # FID is compared as logs: a 10% difference is a ratio of 1.1
+    assert set(needed) == {"ae_init", "ae_disc", "target_10pct"} and needed["target_10pct"] == pytest.approx(math.log(1.1))
     got = needed["ae_init"]
     assert got["n"] == 3 and got["n_baseline"] == 3
     assert set(got["detectable_fid"]) == {str(n) for n in SEEDS}
-    assert got["detectable_fid"]["3"] == pytest.approx(summary["ae_init"]["fid_minus_dcgan"]["detectable"])
-    expected = {n: detectable(2.0, 10.0, n, 0.05, 1) for n in SEEDS}  # stds 2 and 10, m = 1 (ae_disc untested)
+    assert got["detectable_fid"]["3"] == pytest.approx(summary["ae_init"]["log_fid_minus_dcgan"]["detectable"])
+    sd_a, sd_b = np.log(F.FID["ae_init"]).std(ddof=1), np.log(F.FID["dcgan"]).std(ddof=1)
+    expected = {n: detectable(sd_a, sd_b, n, 0.05, 1) for n in SEEDS}  # m = 1 (ae_disc untested)
     assert got["detectable_fid"] == {str(n): pytest.approx(v) for n, v in expected.items()}
-    assert got["n_for_10pct"] is None and expected[20] > 6.0  # about 6.7 at 20 seeds: more than 20 needed
+    n_for = next((n for n in SEEDS if expected[n] <= math.log(1.1)), None)
+    assert got["n_for_10pct"] == n_for
     assert needed["ae_disc"] == {"n": 1, "n_baseline": 3, "detectable_fid": {}, "n_for_10pct": None}
     assert set(metrics) == set(F.STRATEGIES)  # metrics.json: still one entry per strategy
 
     rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip().strip("|").split("|")]
             for line in body.splitlines() if line.startswith("| `")}  # fmt: skip
-    assert rows["`ae_init`"] == ["`ae_init`", "3 vs 3", *[f"{expected[n]:.3g}" for n in SEEDS], "more than 20"]
+    assert rows["`ae_init`"] == ["`ae_init`", "3 vs 3", *[f"×{math.exp(expected[n]):.3g}" for n in SEEDS],
+                                 str(n_for) if n_for else "more than 20"]  # fmt: skip
     assert rows["`ae_disc`"][2:-1] == ["n/a"] * len(SEEDS)
     assert rows["`ae_disc`"][-1].startswith("n too small: 1 finished seed(s) against 3 for dcgan")
-    assert "n for Δ 6 (10% of `dcgan`)" in body
+    assert "n for a ratio ×1.1" in body
     findings = section(md, "Findings")
-    assert ("To see a FID difference of 6 (10% of `dcgan`'s mean) would take more than 20 seeds per side for "
+    needed_n = str(n_for) if n_for else "more than 20"
+    assert (f"To see a FID ratio of ×1.1 to `dcgan`'s (10% either way) would take {needed_n} seeds per side for "
             "`ae_init` (at this run's spreads; table: How many seeds); not computable (too few finished seeds, or no "
             "spread): `ae_disc`.") in findings  # fmt: skip

@@ -44,7 +44,7 @@ def test_setting_0_is_the_strategys_own_and_drawn_settings_stay_in_their_ranges(
     for k in range(1, 40):
         s = draw(p, "ae_disc", k)
         assert 5e-5 <= s.optimizer.lr <= 1e-3 and 0.0 <= s.optimizer.beta1 <= 0.9
-        assert 0.3 <= s.knobs.gamma <= 0.7 and 0.001 <= s.knobs.lambda_k <= 0.03
+        assert 0.3 <= s.knobs.gamma <= 1.0 and 0.001 <= s.knobs.lambda_k <= 0.03
         assert s.optimizer.beta2 == p.train.optimizer.beta2  # not searched: kept
         assert s.knobs.disc_width == p.ae_disc.disc_width  # an int knob is not searched
 
@@ -70,7 +70,7 @@ def test_four_drawn_settings_put_one_value_in_each_quarter_of_every_range():
 
     assert quarters([s.optimizer.lr for s in settings], 5e-5, 1e-3, log=True) == [0, 1, 2, 3]
     assert quarters([s.optimizer.beta1 for s in settings], 0.0, 0.9) == [0, 1, 2, 3]
-    assert quarters([s.knobs.gamma for s in settings], 0.3, 0.7) == [0, 1, 2, 3]
+    assert quarters([s.knobs.gamma for s in settings], 0.3, 1.0) == [0, 1, 2, 3]
     assert quarters([s.knobs.lambda_k for s in settings], 0.001, 0.03, log=True) == [0, 1, 2, 3]
     assert any(5e-5 <= s.optimizer.lr <= 1.5e-4 for s in settings)  # BEGAN's own learning rate, 1e-4, is tried
 

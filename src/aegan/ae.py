@@ -35,14 +35,46 @@ def load_ae(path: str | Path, shape: NetShape, device: torch.device | str = "cpu
     return ae.to(device).eval()
 
 
+def save_snapshots(shape: NetShape, snapshots: list[tuple[int, float, dict]], path: Path) -> None:
+    """The AE's state at some of its training steps: [(step, seconds, state_dict)], ascending."""
+    from aegan.atomic import torch_save
+
+    torch_save({"kind": "aegan-ae-snapshots", "shape": shape.as_dict(),
+                "snapshots": [{"step": k, "seconds": t, "state_dict": sd} for k, t, sd in snapshots]}, path)  # fmt: skip
+
+
+def load_snapshots(path: str | Path, shape: NetShape) -> list[tuple[int, AutoEncoder]]:
+    """(step, AE in eval mode on the CPU) of every snapshot `save_snapshots` wrote, refusing another architecture."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{path}: autoencoder snapshots not found: run `aegan pretrain-ae --seed N` (or `dvc repro pretrain_ae`)")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+        if bundle.get("kind") != "aegan-ae-snapshots":
+            raise ValueError("not autoencoder snapshots")
+        saved = NetShape(**bundle["shape"])
+    except Exception as err:
+        raise UserError(f"{path}: not valid autoencoder snapshots ({type(err).__name__}): re-run `aegan pretrain-ae`") from None
+    if saved != shape:
+        raise UserError(f"{path}: built for {saved}, but params.yaml asks for {shape}: re-run `aegan pretrain-ae`")
+    out = []
+    for snap in bundle["snapshots"]:
+        ae = AutoEncoder(shape)
+        ae.load_state_dict(snap["state_dict"])
+        out.append((int(snap["step"]), ae.eval()))
+    return out
+
+
 class AETrainer:
     """One reconstruction step per call; the shared loop drives it."""
 
     def __init__(self, ae: AutoEncoder, lr: float, betas: tuple[float, float]):
         self.ae = ae
         self.opt = torch.optim.Adam(ae.parameters(), lr=lr, betas=betas)
+        self.steps = 0  # updates made
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        self.steps += 1
         loss = (self.ae(x) - x).pow(2).mean()
         self.opt.zero_grad(set_to_none=True)
         loss.backward()

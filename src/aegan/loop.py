@@ -3,7 +3,8 @@
 It knows nothing of any strategy: it draws batches from tensors held on the
 device (no per-sample DataLoader for small datasets), calls `step_fn(*batch)`,
 averages what it returns over `log_every` steps, and hands the averages to
-`on_log`. Every `eval_every` steps it calls `on_eval`. A non-finite loss (or
+`on_log`. Every `eval_every` steps, and once before the first step (step 0: the
+curve starts where training starts), it calls `on_eval`. A non-finite loss (or
 one larger than `divergence_bound`) stops the run at once and marks it
 diverged: for a stability study that is a result, not a crash.
 
@@ -59,6 +60,7 @@ class LoopResult:
     seconds: float = 0.0  # wall time of the whole loop
     eval_seconds: float = 0.0  # of which spent in on_eval
     images_seen: int = 0
+    eval_times: list[tuple[int, float]] = field(default_factory=list)  # (step, training seconds before it): wall axis
 
     @property
     def images_per_second(self) -> float:
@@ -170,6 +172,7 @@ def train_loop(
         start_step, spent = state["step"], state["seconds"]
         result.history = [dict(row) for row in state["history"]]
         result.steps_done, result.images_seen, result.eval_seconds = start_step, state["images_seen"], state["eval_seconds"]
+        result.eval_times = [tuple(t) for t in state.get("eval_times", [])]
         device = data[0].device
         sums, window = {k: v.to(device) for k, v in state["sums"].items()}, state["window"]
         sampler.load_state(state["sampler"])
@@ -181,13 +184,25 @@ def train_loop(
             "sums": {k: v.detach().cpu() for k, v in sums.items()}, "window": window,
             "images_seen": result.images_seen, "eval_seconds": result.eval_seconds,
             "seconds": spent + time.perf_counter() - start, "sampler": sampler.state(), "rng": rng_state(),
+            "eval_times": list(result.eval_times),
         }  # fmt: skip
+
+    def evaluate(step: int) -> None:
+        t0 = time.perf_counter()
+        result.eval_times.append((step, spent + t0 - start - result.eval_seconds))
+        scores = on_eval(step)
+        result.history.append({"step": step, **scores})
+        result.eval_seconds += time.perf_counter() - t0
+        if lines:
+            lines.latest |= scores
 
     start = time.perf_counter()
     plain = progress and not sys.stderr.isatty()
     bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress or plain, mininterval=1.0,
                dynamic_ncols=True)  # fmt: skip
     lines = PlainProgress(desc, steps, start_step, start - spent) if plain else None
+    if on_eval and eval_every and state is None:
+        evaluate(0)  # the generator before its first step: no RNG is drawn, so training is unchanged
     for step in range(start_step + 1, steps + 1):
         out = step_fn(*sampler.next())
         for k, v in out.items():
@@ -212,12 +227,7 @@ def train_loop(
                 result.steps_done = step
                 break
         if on_eval and eval_every and (step % eval_every == 0 or step == steps):
-            t0 = time.perf_counter()
-            scores = on_eval(step)
-            result.history.append({"step": step, **scores})
-            result.eval_seconds += time.perf_counter() - t0
-            if lines:
-                lines.latest |= scores
+            evaluate(step)
         if lines:
             lines.at(step)
         result.steps_done = step

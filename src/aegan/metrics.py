@@ -15,8 +15,6 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-import functools
-
 import torch
 from torch.utils.data import Dataset
 
@@ -246,25 +244,28 @@ class Evaluator:
             rng_seed=self.params.sample_seed,
         )
 
-    def score(self, samples: torch.Tensor, reference: torch.Tensor | None = None) -> dict[str, float]:
-        """FID, KID, IS, precision/recall of uint8 `samples` against the reference split."""
+    def score(self, samples: torch.Tensor, reference: torch.Tensor | None = None) -> dict[str, float | int]:
+        """FID, KID, IS of every uint8 sample against the reference split; precision/recall at equal counts.
+
+        Precision and recall compare k-NN radii, which shrink as N grows: scored as 2,000 samples against 449
+        held-out images they would not mean what the floor's (or a smaller run's) mean. So they come from a
+        second torch-fidelity call on the first n samples against the first n reference images, n the smaller
+        count (`prc_samples` in the result); FID, KID and IS keep every sample.
+        """
         import torch_fidelity
 
         ref = self.reference if reference is None else UInt8Images(reference, self.rgb)
         n = min(len(samples), len(ref))
         with _weights_only_loads():
             raw = torch_fidelity.calculate_metrics(
-                input1=UInt8Images(samples, self.rgb),
-                input2=ref,
-                fid=True,
-                kid=True,
-                isc=True,
-                prc=True,
-                kid_subset_size=min(self.params.kid_subset_size, n),
-                prc_neighborhood=self.params.prc_neighborhood,
-                **self._kwargs(),
-            )
-        return {KEYS[k]: float(v) for k, v in raw.items() if k in KEYS}
+                input1=UInt8Images(samples, self.rgb), input2=ref, fid=True, kid=True, isc=True,
+                kid_subset_size=min(self.params.kid_subset_size, n), **self._kwargs(),
+            )  # fmt: skip
+            raw |= torch_fidelity.calculate_metrics(
+                input1=UInt8Images(samples[:n], self.rgb), input2=UInt8Images(ref.images[:n], self.rgb), prc=True,
+                prc_neighborhood=self.params.prc_neighborhood, **self._kwargs(),
+            )  # fmt: skip
+        return {KEYS[k]: float(v) for k, v in raw.items() if k in KEYS} | {"prc_samples": n}
 
     def fid(self, samples: torch.Tensor, reference: torch.Tensor | None = None) -> float:
         """FID alone (the small-sample training curve)."""

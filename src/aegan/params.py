@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import re
 from pathlib import Path
-from typing import Any, Collection, Literal, Optional
+from typing import Annotated, Any, Collection, Literal, Optional
 
 from pydantic import Field, ValidationError, create_model, model_validator
 
@@ -112,7 +112,7 @@ class TrainParams(StrictModel):
     batch_size: int = Field(64, ge=1)
     optimizer: OptimizerParams = OptimizerParams()
     log_every: int = Field(10, ge=1, description="losses are averaged over this many steps, then logged")
-    eval_every: int = Field(100, ge=0, description="small-sample FID every N steps (0: off)")
+    eval_every: int = Field(25, ge=0, description="small-sample FID every N steps (0: off)")
     eval_samples: int = Field(512, ge=16)
     grid_samples: int = Field(64, ge=1, le=1024)
     grid_seed: Seed = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
@@ -142,6 +142,15 @@ class EvaluateParams(StrictModel):
         return self
 
 
+class PrimaryMeasures(StrictModel):
+    """The one measure per claim that gives its verdict, declared before the run (report/claims.py); every other
+    measure of the claim is shown as secondary."""
+
+    better: Literal["fid", "kid_mean"] = "fid"
+    faster: Literal["log_fid_area"] = "log_fid_area"
+    stable: Literal["failure_rate", "fid_oscillation", "fid_spread"] = "failure_rate"
+
+
 class ReportParams(StrictModel):
     """How the report judges the runs; changing these re-runs only the report."""
 
@@ -160,6 +169,10 @@ class ReportParams(StrictModel):
     plateau_tolerance: float = Field(
         0.1, gt=0.0, lt=1.0, description="the baseline's FID has flattened when its mean over the last quarter of the "
         "budget is within this fraction of its mean over the quarter before")
+    primary: PrimaryMeasures = Field(default_factory=PrimaryMeasures)
+    speed_targets: list[Annotated[float, Field(gt=1.0)]] = Field(
+        [2.0, 1.25, 1.1], min_length=1,
+        description="secondary speed measure: budget to reach each of these x the baseline's final small-sample FID")
 
 
 class Range(StrictModel):

@@ -30,6 +30,11 @@ def ae_file(seed: int) -> Path:
     return AE_DIR / f"ae-{seed}.pt"
 
 
+def ae_snapshots_file(seed: int) -> Path:
+    """That AE's state every `train.eval_every` steps of its pretraining (the charged part of a budget curve)."""
+    return AE_DIR / f"ae-{seed}-snapshots.pt"
+
+
 def ae_info_file(seed: int) -> Path:
     return AE_DIR / f"ae-{seed}.json"
 

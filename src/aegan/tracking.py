@@ -64,9 +64,15 @@ def git_commit() -> str:
     return _git("rev-parse", "HEAD") or "unknown"
 
 
+# what the pipeline itself writes into tracked files (dvc.lock, and outputs kept in git: cache: false)
+PIPELINE_WRITES = ("dvc.lock", "data/prepared", "models", "reports")
+
+
 def git_dirty() -> bool:
-    """Whether tracked files differ from the commit (dvc.lock does while `dvc repro` runs)."""
-    return bool(_git("status", "--porcelain", "--untracked-files=no"))
+    """Whether tracked files other than the pipeline's own outputs differ from the commit: dvc.lock and the
+    results change while `dvc repro` runs, but the code and params that made them are the commit's."""
+    excluded = [f":(exclude){p}" for p in PIPELINE_WRITES]
+    return bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", *excluded))
 
 
 EXPERIMENT_TAGS = {

@@ -1,18 +1,24 @@
-"""Two of the seeds' claims as tested statements: *faster* (budget to a target, area under the curve) and *more
-stable* (spread over seeds), each strategy against the baseline, Holm across strategies.
+"""The seeds' three claims as tested statements, each strategy against the baseline (DESIGN 3).
 
-Faster, per (strategy, seed), from its small-sample FID curve on the budget axis (AE pretraining charged):
-- budget to target: the first evaluation at which the curve is at or below the target, twice the baseline's
-  final small-sample FID (mean over its seeds); its resolution is `train.eval_every`. A run that never gets
-  there is "not reached", and a strategy with such a run is not tested (its mean would drop the slowest).
-- mean log small-sample FID over the budget: the trapezoid area under log FID divided by the span, over the
-  span every strategy's curve covers (from the latest first evaluation, an AE strategy's first own one, to the
-  budget). Lower is faster: the curve is lower for longer.
-Both are compared like FID (comparison.compare_metric: Welch t, Holm, the smallest detectable difference).
+Each claim has one primary measure, declared before the run (params.yaml `report.primary`). Only the primary
+measure gives the claim's verdict (the claims table, the Findings), Holm-adjusted across the strategies tested
+on it (one family per claim). Every other measure is secondary: its figures and tests are shown, never a verdict.
+Lower is better on every measure.
 
-More stable: each strategy's final FID over seeds against the baseline's with the Brown-Forsythe test
-(scipy.stats.levene, center="median": robust to a skewed spread), Holm across strategies. With 3 seeds a side
-only a several-fold difference in spread is likely to be seen: the reading says so.
+better   fid: final FID at the matched budget, on the log scale: Welch t on log FID, so exp(difference) is the
+         ratio of geometric means to the baseline's, with its interval (FID is right-skewed, differences multiply).
+         kid_mean: KID's difference on its own scale (an unbiased MMD² estimate that can be 0 or below: no ratio).
+faster   log_fid_area: the mean of log small-sample FID over the whole budget [0, B] (trapezoids between the
+         evaluations; AE pretraining steps a strategy is charged are scored as the generator it would have had
+         then, stages/train.py), Welch t: exp(difference) is the ratio of the curves' geometric means.
+         Secondary: the budget, and the wall seconds (AE pretraining included), to reach each of
+         `report.speed_targets` x the baseline's final small-sample FID.
+stable   failure_rate: the share of runs that diverge or collapse (recall < report.collapse_recall_ratio x
+         precision), over every run of the strategy: its seeds, and the study's drawn settings where the study
+         ran; Boschloo's exact test of the two proportions (two-sided).
+         fid_oscillation: per run, the std of log small-sample FID around its straight-line trend over the last
+         `report.tail_fraction` of the budget (late oscillation, not a trend); Welch t on its log.
+         fid_spread: the spread of the final FID over seeds, Brown-Forsythe (scipy.stats.levene, center="median").
 """
 
 from __future__ import annotations
@@ -26,38 +32,78 @@ import pandas as pd
 from aegan.report.budget import charged_steps
 from aegan.report.comparison import Comparison, compare_metric, holm
 
-TARGET_FACTOR = 2.0  # the target: twice the baseline's final small-sample FID
-SPEED_NAMES = {"budget_to_target": "budget to target", "log_fid_area": "mean log FID over budget"}
+CLAIMS = {  # claim -> (its measures, the words of a favourable and an unfavourable verdict)
+    "better": (("fid", "kid_mean"), ("better", "worse")),
+    "faster": (("log_fid_area",), ("faster", "slower")),
+    "stable": (("failure_rate", "fid_oscillation", "fid_spread"), ("more stable", "less stable")),
+}
+MEASURE_NAMES = {
+    "fid": "FID (log scale)", "kid_mean": "KID (×1)", "log_fid_area": "mean log FID over the budget",
+    "failure_rate": "share of runs that collapse or diverge", "fid_oscillation": "late FID oscillation (log scale)",
+    "fid_spread": "FID spread over seeds",
+}  # fmt: skip
+RATIO_MEASURES = {"fid", "log_fid_area", "fid_oscillation", "fid_spread"}  # differences of logs: shown as ratios
+
+
+def claim_of(measure: str) -> str:
+    return next(c for c, (measures, _) in CLAIMS.items() if measure in measures)
 
 
 @dataclass
-class Speed:
-    runs: pd.DataFrame  # strategy, seed, budget_to_target (NaN: not reached), log_fid_area
-    target: float  # small-sample FID
+class Curve:
+    budget: np.ndarray  # generator-side updates, AE pretraining charged: starts at 0
+    fid: np.ndarray  # small-sample FID
+    seconds: np.ndarray  # training seconds at each point, AE pretraining included (NaN where not recorded)
+
+
+@dataclass
+class Claims:
+    runs: pd.DataFrame  # one row per run: strategy, seed, source (seeds | study), failed, log_fid_area, ...
+    tests: list[Comparison]  # every measure, each strategy against the baseline; `primary` marks the verdicts
+    primary: dict[str, str]  # claim -> its declared primary measure
+    targets: dict[float, float]  # speed target factor -> small-sample FID
     span: tuple[float, float]  # budget range of the area
     eval_every: int
-    comparisons: list[Comparison]
+    baseline: str
+    alpha: float
+
+    def test(self, strategy: str, measure: str) -> Comparison | None:
+        return next((t for t in self.tests if t.strategy == strategy and t.metric == measure), None)
+
+    def verdicts(self) -> list[Comparison]:
+        return [t for t in self.tests if t.primary]
 
 
-def run_curves(histories: dict, runs: pd.DataFrame, strategies: list[str], seeds: list[int]) -> dict:
-    """(strategy, seed) -> (budget, fid_small) arrays of each finished run that logged a curve."""
-    finished = runs[runs["status"] == "finished"]
+# ------------------------------------------------------------------ per-run measures
+def run_curves(histories: dict, runs: pd.DataFrame, ae: dict[int, dict]) -> dict[tuple[str, int], Curve]:
+    """(strategy, seed) -> its small-sample FID curve on the budget axis, of every finished run that logged one.
+
+    Own steps are the history's; negative steps are the charged AE pretraining (stages/train.py). Seconds: the
+    AE's training seconds at its snapshot over the charged part, then the AE's total plus the run's own."""
     out = {}
-    for s in strategies:
-        charged = charged_steps(runs, s)
-        for seed in seeds:
-            h = histories.get((s, seed))
-            if h is None or "fid_small" not in h or not ((finished["strategy"] == s) & (finished["seed"] == seed)).any():
-                continue
-            curve = h[["step", "fid_small"]].dropna()
-            if len(curve):
-                out[(s, seed)] = (curve["step"].to_numpy(float) + charged, curve["fid_small"].to_numpy(float))
+    for r in runs[runs["status"] == "finished"].itertuples():
+        h = histories.get((r.strategy, int(r.seed)))
+        if h is None or "fid_small" not in h:
+            continue
+        curve = h[["step", "fid_small"]].dropna()
+        if curve.empty:
+            continue
+        charged = charged_steps(runs, r.strategy)
+        steps = curve["step"].to_numpy(int)
+        info = ae.get(int(r.seed), {}) if charged else {}
+        own_seconds = r.seconds_at_eval if isinstance(getattr(r, "seconds_at_eval", None), dict) else {}
+        snapshot = info.get("snapshot_seconds") or {}
+        ae_total = float(info.get("train_seconds", math.nan)) if charged else 0.0
+        seconds = [float(snapshot.get(str(s + charged), math.nan)) if s < 0 else
+                   ae_total + float(own_seconds.get(str(s), math.nan)) for s in steps]  # fmt: skip
+        out[(r.strategy, int(r.seed))] = Curve(steps + charged, curve["fid_small"].to_numpy(float), np.array(seconds))
     return out
 
 
-def budget_to_target(budget: np.ndarray, fid: np.ndarray, target: float) -> float:
+def reached_at(axis: np.ndarray, fid: np.ndarray, target: float) -> float:
+    """The first point of `axis` at which the curve is at or below `target`; NaN: never."""
     reached = np.nonzero(fid <= target)[0]
-    return float(budget[reached[0]]) if len(reached) else math.nan
+    return float(axis[reached[0]]) if len(reached) else math.nan
 
 
 def log_area(budget: np.ndarray, fid: np.ndarray, start: float, end: float) -> float:
@@ -70,39 +116,149 @@ def log_area(budget: np.ndarray, fid: np.ndarray, start: float, end: float) -> f
     return float(np.sum((y[1:] + y[:-1]) / 2 * np.diff(x)) / (end - start))
 
 
-def speed(histories: dict, runs: pd.DataFrame, strategies: list[str], seeds: list[int], baseline: str,
-          confidence: float, eval_every: int) -> Speed | None:  # fmt: skip
-    """Budget to target and mean log FID of every finished run, and each strategy against `baseline`; None when
-    the baseline has no curve (nothing to set the target by)."""
-    curves = run_curves(histories, runs, strategies, seeds)
-    finals = [fid[-1] for (s, _), (_, fid) in curves.items() if s == baseline]
-    if not finals:
+def oscillation(budget: np.ndarray, fid: np.ndarray, fraction: float) -> float:
+    """Std of log FID around its least-squares line over the last `fraction` of the curve's budget (ddof 2: the
+    line's two parameters); NaN with fewer than 4 points there. A steady trend is not oscillation."""
+    late = budget > budget[-1] - fraction * (budget[-1] - budget[0])
+    if late.sum() < 4 or not np.all(fid[late] > 0):
+        return math.nan
+    x, y = budget[late], np.log(fid[late])
+    residual = y - np.polyval(np.polyfit(x, y, 1), x)
+    return float(np.sqrt(np.sum(residual**2) / (len(x) - 2)))
+
+
+def failed(row, collapse_ratio: float) -> tuple[bool, bool]:
+    """(diverged, collapsed) of one run: collapsed is the report's criterion, recall < ratio x precision."""
+    diverged = row["status"] == "diverged"
+    p, r = row.get("precision"), row.get("recall")
+    collapsed = bool(row["status"] == "finished" and p is not None and r is not None and math.isfinite(p)
+                     and math.isfinite(r) and r < collapse_ratio * p)  # fmt: skip
+    return diverged, collapsed
+
+
+def per_run(runs: pd.DataFrame, curves: dict, study_runs: pd.DataFrame | None, rp, span: tuple[float, float],
+            targets: dict[float, float]) -> pd.DataFrame:  # fmt: skip
+    """One row per run: the failure flags, and for the pipeline's own runs the curve measures."""
+    rows = []
+    for _, r in runs.iterrows():
+        diverged, collapsed = failed(r, rp.collapse_recall_ratio)
+        row = {"strategy": r["strategy"], "seed": int(r["seed"]), "source": "seeds", "diverged": diverged,
+               "collapsed": collapsed, "failed": diverged or collapsed, "fid": r.get("fid")}  # fmt: skip
+        c = curves.get((r["strategy"], int(r["seed"])))
+        row["curve"] = c is not None
+        row["log_fid_area"] = log_area(c.budget, c.fid, *span) if c else math.nan
+        row["fid_oscillation"] = oscillation(c.budget, c.fid, rp.tail_fraction) if c else math.nan
+        for factor, target in targets.items():
+            row[f"budget_to_{factor:g}x"] = reached_at(c.budget, c.fid, target) if c else math.nan
+            row[f"seconds_to_{factor:g}x"] = reached_at(c.seconds, c.fid, target) if c else math.nan
+        rows.append(row)
+    if study_runs is not None:  # the study's drawn settings; setting 0 is the pipeline's own runs, counted above
+        for _, r in study_runs[study_runs["setting"] != 0].iterrows():
+            rows.append({"strategy": r["strategy"], "seed": int(r["seed"]), "source": f"study setting {int(r['setting'])}",
+                         "diverged": bool(r["diverged"]), "collapsed": bool(r["collapsed"]),
+                         "failed": bool(r["diverged"] or r["collapsed"])})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+# ------------------------------------------------------------------ tests
+def failure_tests(table: pd.DataFrame, baseline: str, strategies: list[str]) -> list[Comparison]:
+    """Each strategy's share of failed runs against the baseline's: Boschloo's exact test (two-sided)."""
+    from scipy import stats
+
+    def counts(s: str) -> tuple[int, int]:
+        g = table[table["strategy"] == s]
+        return int(g["failed"].sum()), len(g)
+
+    kb, nb = counts(baseline)
+    out = []
+    for s in strategies:
+        if s == baseline:
+            continue
+        k, n = counts(s)
+        c = Comparison(s, "failure_rate", n, nb, k / n - kb / nb if n and nb else math.nan)
+        if n and nb:
+            # no failure, or only failures, on both sides: the proportions cannot differ in this sample
+            same = (k == 0 and kb == 0) or (k == n and kb == nb)
+            p = 1.0 if same else float(stats.boschloo_exact([[k, n - k], [kb, nb - kb]], alternative="two-sided").pvalue)
+            c.p_value = min(1.0, p) if math.isfinite(p) else 1.0
+        out.append(c)
+    return out
+
+
+def spread_comparisons(runs: pd.DataFrame, baseline: str, alpha: float) -> list[Comparison]:
+    """The spread of final FID over seeds as comparisons: delta the log of the std ratio, p Brown-Forsythe's."""
+    out = []
+    for t in spread_tests(runs, baseline, alpha):
+        ratio = t.std / t.std_baseline if t.std_baseline and math.isfinite(t.std) and math.isfinite(t.std_baseline) else math.nan
+        delta = math.log(ratio) if ratio and math.isfinite(ratio) and ratio > 0 else math.nan
+        out.append(Comparison(t.strategy, "fid_spread", t.n, t.n_baseline, delta, p_value=t.p_value, verdict=t.verdict))
+    return out
+
+
+def claims(runs: pd.DataFrame, histories: dict, ae: dict[int, dict], study_runs: pd.DataFrame | None, params) -> Claims | None:
+    """Every measure of the three claims, each strategy against the baseline; None when the baseline was not run."""
+    rp, base, strategies = params.report, params.report.baseline, list(params.strategies)
+    if base not in strategies:
         return None
-    target = TARGET_FACTOR * float(np.mean(finals))
-    start = max(budget[0] for budget, _ in curves.values())
-    end = min(budget[-1] for budget, _ in curves.values())
-    rows = [{"strategy": s, "seed": seed, "budget_to_target": budget_to_target(b, f, target),
-             "log_fid_area": log_area(b, f, start, end)} for (s, seed), (b, f) in curves.items()]  # fmt: skip
-    table = pd.DataFrame(rows, columns=["strategy", "seed", "budget_to_target", "log_fid_area"])
-    comparisons = []
-    for metric in ("budget_to_target", "log_fid_area"):
-        values = {s: table.loc[table["strategy"] == s, metric].to_numpy(float) for s in strategies}
-        unreached = {s: int(np.isnan(v).sum()) for s, v in values.items()}
-        tested = {s: v for s, v in values.items() if unreached[s] == 0}
-        for c in compare_metric(tested, baseline, metric, confidence) if baseline in tested else []:
-            if math.isfinite(c.p_adjusted) and c.p_adjusted < 1.0 - confidence:  # in the words of this claim
-                c.verdict = (f"{'faster' if c.delta < 0 else 'slower'} than {baseline}: {SPEED_NAMES[metric]} "
-                             f"{'lower' if c.delta < 0 else 'higher'} (Holm-adjusted p < {1.0 - confidence:g})")  # fmt: skip
-            comparisons.append(c)
-        for s in strategies:
-            if s != baseline and (unreached[s] or baseline not in tested):
-                who = s if unreached[s] else baseline
-                comparisons.append(Comparison(s, metric, len(values[s]), len(values.get(baseline, [])), math.nan,
-                                              verdict=f"not tested: {unreached[who]} of {len(values[who])} run(s) "
-                                                      f"of `{who}` never reached the target"))  # fmt: skip
-    return Speed(table, target, (start, end), eval_every, comparisons)
+    alpha = 1.0 - rp.confidence
+    curves = run_curves(histories, runs, ae)
+    finals = [c.fid[-1] for (s, _), c in curves.items() if s == base]
+    targets = {f: f * float(np.mean(finals)) for f in rp.speed_targets} if finals else {}
+    end = min((c.budget[-1] for c in curves.values()), default=math.nan)
+    span = (0.0, float(end))
+    table = per_run(runs, curves, study_runs, rp, span, targets)
+    own = table[table["source"] == "seeds"]
+    finished = runs[runs["status"] == "finished"]
+    tests: list[Comparison] = []
+    for measure in ("fid", "kid_mean"):
+        values = {s: finished.loc[finished["strategy"] == s, measure].dropna().to_numpy(float) for s in strategies}
+        tests += compare_metric(values, base, measure, rp.confidence, log=measure == "fid")
+    for measure in ("log_fid_area", "fid_oscillation"):
+        values = {s: own.loc[own["strategy"] == s, measure].dropna().to_numpy(float) for s in strategies}
+        if measure == "fid_oscillation":  # compared on the log scale: a ratio of oscillation amplitudes
+            values = {s: np.log(np.maximum(v, 1e-12)) for s, v in values.items()}
+        tests += compare_metric(values, base, measure, rp.confidence)
+    tests += failure_tests(table, base, strategies)
+    tests += spread_comparisons(runs, base, alpha)
+    primary = rp.primary.model_dump()
+    for t in tests:
+        t.primary = primary[claim_of(t.metric)] == t.metric
+    for measure in {t.metric for t in tests}:
+        family = [t for t in tests if t.metric == measure]
+        for t, p_adj in zip(family, holm([t.p_value for t in family])):
+            t.p_adjusted, t.family = p_adj, sum(math.isfinite(x.p_value) for x in family)
+            t.verdict = reading(t, base, alpha)
+    return Claims(table, tests, primary, targets, span, params.train.eval_every, base, alpha)
 
 
+def reading(t: Comparison, base: str, alpha: float) -> str:
+    """The words of one test: a verdict for a primary measure, a secondary figure's direction otherwise."""
+    if not math.isfinite(t.p_value):
+        return t.verdict or "not testable: too few finished runs, no spread, or no curve"
+    favourable, unfavourable = CLAIMS[claim_of(t.metric)][1]
+    significant = math.isfinite(t.p_adjusted) and t.p_adjusted < alpha
+    if not t.primary:
+        direction = "lower" if t.delta < 0 else "higher"
+        return (f"secondary, not a verdict: {direction} than `{base}` (Holm p {t.p_adjusted:.2g})" if significant else
+                f"secondary, not a verdict: no clear difference from `{base}` (Holm p {t.p_adjusted:.2g})")  # fmt: skip
+    if significant:
+        return f"{favourable if t.delta < 0 else unfavourable} than `{base}` (Holm-adjusted p < {alpha:g})"
+    return f"no clear difference from `{base}` at this n (Holm p {t.p_adjusted:.2g})"
+
+
+def figure(t: Comparison) -> str:
+    """The figure that decides a test, in the measure's own terms."""
+    if not math.isfinite(t.delta):
+        return "n/a"
+    if t.metric == "failure_rate":
+        return f"Δ share failed {t.delta:+.2f}"
+    if t.metric in RATIO_MEASURES:
+        ci = f" [{math.exp(t.ci_low):.3g}, {math.exp(t.ci_high):.3g}]" if math.isfinite(t.ci_low) else ""
+        return f"ratio {math.exp(t.delta):.3g}{ci}"
+    return f"Δ {t.delta:.3g}"
+
+
+# ------------------------------------------------------------------ spread (also the study's, over settings)
 @dataclass
 class Spread:
     strategy: str
@@ -150,26 +306,39 @@ def spread_tests(runs: pd.DataFrame, baseline: str, alpha: float, metric: str = 
     return out
 
 
-def summary_entries(sp: Speed | None, spreads: list[Spread], baseline: str) -> dict:
-    """What summary.json adds per strategy (and under "speed"): the faster and more-stable figures and tests."""
-    out: dict = {}
-    if sp is not None:
-        for s, g in sp.runs.groupby("strategy", sort=False):
-            entry = out.setdefault(s, {})
-            for metric in ("budget_to_target", "log_fid_area"):
-                v = g[metric].to_numpy(float)
-                ok = v[~np.isnan(v)]
-                entry[metric] = {"mean": float(ok.mean()) if len(ok) else None,
-                                 "std": float(ok.std(ddof=1)) if len(ok) > 1 else None,
-                                 "n": int(len(ok)), "runs": int(len(v))}  # fmt: skip
-        for c in sp.comparisons:
-            if math.isfinite(c.p_value):
-                out.setdefault(c.strategy, {})[f"{c.metric}_minus_{baseline}"] = {
-                    "mean": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p_value, "p_holm": c.p_adjusted,
-                    "detectable": c.detectable}  # fmt: skip
-        out["speed"] = {"target_fid_small": sp.target, "target_factor": TARGET_FACTOR, "eval_every": sp.eval_every,
-                        "area_budget_span": list(sp.span)}  # fmt: skip
-    for t in spreads:
-        if math.isfinite(t.p_value):
-            out.setdefault(t.strategy, {})[f"fid_spread_vs_{baseline}"] = {"p": t.p_value, "p_holm": t.p_adjusted}
+# ------------------------------------------------------------------ summary.json
+def speed_summary(cl: Claims) -> dict[str, dict]:
+    """Per strategy: the secondary speed figures (mean budget and seconds to each target over the runs that
+    reached it, and how many did)."""
+    out: dict[str, dict] = {}
+    own = cl.runs[(cl.runs["source"] == "seeds") & cl.runs["curve"].fillna(False).astype(bool)]
+    for s, g in own.groupby("strategy", sort=False):
+        entry = out.setdefault(s, {})
+        for factor in cl.targets:
+            for axis in ("budget", "seconds"):
+                v = g[f"{axis}_to_{factor:g}x"].to_numpy(float)
+                ok = v[np.isfinite(v)]
+                entry[f"{axis}_to_{factor:g}x"] = {"mean": float(ok.mean()) if len(ok) else None, "reached": int(len(ok)),
+                                                  "runs": int(len(v))}  # fmt: skip
+    return out
+
+
+def summary_entries(cl: Claims | None) -> dict:
+    """What summary.json adds: per strategy each test against the baseline, the failure counts, the speed
+    figures; under "claims" the declared primary measures, targets and span."""
+    if cl is None:
+        return {}
+    out: dict = {s: {"claims": {}} for s in cl.runs["strategy"].drop_duplicates()}
+    for t in cl.tests:
+        out[t.strategy]["claims"][t.metric] = {
+            "primary": t.primary, "delta": t.delta, "ratio": math.exp(t.delta) if t.metric in RATIO_MEASURES and
+            math.isfinite(t.delta) else None, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p_value,
+            "p_holm": t.p_adjusted, "n": t.n, "n_baseline": t.n_baseline, "verdict": t.verdict}  # fmt: skip
+    for s, g in cl.runs.groupby("strategy", sort=False):
+        out[s]["claims"]["runs_failed"] = {"failed": int(g["failed"].sum()), "runs": int(len(g)),
+                                           "diverged": int(g["diverged"].sum()), "collapsed": int(g["collapsed"].sum())}
+    for s, entry in speed_summary(cl).items():
+        out[s]["claims"] |= entry
+    out["claims"] = {"primary": cl.primary, "targets_fid_small": {f"{f:g}x": v for f, v in cl.targets.items()},
+                     "area_budget_span": list(cl.span), "eval_every": cl.eval_every}  # fmt: skip
     return out

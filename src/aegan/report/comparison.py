@@ -10,6 +10,8 @@ comparison, the smallest difference its n and observed spreads could detect
 cannot rule out. With fewer than 2 finished seeds on a side, or no spread on
 either side, nothing is tested and the reading says why. Each comparison keeps
 the spreads, m and level it was made with (seeds.py scales it to other n).
+FID is compared on the log scale (`LOG_SCALE`): its difference is a log ratio,
+exp(delta) the ratio of geometric means to the baseline's.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import pandas as pd
 
 POWER = 0.8
 NAMES = {"fid": "FID", "kid_mean": "KID (×1)"}  # KID as torch-fidelity gives it: not scaled (papers often give ×10³)
+LOG_SCALE = {"fid"}  # compared as logs: FID is right-skewed and its differences multiply (exp(delta): a ratio)
 
 
 @dataclass
@@ -43,6 +46,8 @@ class Comparison:
     std_baseline: float = math.nan  # and of the baseline
     family: int = 0  # m: how many strategies were tested on this metric (Holm's family, the adjusted level's m)
     confidence: float = math.nan  # the level the comparison was made at (alpha = 1 - confidence)
+    log: bool = False  # values were compared as logs: delta, intervals and detectable are log ratios
+    primary: bool = False  # the declared primary measure of its claim (claims.py): only these give verdicts
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -71,16 +76,20 @@ def welch(a: np.ndarray, b: np.ndarray, confidence: float):
     return res, res.confidence_interval(confidence_level=confidence)
 
 
-def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, confidence: float) -> list[Comparison]:
+def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, confidence: float,
+                   log: bool = False) -> list[Comparison]:  # fmt: skip
+    """Each strategy's values against the baseline's (Welch, Holm); `log`: compare their logs (positive values)."""
     from scipy import stats
 
+    if log:
+        values = {s: np.log(np.maximum(np.asarray(v, float), 1e-300)) for s, v in values.items()}
     base = values.get(baseline, np.array([]))
     others = [s for s in values if s != baseline]
     out, tests = [], {}
     for s in others:
         a = values[s]
         c = Comparison(s, metric, len(a), len(base), float(a.mean() - base.mean()) if len(a) and len(base) else math.nan,
-                       std=_std(a), std_baseline=_std(base), confidence=confidence)  # fmt: skip
+                       std=_std(a), std_baseline=_std(base), confidence=confidence, log=log)  # fmt: skip
         if len(a) < 2 or len(base) < 2:
             c.verdict = (f"n too small to tell: {len(a)} finished seed(s) against {len(base)} for {baseline}; "
                          "a test needs at least 2 on each side")  # fmt: skip
@@ -124,5 +133,5 @@ def compare_with_baseline(runs: pd.DataFrame, baseline: str, confidence: float,
     out = []
     for metric in metrics:
         values = {s: finished.loc[finished["strategy"] == s, metric].dropna().to_numpy(dtype=float) for s in order}
-        out += compare_metric(values, baseline, metric, confidence)
+        out += compare_metric(values, baseline, metric, confidence, log=metric in LOG_SCALE)
     return out

@@ -13,8 +13,10 @@ from pathlib import Path
 
 from aegan.params import EvaluateParams
 from aegan.report import tables as T
+from aegan.report.copying import copying_section
 from aegan.report.findings import baseline_section, budget_section, claims_section, findings, seeds_section
 from aegan.report.inputs import ReportInputs, WallTime
+from aegan.report.instrument import instrument_section
 from aegan.report.render import Bullets, Document, Figure, Heading, Paragraph, Table
 from aegan.report.study_text import study_section
 from aegan.report.text import fid_name, fmt
@@ -32,8 +34,10 @@ def build_document(inputs: ReportInputs, figs: dict[str, Path], wall: WallTime) 
     baseline_section(doc, inputs)
     budget_section(doc, inputs)
     claims_section(doc, inputs)
+    copying_section(doc, inputs)
     study_section(doc, inputs.study, inputs.params, figs.get("study_fid"))
     seeds_section(doc, inputs)
+    instrument_section(doc, inputs)
     stability_section(doc, inputs)
     figures_section(doc, figs)
     return doc

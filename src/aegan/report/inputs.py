@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import pandas as pd
@@ -21,8 +21,8 @@ from aegan.params import StageParams, StudyParams, differences_from_defaults, fl
 from aegan.provenance import stale_evaluations
 from aegan.report import tables as T
 from aegan.report.budget import Plateau, budget_curve, plateau, rankings
-from aegan.report.claims import Speed, Spread, speed, spread_tests
-from aegan.report.comparison import Comparison, compare_with_baseline
+from aegan.report.claims import Claims, claims
+from aegan.report.comparison import Comparison
 from aegan.report.study import Study, read_study
 from aegan.tracking import git_commit, git_dirty
 
@@ -35,7 +35,7 @@ class ReportInputs:
     runs: pd.DataFrame  # one row per (strategy, seed): status, metrics, costs (tables.collect_runs)
     histories: dict[tuple[str, int], pd.DataFrame]  # (strategy, seed): its logged losses and FID curve
     table: pd.DataFrame  # one row per strategy: the main table (tables.aggregate)
-    comparisons: list[Comparison]  # each strategy against the baseline, FID and KID
+    comparisons: list[Comparison]  # each strategy against the baseline on FID (log scale) and KID: claims' "better"
     stability: pd.DataFrame  # one row per strategy (tables.stability)
     reference: dict  # the reference stage's floor and untrained generator
     card: dict  # prepare's data card
@@ -46,8 +46,7 @@ class ReportInputs:
     rankings: dict  # small-sample FID rankings at the matched budget and at equal own steps
     differences: list[tuple[str, Any, Any]]  # (key, value, default) of every parameter not at its default
     commit: str  # the checked-out commit, as the Setup section writes it
-    speed: Speed | None = None  # faster: budget to target and mean log FID, against the baseline (claims.py)
-    spreads: list[Spread] = field(default_factory=list)  # more stable: spread over seeds against the baseline
+    claims: Claims | None = None  # better, faster, more stable: every measure against the baseline (claims.py)
     study: Study | None = None  # the equal-budget study, where params.yaml runs one (report/study.py)
 
     def stage_seconds(self) -> tuple[float, int, int]:
@@ -78,18 +77,16 @@ def read_inputs(params) -> ReportInputs:
     ae = {seed: T.read_json(paths.ae_info_file(seed)) for seed in seeds}  # one AE per training seed
     histories = T.collect_histories(strategies, seeds)
     curves = {s: budget_curve(histories, runs, s, seeds, "fid_small") for s in strategies}
+    study = read_study(params)
+    cl = claims(runs, histories, ae, study.runs if study is not None else None, params)
     return ReportInputs(
         params=params, runs=runs, histories=histories,
         table=T.aggregate(runs, {seed: info["train_seconds"] for seed, info in ae.items()}),
-        comparisons=compare_with_baseline(runs, rp.baseline, rp.confidence) if rp.baseline in strategies else [],
+        comparisons=[t for t in cl.tests if t.metric in ("fid", "kid_mean")] if cl is not None else [],
         stability=T.stability(runs, histories, reference, rp), reference=reference, card=card, scorer=scorer, ae=ae,
         curves=curves, plateau=plateau(curves.get(rp.baseline, curves[strategies[0]]), rp.plateau_tolerance),
         rankings=rankings(histories, runs, strategies, seeds), differences=parameter_differences(params),
-        commit=commit_line(),
-        speed=speed(histories, runs, strategies, seeds, rp.baseline, rp.confidence, params.train.eval_every)
-        if rp.baseline in strategies else None,
-        spreads=spread_tests(runs, rp.baseline, 1.0 - rp.confidence) if rp.baseline in strategies else [],
-        study=read_study(params),
+        commit=commit_line(), claims=cl, study=study,
     )  # fmt: skip
 
 

@@ -1,9 +1,10 @@
-"""How many training seeds a question needs: the smallest FID difference against the baseline that n seeds per
-side could detect, at the spreads this run observed.
+"""How many training seeds a question needs: the smallest FID ratio to the baseline that n seeds per side could
+detect, at the spreads this run observed.
 
-For each strategy compared with the baseline on FID (comparison.compare_metric) and each n in `SEEDS`, the
-detectable difference is compare_metric's: (t_{1-alpha/(2m)}(df) + t_POWER(df)) * sqrt(s_a^2/n + s_b^2/n),
-with s_a and s_b the observed stds of final FID over finished seeds, df Welch-Satterthwaite's at that n,
+FID is compared as logs (comparison.LOG_SCALE), so a difference is a log ratio. For each strategy compared with
+the baseline on FID (comparison.compare_metric) and each n in `SEEDS`, the detectable difference is
+compare_metric's: (t_{1-alpha/(2m)}(df) + t_POWER(df)) * sqrt(s_a^2/n + s_b^2/n), with s_a and s_b the observed
+stds of final log FID over finished seeds, df Welch-Satterthwaite's at that n,
 alpha = 1 - confidence and m the strategies tested (the Holm family). It assumes the spreads stay as observed;
 with few seeds an observed std is itself rough. At the run's own n (the same on both sides) it is
 compare_metric's `detectable`. A strategy with fewer than 2 finished seeds on a side, or no spread on either
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from aegan.report.comparison import POWER, Comparison
 
 SEEDS = (2, 3, 4, 5, 6, 8, 10, 15, 20)  # seeds per side in the table
-TARGET_SHARE = 0.10  # the difference asked about: this share of the baseline's mean FID
+TARGET_SHARE = 0.10  # the difference asked about: a FID ratio of 1 + this to the baseline's (log1p of it as a log)
 
 
 @dataclass
@@ -26,7 +27,7 @@ class SeedsNeeded:
     strategy: str
     n: int  # finished seeds now, of the strategy and of the baseline
     n_baseline: int
-    detectable: dict[int, float] = field(default_factory=dict)  # n per side -> smallest detectable |ΔFID|; {}: none
+    detectable: dict[int, float] = field(default_factory=dict)  # n per side -> smallest detectable |Δ log FID|; {}: none
     n_for_target: int | None = None  # the first n in SEEDS whose detectable is at most the target; None: none is
     why: str = ""  # why there are no figures
 
@@ -46,10 +47,12 @@ def detectable(std_a: float, std_b: float, n: int, alpha: float, m: int) -> floa
 
 
 def seeds_needed(comparisons: list[Comparison], baseline: str, baseline_mean: float) -> tuple[float, list[SeedsNeeded]]:
-    """(the target: TARGET_SHARE of the baseline's mean FID, one row per strategy compared on FID)."""
-    target = TARGET_SHARE * baseline_mean
+    """(the target, one row per strategy compared on FID): the target is a FID ratio of 1 + TARGET_SHARE as a log
+    ratio, or TARGET_SHARE of `baseline_mean` where FID was compared on its own scale."""
+    fid = [c for c in comparisons if c.metric == "fid"]
+    target = math.log1p(TARGET_SHARE) if any(c.log for c in fid) else TARGET_SHARE * baseline_mean
     rows = []
-    for c in (c for c in comparisons if c.metric == "fid"):
+    for c in fid:
         row = SeedsNeeded(c.strategy, c.n, c.n_baseline)
         if c.n < 2 or c.n_baseline < 2:
             row.why = (f"n too small: {c.n} finished seed(s) against {c.n_baseline} for {baseline}; a spread needs "

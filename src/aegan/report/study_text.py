@@ -64,12 +64,13 @@ def study_section(doc: Document, study: Study | None, params, fig: Path | None) 
     spreads = {t.strategy: t for t in study.spreads}
     for c in [c for c in study.comparisons if c.metric == "fid"]:
         t = spreads.get(c.strategy)
-        rows.append([f"`{c.strategy}`", fmt(c.delta), _p(c.p_adjusted), c.verdict,
+        rows.append([f"`{c.strategy}`", fmt(math.exp(c.delta)), _p(c.p_adjusted), c.verdict,
                      _p(t.p_adjusted) if t else "–", t.verdict if t else "–"])  # fmt: skip
     if rows:
-        doc.add(Table(["strategy", f"Δ FID vs `{base}` (fresh seeds)", "Holm p", "better?",
+        doc.add(Table(["strategy", f"FID ratio to `{base}` (fresh seeds)", "Holm p", "better?",
                        "Holm p (spread)", "spread over settings"], rows,
-                      note=("Best settings on fresh seeds: Welch t, Holm across strategies, as the main comparison. "
+                      note=("Best settings on fresh seeds: Welch t on log FID (the ratio of geometric means), Holm "
+                            "across strategies, as the main comparison. "
                             "Spread: Brown-Forsythe on the per-setting mean FID against the baseline's: how much the "
                             "result depends on the setting.")))  # fmt: skip
     if fig is not None:

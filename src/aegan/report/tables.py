@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -53,10 +52,11 @@ def collect_runs(strategies: list[str], seeds: list[int]) -> pd.DataFrame:
             rows.append(row)
     runs = pd.DataFrame(rows)
     for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds", "mlflow_run_id", "mlflow_model_uri", "ae_steps_charged",
-                     "budget", "num_samples", "num_reference"):  # older outputs lack some
+                     "budget", "num_samples", "num_reference", "seconds_at_eval",
+                     "copying", "fid_train"):  # older outputs lack some
         if optional not in runs:
             runs[optional] = None
-    for m in METRICS + COSTS:
+    for m in METRICS + COSTS + ["fid_train"]:  # fid_train: FID against a training subset (aegan.copying)
         runs[m] = pd.to_numeric(runs[m], errors="coerce")
     return runs
 
@@ -283,8 +283,8 @@ def summary_json(table: pd.DataFrame, comparisons: list, stab: pd.DataFrame, ref
         entry["budget"] = {"steps": r["steps"], "ae_steps_charged": r["ae_steps_charged"], "total": r["budget"]}
         for metric in ("fid", "kid_mean"):
             c = by_cmp.get((s, metric))
-            if c is not None:
-                entry[f"{metric}_minus_{baseline}"] = {
+            if c is not None:  # FID is compared as logs (comparison.LOG_SCALE): its difference is a log ratio
+                entry[f"log_{metric}_minus_{baseline}" if c.log else f"{metric}_minus_{baseline}"] = {
                     "mean": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p_value,
                     "p_holm": c.p_adjusted, "adj_ci_low": c.adj_low, "adj_ci_high": c.adj_high,
                     "detectable": c.detectable,

@@ -2,28 +2,37 @@
 
 No MLflow here (its import and store cost seconds per stage, times every run):
 the report stage logs these final metrics into the run's MLflow run, by the
-id kept in the result.
+id kept in the result. A finished run's samples are also compared with their
+nearest training and held-out images (aegan.copying): copying is not
+generalising.
 """
 
 from __future__ import annotations
 
 import json
+import time
+
+import torch
 
 from aegan import paths, wall_seconds
 from aegan.atomic import write_json
 from aegan.compute import setup as setup_compute
+from aegan.copying import Partition, nn_summary, subsample
 from aegan.errors import UserError
 from aegan.generator import load_generator, sample_uint8
+from aegan.images import to_unit_range
 from aegan.metrics import heldout_evaluator
 from aegan.nets import NetShape
 from aegan.provenance import declared_values, scored_files
+from aegan.scorer import load_scorer
 from aegan.stage_params import check_seed, load
 from aegan.strategies import names
 
 PARAMS = ("compute", "model", "evaluate")  # dvc.yaml's params of this stage
 
 KEPT = ("strategy", "seed", "status", "steps", "ae_steps_charged", "budget", "train_seconds", "images_per_second",
-        "generator_parameters", "uses_ae", "diverged_at", "mlflow_run_id", "mlflow_model_uri")  # fmt: skip
+        "generator_parameters", "uses_ae", "diverged_at", "mlflow_run_id", "mlflow_model_uri",
+        "seconds_at_eval")  # fmt: skip
 
 
 def main(params_file, strategy_name: str, seed: int) -> dict:
@@ -54,6 +63,7 @@ def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, 
         samples = sample_uint8(gen.generate, params.evaluate.num_samples, shape.z_dim, params.evaluate.sample_seed, device)
         metrics = evaluator.score(samples)
         class_counts = evaluator.class_counts(samples)
+        result["copying"], result["fid_train"] = copying_entry(samples, data, evaluator, params, device)
     result["metrics"] = metrics
     result["class_counts"] = class_counts  # the scorer's predicted class of each sample: mode coverage
     result["feature_extractor"] = evaluator.extractor
@@ -64,3 +74,44 @@ def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, 
     result["wall_seconds"] = wall_seconds()
     write_json(out or paths.eval_file(strategy_name, seed), result)
     return result
+
+
+# ------------------------------------------------------------------ copying (aegan.copying)
+def copying_entry(samples: torch.Tensor, data, evaluator, params, device) -> tuple[dict, float]:
+    """Are the samples copies of training images? Per space ("features": the scorer's, "pixels": in [-1, 1]):
+    median NN distances to a training subset of the held-out split's size, to the held-out split and from it
+    (`copying.nn_summary`), and Meehan et al.'s C_T test (`copying.Partition`); and the FID of the same samples
+    against that training subset (`fid_train`), beside the FID against the held-out split.
+
+    The subset and the test's k-means are seeded by evaluate.sample_seed: every run is compared with the same
+    images and cells, so the report can combine a strategy's seeds (`copying.judge`)."""
+    start, seed = time.perf_counter(), params.evaluate.sample_seed
+    train, heldout = data.train_images, data.heldout_images
+    entry: dict = {"samples": len(samples), "heldout": len(heldout), "train_subset": min(len(train), len(heldout)),
+                   "seed": seed}  # fmt: skip
+    spaces = {"features": scorer_embedding(params, device), "pixels": lambda x: to_unit_range(x)}
+    for name, embed in spaces.items():
+        if isinstance(embed, str):
+            entry[name] = {"skipped": embed}
+            continue
+        g, t, h = embed(samples), embed(train), embed(heldout)
+        entry[name] = nn_summary(g, t, h, seed) | Partition(t, h, seed).test(g).as_dict()
+    subset = torch.as_tensor(train[subsample(len(train), len(heldout), seed)])  # nn_summary's training subset
+    fid_train = evaluator.fid(samples, reference=subset)
+    entry["seconds"] = time.perf_counter() - start
+    return entry, fid_train
+
+
+def scorer_embedding(params, device):
+    """uint8 images -> the scorer's features, or why there are none: with evaluate.feature_extractor: inception
+    the scorer is used where models/scorer.pt exists (its features are what FID uses otherwise)."""
+    if not paths.SCORER_FILE.is_file():
+        return f"{paths.SCORER_FILE} not found: no scorer features to compare in (pixels only)"
+    net = load_scorer(paths.SCORER_FILE)[0].to(device)
+
+    @torch.no_grad()
+    def embed(images) -> torch.Tensor:
+        x = to_unit_range(images, device)
+        return torch.cat([net.features(b).cpu() for b in x.split(params.evaluate.batch_size)])
+
+    return embed

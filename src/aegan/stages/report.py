@@ -25,6 +25,7 @@ from aegan import paths, wall_seconds
 from aegan.atomic import atomic_path, file_set, write_json, write_text
 from aegan.report.claims import summary_entries
 from aegan.report.compose import build_document
+from aegan.report.copying import summary_entries as copying_entries
 from aegan.report.figures import draw_all
 from aegan.report.inputs import WallTime, read_inputs
 from aegan.report.render import to_html, to_markdown
@@ -50,9 +51,11 @@ def run_report(params) -> dict:
     total, known, expected = inputs.stage_seconds()
     wall = WallTime(total + wall_seconds(), known + 1, expected + 1)  # this stage too, up to now
     summary = summary_json(inputs.table, inputs.comparisons, inputs.stability, inputs.reference, rp.baseline)
-    for key, extra in summary_entries(inputs.speed, inputs.spreads, rp.baseline).items():
+    for key, extra in summary_entries(inputs.claims).items():
         summary[key] = {**summary.get(key, {}), **extra}
     summary |= study_entries(inputs.study, rp.baseline)
+    for key, extra in copying_entries(inputs).items():  # copying or generalising, per strategy (report/copying.py)
+        summary[key] = {**summary.get(key, {}), **extra}
     # all five or none: a full disk or an error leaves the previous report, figures of strategies no longer run go
     with file_set(paths.REPORTS_DIR, REPORT_SET) as staging:
         figs = draw_all(inputs, staging / "figures")
@@ -122,7 +125,7 @@ def headline_metrics(summary: dict) -> dict:
     """Per strategy: mean FID, KID (raw, x1) and recall over seeds (summary.json has the rest, the seeds
     averaged and spreads among them): three columns per strategy in `dvc exp show`."""
     return {s: {"fid": e["fid"]["mean"], "kid_x1": e["kid_mean"]["mean"], "recall": e["recall"]["mean"]}
-            for s, e in summary.items() if s not in ("reference", "speed", "seeds_needed", "study")}  # fmt: skip
+            for s, e in summary.items() if s not in ("reference", "claims", "seeds_needed", "study")}  # fmt: skip
 
 
 def log_final_metrics(runs: pd.DataFrame) -> None:

@@ -3,6 +3,10 @@
 Build the data, networks and evaluator; resume a killed run of the same
 params from its checkpoint, or start; run the shared loop; save the
 generator, its history, a sample grid and run.json.
+
+The small-sample FID curve covers the whole budget from 0 (DESIGN 3, "faster"): a strategy charged the AE's
+pretraining is scored over those steps as the generator it would have had then (`charged_curve`: the strategy
+built on the AE's snapshot, before any update of its own), at own steps `step - ae_steps` < 0 in history.csv.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from typing import Any
 import torch
 
 from aegan import paths, wall_seconds
-from aegan.ae import load_ae
+from aegan.ae import load_ae, load_snapshots
 from aegan.atomic import atomic_path, remove_stale_temps, write_json
 from aegan.checkpoint import Resumable, checkpoint_path, fingerprint
 from aegan.compute import accelerate, setup as setup_compute
@@ -85,6 +89,7 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
     steps = tp.own_steps(ae_steps)
     reference = torch.as_tensor(data.heldout_images[: tp.eval_samples])
     evaluator = Evaluator(params.evaluate, paths.SCORER_FILE, reference, device) if tp.eval_every else None
+    charged = charged_curve(cls, strategy_params, params, shape, seed, x, evaluator, ae_steps) if evaluator and ae_steps else []
 
     seed_everything(seed)
     strategy = cls(strategy_params, shape, tp.optimizer, ae).to(device)
@@ -115,6 +120,8 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
             "strategy": strategy_name, "seed": str(seed)} | {k: str(v) for k, v in target.extra.items()}  # fmt: skip
         run = Run.start(target.label, tags, logged)
         run.log_dataset(paths.DATASET_FILE, data.sha256, "training", {"shape": "x".join(map(str, data.shape))})
+        for row in charged:
+            run.log_metrics({"fid_small_vs_budget": row["fid_small"]}, ae_steps + row["step"])
 
     # ---- the loop: small-sample FID and a grid every eval_every steps, a checkpoint every checkpoint_every
     def on_eval(step: int) -> dict[str, float]:
@@ -141,13 +148,14 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
     set_autocast(strategy, None)
     save_generator(strategy.cpu(), out_dir / "generator.pt")
     strategy.to(device)
-    write_history_csv(result.history, out_dir / "history.csv")
+    write_history_csv(charged + result.history, out_dir / "history.csv")
     save_png(image_grid(to_uint8(strategy.generate(grid_eps))), out_dir / "samples.png")
     info = {
         "strategy": strategy_name, "seed": seed, "status": "diverged" if result.diverged else "finished",
         "diverged_at": result.diverged_at, "steps": result.steps_done, "ae_steps_charged": ae_steps,
         "budget": ae_steps + result.steps_done,
         "train_seconds": result.seconds - result.eval_seconds, "eval_seconds": result.eval_seconds,
+        "seconds_at_eval": {str(k): t for k, t in result.eval_times},  # own step -> training seconds: the wall axis
         "images_per_second": result.images_per_second, "generator_parameters": count_parameters(strategy.generator),
         "uses_ae": uses_ae, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds(),
         # what this run trained with, and the defaults: the report lists the differences without importing strategies
@@ -164,6 +172,26 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
     run.end("FAILED" if result.diverged else "FINISHED")
     resumable.finish()
     return info
+
+
+def charged_curve(cls, strategy_params, params, shape: NetShape, seed: int, x: torch.Tensor, evaluator: Evaluator,
+                  ae_steps: int) -> list[dict]:  # fmt: skip
+    """Small-sample FID over the AE's pretraining steps charged to this strategy: at each snapshot of the seed's AE,
+    the strategy built on it (its generator and prior, before any update of its own: the decoder with the prior it
+    samples from, or an untrained generator), as rows {"step": snapshot step - ae_steps, "fid_small"}.
+    Deterministic, so a resumed run computes the same rows again; the global RNG is re-seeded after it."""
+    tp = params.train
+    rows = []
+    for step, snapshot in load_snapshots(paths.ae_snapshots_file(seed), shape):
+        if step >= ae_steps:
+            continue
+        snapshot = snapshot.to(x.device)
+        seed_everything(seed)  # the generator a strategy starts from may be drawn (ae_manifold's): as in training
+        would_be = cls(strategy_params, shape, tp.optimizer, snapshot).to(x.device)
+        would_be.setup(x, snapshot)
+        samples = sample_uint8(would_be.generate, tp.eval_samples, shape.z_dim, seed=step, device=x.device)
+        rows.append({"step": step - ae_steps, "fid_small": evaluator.fid(samples)})
+    return rows
 
 
 def resume_run(ckpt: dict, where: Path) -> Run | None:

@@ -64,8 +64,9 @@ class BEGANAutoEncoder(nn.Module):
 
 
 class AEDisc(Strategy):
-    # gamma over the values the paper shows (0.3, 0.5, 0.7); lambda_k from the paper's 0.001 to 30x (our short budget)
-    knob_space = {"gamma": {"low": 0.3, "high": 0.7}, "lambda_k": {"low": 0.001, "high": 0.03, "log": True}}
+    # gamma, BEGAN's diversity knob, from the paper's 0.3 up to 1.0 (fakes as hard to reconstruct as real images);
+    # lambda_k from the paper's 0.001 to 30x (our short budget)
+    knob_space = {"gamma": {"low": 0.3, "high": 1.0}, "lambda_k": {"low": 0.001, "high": 0.03, "log": True}}
     name = "ae_disc"
     Params = AEDiscParams
 
