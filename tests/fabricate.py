@@ -89,7 +89,8 @@ def fabricate(repo: Path):
                                          "train_seconds": 1.0, "steps": 10, "wall_seconds": WALL})  # fmt: skip
     for seed, seconds in AE_SECONDS.items():
         _write(repo / f"models/ae/ae-{seed}.json", {"seed": seed, "train_seconds": seconds, "heldout_mse": 0.01,
-                                                    "steps": AE_STEPS, "wall_seconds": WALL})  # fmt: skip
+                                                    "steps": AE_STEPS, "wall_seconds": WALL,
+                                                    "snapshot_seconds": {"0": 0.0, "20": 2.0, "40": 4.0}})  # fmt: skip
     _write(repo / "reports/eval/reference.json", {
         "feature_extractor": "aegan-scorer-000000000000", "num_samples": 2000, "num_reference": 449,
         "num_real_samples": 1348,
@@ -121,6 +122,7 @@ def fabricate(repo: Path):
                 "diverged_at": DIVERGED_AT.get((s, seed)), "steps": (steps := DIVERGED_AT.get((s, seed), OWN_STEPS[s])),
                 "ae_steps_charged": (charged := AE_STEPS if s == "ae_init" else 0), "budget": steps + charged,
                 "num_samples": 2000, "num_reference": 449,
+                "seconds_at_eval": {str(k): 0.1 * k for k in FID_SMALL[s] if k >= 0},  # training seconds at each
                 "train_seconds": 10.0, "images_per_second": 640.0, "generator_parameters": 1234,
                 "uses_ae": s == "ae_init", "metrics": metrics if finished else {},
                 "class_counts": CLASS_COUNTS[s] if finished else None, "feature_extractor": "aegan-scorer-000000000000",

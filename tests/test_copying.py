@@ -17,6 +17,7 @@ from scipy import stats
 
 import fabricate as F
 from aegan import copying as C
+from aegan.report import copying as R
 
 ALPHA = 0.05
 
@@ -145,7 +146,7 @@ def test_strategy_judge_keeps_its_level_although_seeds_share_the_heldout_images(
     for i in range(repeats):
         part = C.Partition(mixture(rng, 240), mixture(rng, 80), seed=i)
         tests = {(s, "x"): [part.test(mixture(rng, 320)).as_dict() for _ in range(seeds)] for s in ("a", "b")}
-        verdicts = C.judge(tests, ALPHA)
+        verdicts = R.judge(tests, ALPHA)
         family += any(v.flagged for v in verdicts)
         combined += verdicts[0].p < ALPHA
         plain += stats.norm.cdf(sum(r["z"] for r in tests[("a", "x")]) / math.sqrt(seeds)) < ALPHA
@@ -161,7 +162,7 @@ def test_judge_flags_the_copier_among_fair_strategies_and_holm_counts_every_test
     tests = {("fair", "x"): [part.test(mixture(rng, 500)).as_dict() for _ in range(3)],
              ("copier", "x"): [part.test(copier(rng, train, 500, 0.3)).as_dict() for _ in range(3)],
              ("none", "x"): []}  # fmt: skip
-    by = {v.strategy: v for v in C.judge(tests, ALPHA)}
+    by = {v.strategy: v for v in R.judge(tests, ALPHA)}
     assert by["copier"].flagged and not by["fair"].flagged and not by["none"].flagged
     # Holm over the two tests with a p (the strategy without runs is not counted): the smaller p doubled
     assert by["copier"].p_holm == pytest.approx(min(1.0, 2 * by["copier"].p))
@@ -171,10 +172,10 @@ def test_judge_flags_the_copier_among_fair_strategies_and_holm_counts_every_test
 
 def test_runs_on_other_cells_are_combined_as_fully_correlated():
     cells = [[45, 200, 0.1], [44, 200, None]]
-    assert C.run_correlation(cells, [[46, 200, 0.1], [43, 200, None]]) == 1.0
-    assert C.run_correlation(cells, None) == 1.0
-    assert C.run_correlation(cells, cells) == pytest.approx(math.sqrt(200 * 200 / (246 * 246)))
-    z, p = C.combine_runs([{"z": -1.0}, {"z": -1.0}])  # no cell detail: the mean, always valid
+    assert R.run_correlation(cells, [[46, 200, 0.1], [43, 200, None]]) == 1.0
+    assert R.run_correlation(cells, None) == 1.0
+    assert R.run_correlation(cells, cells) == pytest.approx(math.sqrt(200 * 200 / (246 * 246)))
+    z, p = R.combine_runs([{"z": -1.0}, {"z": -1.0}])  # no cell detail: the mean, always valid
     assert z == pytest.approx(-1.0) and p == pytest.approx(stats.norm.cdf(-1.0))
 
 

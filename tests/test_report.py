@@ -158,7 +158,7 @@ def test_every_figure_is_written_referenced_and_embedded(report):
     repo, _, md, html = report
     figures = sorted((repo / "reports/figures").glob("*.png"))
     names = {p.name for p in figures}
-    assert names == {"fid_curves.png", "losses.png", "final_fid.png", "samples.png", "class_coverage.png", "began.png"}
+    assert names == {"fid_curves.png", "fid_seconds.png", "losses.png", "final_fid.png", "samples.png", "class_coverage.png", "began.png"}
     for p in figures:
         data = p.read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 2000, p.name
@@ -333,6 +333,9 @@ def test_the_claims_are_measured_from_budget_0_with_targets_failures_and_primary
     assert summary["claims"]["area_budget_span"] == [0.0, 90.0] and summary["claims"]["eval_every"] == 20
     assert summary["dcgan"]["claims"]["budget_to_2x"] == {"mean": 60.0, "reached": 3, "runs": 3}
     assert summary["ae_init"]["claims"]["budget_to_2x"]["mean"] == 40.0
+    # seconds: dcgan's 0.1 s per own step; ae_init's AE snapshot at step 40 was taken 4 s into its pretraining
+    assert summary["dcgan"]["claims"]["seconds_to_2x"]["mean"] == pytest.approx(6.0)
+    assert summary["ae_init"]["claims"]["seconds_to_2x"]["mean"] == pytest.approx(4.0)
     assert summary["dcgan"]["claims"]["budget_to_1.1x"]["mean"] == 100.0  # 20 <= 22 at the last evaluation
     assert summary["ae_disc"]["claims"]["budget_to_2x"] == {"mean": None, "reached": 0, "runs": 1}
     assert summary["ae_disc"]["claims"]["runs_failed"] == {"failed": 3, "runs": 3, "diverged": 2, "collapsed": 1}
@@ -344,7 +347,7 @@ def test_the_claims_are_measured_from_budget_0_with_targets_failures_and_primary
     failed = row(md, "`ae_disc`", "The three claims, measure by measure, against `dcgan`", "3")
     assert failed[2:5] == ["3", "1", "2"]
     # the secondary speed table: dcgan reached 2x at 60 in every run
-    assert row(md, "`dcgan`", "The three claims, measure by measure, against `dcgan`", "60 (3 of 3); n/a s")
+    assert row(md, "`dcgan`", "The three claims, measure by measure, against `dcgan`", "60 (3 of 3); 6 s")
     # ae_init: a lower area than dcgan (it starts from the decoder) and sooner to 2x, but never at 1.25x (25; its
     # best is 30): the two speed measures disagree, and the report says why
     assert ("`ae_init` has a lower mean log FID over the budget than `dcgan` but reaches 1.25x `dcgan`'s final FID "
@@ -365,3 +368,23 @@ def test_the_findings_lead_with_the_three_claims_per_strategy(report):
     assert "Primary measures, declared before the run (report.primary): better: FID (log scale)" in findings
     assert ae_init[2].startswith("not testable") or ae_init[2].startswith("no clear difference")
     assert row(md, "`ae_disc`", "Findings")[1].startswith("not testable")
+
+
+def test_verdicts_are_provisional_only_while_the_baseline_has_not_flattened(report, monkeypatch):
+    """The fabricated dcgan changes 32% over the last quarter: every verdict provisional (above). Once it has
+    flattened, no verdict carries the mark."""
+    import dataclasses
+
+    from aegan.params import validate_params
+    from aegan.report.budget import Plateau
+    from aegan.report.findings import claims_table
+    from aegan.report.inputs import read_inputs
+
+    repo, _, _, _ = report
+    monkeypatch.chdir(repo)
+    inputs = read_inputs(validate_params(F.PARAMS))
+    marked = claims_table(inputs, 0.05)
+    assert any("*(provisional)*" in cell for row in marked.rows for cell in row) and "**Provisional:**" in marked.note
+    flat = dataclasses.replace(inputs, plateau=Plateau(True, 20.0, 20.5, 0.02, 0.1))
+    table = claims_table(flat, 0.05)
+    assert not any("provisional" in cell for row in table.rows for cell in row) and "Provisional" not in table.note

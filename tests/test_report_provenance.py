@@ -129,3 +129,25 @@ def test_the_stage_commands_record_the_params_they_declare():
     assert not any(k.startswith("dcgan.") for k in recorded)
     scored = declared_values(stage_view(params, evaluate.PARAMS), evaluate.PARAMS)
     assert {k.split(".")[0] for k in scored} == {"compute", "model", "evaluate"}
+
+
+def test_the_commit_is_clean_when_only_the_pipeline_wrote_to_tracked_files(tmp_path, monkeypatch):
+    """dvc.lock and the outputs kept in git change while the pipeline runs: the report still names a clean commit;
+    an edit to code or params does not."""
+    import subprocess
+
+    from aegan.tracking import git_dirty
+
+    monkeypatch.chdir(tmp_path)
+    for path in ("src/code.py", "params.yaml", "dvc.lock", "reports/report.md", "models/ae/ae-0.json"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("v1\n")
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "."], check=True)
+    subprocess.run([*git, "commit", "-qm", "one"], check=True)
+    for path in ("dvc.lock", "reports/report.md", "models/ae/ae-0.json"):
+        (tmp_path / path).write_text("v2\n")
+    assert not git_dirty()
+    (tmp_path / "params.yaml").write_text("v2\n")
+    assert git_dirty()

@@ -252,3 +252,20 @@ def test_the_fid_curve_starts_at_budget_0_with_the_charged_ae_steps(repo):
     assert max(at[-20], at[-10]) < 1.2 * at[0] and min(at[-20], at[-10]) > 0.8 * at[0]  # same generator, other latents
     ae_info = json.loads((repo / "models" / "ae" / f"ae-{SEED}.json").read_text())
     assert sorted(map(int, ae_info["snapshot_seconds"])) == [0, 10, 20]  # the wall axis of the charged part
+
+
+def test_snapshots_of_another_kind_or_shape_are_refused_in_one_line(repo):
+    from aegan.ae import load_snapshots
+    from aegan.nets import NetShape
+
+    ae_file = repo / "models" / "ae" / f"ae-{SEED}.pt"
+    snapshots = repo / "models" / "ae" / f"ae-{SEED}-snapshots.pt"
+    shape = NetShape(**torch.load(snapshots, weights_only=True)["shape"])
+    assert [step for step, _ in load_snapshots(snapshots, shape)] == [0, 10, 20]
+    with pytest.raises(UserError, match=r"ae-0\.pt: not a valid autoencoder snapshots file \(ValueError\): re-run"):
+        load_snapshots(ae_file, shape)  # the AE itself, not its snapshots
+    other = NetShape(shape.image_size, shape.channels, shape.z_dim, shape.width * 2)
+    with pytest.raises(UserError, match=r"built for .* but params.yaml asks for .*: re-run `aegan pretrain-ae`"):
+        load_snapshots(snapshots, other)
+    with pytest.raises(UserError, match=r"autoencoder snapshots not found: run `aegan pretrain-ae"):
+        load_snapshots(repo / "nothing.pt", shape)

@@ -18,18 +18,7 @@ def save_ae(ae: AutoEncoder, path: Path) -> None:
 
 def load_ae(path: str | Path, shape: NetShape, device: torch.device | str = "cpu") -> AutoEncoder:
     """Load the pretrained AE, refusing one built for another architecture."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: pretrained autoencoder not found: run `aegan pretrain-ae --seed N` (or `dvc repro pretrain_ae`)")
-    try:
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-        if bundle.get("kind") != "aegan-ae":  # a generator, scorer or checkpoint
-            raise ValueError("not an autoencoder")
-        saved = NetShape(**bundle["shape"])
-    except Exception as err:
-        raise UserError(f"{path}: not a valid autoencoder checkpoint ({type(err).__name__}): re-run `aegan pretrain-ae`") from None
-    if saved != shape:
-        raise UserError(f"{path}: built for {saved}, but params.yaml asks for {shape}: re-run `aegan pretrain-ae`")
+    bundle = _read(Path(path), "aegan-ae", "autoencoder", shape)
     ae = AutoEncoder(shape)
     ae.load_state_dict(bundle["state_dict"])
     return ae.to(device).eval()
@@ -45,24 +34,28 @@ def save_snapshots(shape: NetShape, snapshots: list[tuple[int, float, dict]], pa
 
 def load_snapshots(path: str | Path, shape: NetShape) -> list[tuple[int, AutoEncoder]]:
     """(step, AE in eval mode on the CPU) of every snapshot `save_snapshots` wrote, refusing another architecture."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{path}: autoencoder snapshots not found: run `aegan pretrain-ae --seed N` (or `dvc repro pretrain_ae`)")
-    try:
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-        if bundle.get("kind") != "aegan-ae-snapshots":
-            raise ValueError("not autoencoder snapshots")
-        saved = NetShape(**bundle["shape"])
-    except Exception as err:
-        raise UserError(f"{path}: not valid autoencoder snapshots ({type(err).__name__}): re-run `aegan pretrain-ae`") from None
-    if saved != shape:
-        raise UserError(f"{path}: built for {saved}, but params.yaml asks for {shape}: re-run `aegan pretrain-ae`")
     out = []
-    for snap in bundle["snapshots"]:
+    for snap in _read(Path(path), "aegan-ae-snapshots", "autoencoder snapshots", shape)["snapshots"]:
         ae = AutoEncoder(shape)
         ae.load_state_dict(snap["state_dict"])
         out.append((int(snap["step"]), ae.eval()))
     return out
+
+
+def _read(path: Path, kind: str, what: str, shape: NetShape) -> dict:
+    """A file `pretrain_ae` wrote, of `kind` and built for `shape`; a one-line error naming the fix otherwise."""
+    if not path.is_file():
+        raise UserError(f"{path}: {what} not found: run `aegan pretrain-ae --seed N` (or `dvc repro pretrain_ae`)")
+    try:
+        bundle = torch.load(path, map_location="cpu", weights_only=True)
+        if bundle.get("kind") != kind:  # a generator, scorer, checkpoint, or the other AE file
+            raise ValueError(f"not {what}")
+        saved = NetShape(**bundle["shape"])
+    except Exception as err:
+        raise UserError(f"{path}: not a valid {what} file ({type(err).__name__}): re-run `aegan pretrain-ae`") from None
+    if saved != shape:
+        raise UserError(f"{path}: built for {saved}, but params.yaml asks for {shape}: re-run `aegan pretrain-ae`")
+    return bundle
 
 
 class AETrainer:

@@ -14,8 +14,8 @@ held-out split and still generalises nothing. Two measures tell the two apart, p
   Generative Models" (AISTATS): `Partition` and `CopyingTest`. Its null: generated samples lie as far from the
   training set as held-out images do, cell by cell.
 
-The runs of one strategy (its training seeds) are judged together by `judge`. A leaf module: numpy, scipy and
-torch only, so tests can run it on synthetic data where the answer is known.
+The runs of one strategy (its training seeds) are judged together in the report (report/copying.py `judge`). A
+leaf module: numpy, scipy and torch only, so tests can run it on synthetic data where the answer is known.
 """
 
 from __future__ import annotations
@@ -179,83 +179,3 @@ def normal_cdf(z: float) -> float:
     from scipy.stats import norm
 
     return float(norm.cdf(z))
-
-
-# ------------------------------------------------------------------ a strategy, over its runs
-def run_correlation(a: list[list], b: list[list]) -> float:
-    """Null correlation of two runs' Z (their `cells`), generated independently but tested against the same
-    held-out images and partition.
-
-    In a cell with n held-out images and m_a, m_b generated samples, the two U statistics share the held-out
-    points: Cov(U_a, U_b) = n m_a m_b / 12, so corr(Z_U,a, Z_U,b) = sqrt(m_a m_b / ((m_a + n + 1)(m_b + n + 1)));
-    across cells they are independent. With w = P_n(pi) over the cells each run used,
-
-        corr(Z_a, Z_b) = sum_{pi in both} w^2 rho_pi / sqrt(sum_{pi in a} w^2 * sum_{pi in b} w^2).
-
-    Runs on different partitions or held-out sets (their held-out counts differ), or without cell detail: 1, the
-    largest possible, which keeps the combined test valid (conservative).
-    """
-    if not a or not b or [c[0] for c in a] != [c[0] for c in b]:
-        return 1.0
-    both = sum(ca[0] ** 2 * math.sqrt(ca[1] * cb[1] / ((ca[1] + ca[0] + 1) * (cb[1] + cb[0] + 1)))
-               for ca, cb in zip(a, b) if ca[2] is not None and cb[2] is not None)  # fmt: skip
-    sa, sb = (sum(c[0] ** 2 for c in cells if c[2] is not None) for cells in (a, b))
-    return both / math.sqrt(sa * sb) if sa > 0 and sb > 0 else 1.0
-
-
-def combine_runs(runs: list[dict]) -> tuple[float, float]:
-    """Stouffer's Z over a strategy's runs ({"z", "cells"} each) and its one-sided p = Phi(Z).
-
-    The runs share the held-out images, so their Z are positively correlated under the null (about m / (m + n)
-    per cell: 0.8 with 2000 samples against 449 held-out images); plain Stouffer, sum z / sqrt(r), would then
-    flag fair strategies far more often than alpha. The generalised form (Strube 1985) divides by the null
-    standard deviation of the sum instead:
-
-        Z = sum_i z_i / sqrt(sum_i sum_j rho_ij),   rho_ii = 1, rho_ij = `run_correlation`.
-    """
-    runs = [r for r in runs if r.get("z") is not None and math.isfinite(r["z"])]
-    if not runs:
-        return math.nan, math.nan
-    total = sum(1.0 if i == j else run_correlation(a.get("cells"), b.get("cells"))
-                for i, a in enumerate(runs) for j, b in enumerate(runs))  # fmt: skip
-    z = sum(r["z"] for r in runs) / math.sqrt(total)
-    return z, normal_cdf(z)
-
-
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm's step-down adjustment: p_(i) -> max_{j <= i} min(1, (m - j + 1) p_(j)); NaN stays NaN, not counted."""
-    idx = [i for i, p in enumerate(pvalues) if math.isfinite(p)]
-    out, running = [math.nan] * len(pvalues), 0.0
-    for rank, i in enumerate(sorted(idx, key=lambda i: pvalues[i])):
-        running = max(running, min(1.0, (len(idx) - rank) * pvalues[i]))
-        out[i] = running
-    return out
-
-
-@dataclass(frozen=True)
-class Verdict:
-    """One strategy in one feature space: its runs' combined C_T test, Holm-adjusted across the family."""
-
-    strategy: str
-    space: str  # "features" or "pixels"
-    runs: int  # runs with a finite Z
-    z_mean: float  # mean of the runs' Z
-    z: float  # combined (`combine_runs`)
-    p: float  # one-sided, Phi(z)
-    p_holm: float  # Holm across every (strategy, space) tested
-    flagged: bool  # p_holm < alpha: samples measurably closer to the training images than held-out images are
-
-
-def judge(tests: dict[tuple[str, str], list[dict]], alpha: float) -> list[Verdict]:
-    """Per (strategy, space): its runs' tests ({"z", "cells"} each) combined (`combine_runs`), one-sided p, Holm
-    across the family of every (strategy, space) with a finite p; flagged when the adjusted p < alpha. The family
-    error rate (some fair strategy flagged in some space) is then at most alpha."""
-    keys = list(tests)
-    combined = [combine_runs(tests[k]) for k in keys]
-    adjusted = holm([p for _, p in combined])
-    out = []
-    for (strategy, space), (z, p), p_adj in zip(keys, combined, adjusted):
-        zs = [r["z"] for r in tests[(strategy, space)] if r.get("z") is not None and math.isfinite(r["z"])]
-        out.append(Verdict(strategy, space, len(zs), float(np.mean(zs)) if zs else math.nan, z, p, p_adj,
-                           bool(math.isfinite(p_adj) and p_adj < alpha)))  # fmt: skip
-    return out

@@ -23,7 +23,7 @@ _MNIST_LIKE: dict[str, Any] = {
     "model": {"z_dim": 64, "width": 64},
     "train_scorer": {"steps": 2000, "batch_size": 128, "width": 32, "feature_dim": 128},
     "pretrain_ae": {"steps": 3000, "batch_size": 128},
-    "train": {"budget": 10000, "batch_size": 128, "log_every": 50, "eval_every": 1000, "eval_samples": 2000},
+    "train": {"budget": 10000, "batch_size": 128, "log_every": 50, "eval_every": 250, "eval_samples": 2000},
     "evaluate": {"num_samples": 10000, "kid_subset_size": 1000, "batch_size": 500},
     "seeds": [0, 1, 2, 3, 4],
 }
@@ -39,7 +39,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "model": {"z_dim": 128, "width": 64},
         "train_scorer": {"steps": 5000, "batch_size": 128, "width": 64, "feature_dim": 256},
         "pretrain_ae": {"steps": 5000, "batch_size": 128},
-        "train": {"budget": 20000, "batch_size": 128, "log_every": 50, "eval_every": 2000, "eval_samples": 2000},
+        "train": {"budget": 20000, "batch_size": 128, "log_every": 50, "eval_every": 500, "eval_samples": 2000},
         "evaluate": {"num_samples": 10000, "kid_subset_size": 1000, "batch_size": 500},
         "seeds": [0, 1, 2],
         "report": {"title": "Autoencoder/GAN fusion strategies on CIFAR-10"}},

@@ -66,6 +66,7 @@ class Claims:
     eval_every: int
     baseline: str
     alpha: float
+    curves: dict[tuple[str, int], Curve]  # each finished run's curve on the budget and the seconds axes
 
     def test(self, strategy: str, measure: str) -> Comparison | None:
         return next((t for t in self.tests if t.strategy == strategy and t.metric == measure), None)
@@ -175,7 +176,7 @@ def failure_tests(table: pd.DataFrame, baseline: str, strategies: list[str]) -> 
         if s == baseline:
             continue
         k, n = counts(s)
-        c = Comparison(s, "failure_rate", n, nb, k / n - kb / nb if n and nb else math.nan)
+        c = Comparison(s, "failure_rate", n, nb, k / n - kb / nb if n and nb else math.nan, events=(k, kb))
         if n and nb:
             # no failure, or only failures, on both sides: the proportions cannot differ in this sample
             same = (k == 0 and kb == 0) or (k == n and kb == nb)
@@ -228,7 +229,7 @@ def claims(runs: pd.DataFrame, histories: dict, ae: dict[int, dict], study_runs:
         for t, p_adj in zip(family, holm([t.p_value for t in family])):
             t.p_adjusted, t.family = p_adj, sum(math.isfinite(x.p_value) for x in family)
             t.verdict = reading(t, base, alpha)
-    return Claims(table, tests, primary, targets, span, params.train.eval_every, base, alpha)
+    return Claims(table, tests, primary, targets, span, params.train.eval_every, base, alpha, curves)
 
 
 def reading(t: Comparison, base: str, alpha: float) -> str:
@@ -250,8 +251,8 @@ def figure(t: Comparison) -> str:
     """The figure that decides a test, in the measure's own terms."""
     if not math.isfinite(t.delta):
         return "n/a"
-    if t.metric == "failure_rate":
-        return f"Δ share failed {t.delta:+.2f}"
+    if t.events is not None:
+        return f"failed {t.events[0]} of {t.n} vs {t.events[1]} of {t.n_baseline}"
     if t.metric in RATIO_MEASURES:
         ci = f" [{math.exp(t.ci_low):.3g}, {math.exp(t.ci_high):.3g}]" if math.isfinite(t.ci_low) else ""
         return f"ratio {math.exp(t.delta):.3g}{ci}"
@@ -333,7 +334,7 @@ def summary_entries(cl: Claims | None) -> dict:
         out[t.strategy]["claims"][t.metric] = {
             "primary": t.primary, "delta": t.delta, "ratio": math.exp(t.delta) if t.metric in RATIO_MEASURES and
             math.isfinite(t.delta) else None, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p_value,
-            "p_holm": t.p_adjusted, "n": t.n, "n_baseline": t.n_baseline, "verdict": t.verdict}  # fmt: skip
+            "p_holm": t.p_adjusted, "n": t.n, "n_baseline": t.n_baseline}  # fmt: skip
     for s, g in cl.runs.groupby("strategy", sort=False):
         out[s]["claims"]["runs_failed"] = {"failed": int(g["failed"].sum()), "runs": int(len(g)),
                                            "diverged": int(g["diverged"].sum()), "collapsed": int(g["collapsed"].sum())}

@@ -48,6 +48,7 @@ class Comparison:
     confidence: float = math.nan  # the level the comparison was made at (alpha = 1 - confidence)
     log: bool = False  # values were compared as logs: delta, intervals and detectable are log ratios
     primary: bool = False  # the declared primary measure of its claim (claims.py): only these give verdicts
+    events: tuple[int, int] | None = None  # a test of proportions: (runs with the event, the baseline's runs with it)
 
 
 def holm(pvalues: list[float]) -> list[float]:

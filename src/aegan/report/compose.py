@@ -196,15 +196,19 @@ def _osc(std: float, rel: float) -> str:
 def figures_section(doc: Document, figs: dict[str, Path]) -> None:
     captions = {
         "fid_curves": "Small-sample FID against the budget (generator-side updates, AE pretraining included), mean over "
-                      "seeds with a ± std band (log scale); AE strategies start where their pretraining ends.",
+                      "seeds with a ± std band (log scale), from budget 0: over the AE pretraining a strategy is "
+                      "charged, the generator it would have had then (the decoder with its prior, or its untrained "
+                      "generator); the dotted line is where its own training starts.",
+        "fid_seconds": "Small-sample FID against training seconds on this machine, one line per run (AE pretraining "
+                       "included where charged; evaluation time excluded): the wall-clock view of the same curves.",
         "final_fid": "Final FID of each training seed (dots) and their mean (bar); the dashed line is the real-vs-real floor.",
         "losses": "Generator and discriminator losses per strategy, mean over seeds with a ± std band.",
         "samples": "The same fixed latent batch through every strategy (columns) and seed (rows), next to held-out images.",
         "class_coverage": "Which scorer class each generated sample falls in (mean share over seeds): missing classes are dropped modes.",
         "began": "BEGAN's control variable k_t and convergence measure M over training, mean ± std over seeds.",
     }  # fmt: skip
-    titles = {"fid_curves": "Curves", "final_fid": "Final FID per seed", "samples": "Samples", "class_coverage": "Mode coverage", "began": "BEGAN equilibrium"}
-    for key in ("fid_curves", "losses", "final_fid", "samples", "class_coverage", "began"):
+    titles = {"fid_curves": "Curves", "fid_seconds": "Curves against wall-clock time", "final_fid": "Final FID per seed", "samples": "Samples", "class_coverage": "Mode coverage", "began": "BEGAN equilibrium"}
+    for key in ("fid_curves", "fid_seconds", "losses", "final_fid", "samples", "class_coverage", "began"):
         path = figs.get(key)
         if path is None:
             continue

@@ -35,6 +35,7 @@ def draw_all(inputs: ReportInputs, out: Path) -> dict[str, Path]:
     ae_steps = max((charged_steps(runs, s) for s in strategies), default=0)
     figs = {
         "fid_curves": fid_curves(inputs.curves, floor, ae_steps, out / "fid_curves.png"),
+        "fid_seconds": fid_seconds(inputs.claims.curves if inputs.claims else {}, strategies, out / "fid_seconds.png"),
         "losses": losses(histories, strategies, seeds, out / "losses.png"),
         "final_fid": final_fid(runs, strategies, floor, out / "final_fid.png"),
         "samples": sample_grids(real_grid(),
@@ -107,6 +108,30 @@ def fid_curves(curves: dict[str, pd.DataFrame], floor: float | None, ae_steps: i
         ax.set_yscale("log")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8, ncol=2)
+    return _save(fig, path)
+
+
+def fid_seconds(curves: dict, strategies: list[str], path: Path) -> Path:
+    """Small-sample FID against training seconds (the AE's pretraining included for the strategies charged it),
+    one line per run: the wall-clock axis beside the budget axis (machine-dependent; evaluation time excluded)."""
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    colors = _colors(strategies)
+    labelled = set()
+    for (s, _), c in curves.items():
+        known = np.isfinite(c.seconds)
+        if known.sum() < 2:
+            continue
+        ax.plot(c.seconds[known], c.fid[known], color=colors.get(s, "0.5"), lw=1.0, alpha=0.8,
+                label=None if s in labelled else s)  # fmt: skip
+        labelled.add(s)
+    if labelled:
+        ax.set_yscale("log")
+        ax.legend(fontsize=8, ncol=2)
+    else:
+        ax.text(0.5, 0.5, "no training times recorded with the FID curves", ha="center", transform=ax.transAxes)
+    ax.set(xlabel="training seconds (AE pretraining included where charged; this machine)",
+           ylabel="small-sample FID (log scale)", title="FID against wall-clock training time, one line per run")
+    ax.grid(alpha=0.3, which="both")
     return _save(fig, path)
 
 

@@ -84,7 +84,7 @@ def copying_entry(samples: torch.Tensor, data, evaluator, params, device) -> tup
     against that training subset (`fid_train`), beside the FID against the held-out split.
 
     The subset and the test's k-means are seeded by evaluate.sample_seed: every run is compared with the same
-    images and cells, so the report can combine a strategy's seeds (`copying.judge`)."""
+    images and cells, so the report can combine a strategy's seeds (report/copying.py `judge`)."""
     start, seed = time.perf_counter(), params.evaluate.sample_seed
     train, heldout = data.train_images, data.heldout_images
     entry: dict = {"samples": len(samples), "heldout": len(heldout), "train_subset": min(len(train), len(heldout)),

@@ -12,6 +12,7 @@ built on the AE's snapshot, before any update of its own), at own steps `step - 
 from __future__ import annotations
 
 import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -89,7 +90,9 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
     steps = tp.own_steps(ae_steps)
     reference = torch.as_tensor(data.heldout_images[: tp.eval_samples])
     evaluator = Evaluator(params.evaluate, paths.SCORER_FILE, reference, device) if tp.eval_every else None
+    started = time.perf_counter()
     charged = charged_curve(cls, strategy_params, params, shape, seed, x, evaluator, ae_steps) if evaluator and ae_steps else []
+    charged_seconds = time.perf_counter() - started
 
     seed_everything(seed)
     strategy = cls(strategy_params, shape, tp.optimizer, ae).to(device)
@@ -155,6 +158,7 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
         "diverged_at": result.diverged_at, "steps": result.steps_done, "ae_steps_charged": ae_steps,
         "budget": ae_steps + result.steps_done,
         "train_seconds": result.seconds - result.eval_seconds, "eval_seconds": result.eval_seconds,
+        "charged_eval_seconds": charged_seconds,  # scoring the charged AE steps' generators (before training)
         "seconds_at_eval": {str(k): t for k, t in result.eval_times},  # own step -> training seconds: the wall axis
         "images_per_second": result.images_per_second, "generator_parameters": count_parameters(strategy.generator),
         "uses_ae": uses_ae, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds(),
