@@ -136,3 +136,15 @@ def test_study_runs_count_in_the_failure_rate_but_setting_0_only_once():
     t = cl.test("ae_disc", "failure_rate")
     assert (t.n, t.n_baseline) == (6, 6)  # 2 seeds + 2 drawn settings x 2 seeds; setting 0 is the seeds' own runs
     assert t.delta == pytest.approx(1.0)
+
+
+def test_the_spread_test_needs_three_runs_a_side():
+    """Brown-Forsythe on 2 values a side is degenerate (both deviate equally from their median: W is infinite and
+    p 0, whatever the spreads): it is not run, and the reading says why."""
+    from aegan.report.claims import spread_tests
+
+    runs = pd.DataFrame({"strategy": ["dcgan"] * 2 + ["ae_init"] * 2, "status": "finished",
+                         "fid": [30.0, 31.0, 30.0, 60.0]})  # fmt: skip
+    (t,) = spread_tests(runs, "dcgan", ALPHA)
+    assert math.isnan(t.p_value) and t.verdict.startswith("n too small to tell: 2 finished seeds against 2")
+

@@ -287,8 +287,8 @@ def spread_tests(runs: pd.DataFrame, baseline: str, alpha: float, metric: str = 
             continue
         t = Spread(s, len(a), len(base), float(a.std(ddof=1)) if len(a) > 1 else math.nan,
                    float(base.std(ddof=1)) if len(base) > 1 else math.nan)  # fmt: skip
-        if len(a) < 2 or len(base) < 2:
-            t.verdict = f"n too small to tell: {len(a)} finished {unit} against {len(base)}; the test needs 2 a side"
+        if len(a) < 3 or len(base) < 3:  # with 2 values both sit equally far from their median: no spread to compare
+            t.verdict = f"n too small to tell: {len(a)} finished {unit} against {len(base)}; the test needs 3 a side"
         elif np.ptp(a) == 0 and np.ptp(base) == 0:
             t.verdict = "undefined: no spread on either side"
         else:

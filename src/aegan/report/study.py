@@ -161,7 +161,7 @@ def summary_entries(study: Study | None, baseline: str) -> dict:
         out[r["strategy"]] = entry
     for c in study.comparisons:
         if math.isfinite(c.p_value):
-            out[c.strategy][f"best_{c.metric}_minus_{baseline}"] = {
+            out[c.strategy][f"best_{'log_' if c.log else ''}{c.metric}_minus_{baseline}"] = {
                 "mean": c.delta, "ci_low": c.ci_low, "ci_high": c.ci_high, "p": c.p_value, "p_holm": c.p_adjusted,
                 "detectable": c.detectable}  # fmt: skip
     for t in study.spreads:
