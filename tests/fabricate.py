@@ -9,6 +9,7 @@ packed dataset, which the real `prepare` stage makes from the bundled digits (no
 from __future__ import annotations
 
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -134,6 +135,20 @@ def fabricate(repo: Path):
             (run_dir / "history.csv").write_text(history(s, seed))
             Image.fromarray(rng.integers(0, 256, (69, 69), dtype=np.uint8)).save(run_dir / "samples.png")
     return params
+
+
+@contextmanager
+def in_repo(repo: Path):
+    """Work in `repo` with its own tracking DB while inside (for a module-scoped fixture: no monkeypatch there)."""
+    import pytest
+
+    mp = pytest.MonkeyPatch()
+    mp.chdir(repo)
+    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
+    try:
+        yield
+    finally:
+        mp.undo()
 
 
 def reported(repo: Path, monkeypatch) -> None:

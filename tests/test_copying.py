@@ -249,15 +249,10 @@ def reported(tmp_path_factory):
     from aegan.stages.report import run_report
 
     repo = tmp_path_factory.mktemp("copying_report")
-    mp = pytest.MonkeyPatch()
-    mp.chdir(repo)
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
-    try:
+    with F.in_repo(repo):
         params = F.fabricate(repo)
         run_report(params)
         sentence = copying_sentence(read_inputs(params))
-    finally:
-        mp.undo()
     summary = json.loads((repo / "reports/summary.json").read_text())
     return summary, (repo / "reports/report.md").read_text(), sentence
 

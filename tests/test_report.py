@@ -22,14 +22,8 @@ def report(tmp_path_factory):
     from aegan.stages.report import run_report
 
     repo = tmp_path_factory.mktemp("report")
-    mp = pytest.MonkeyPatch()
-    mp.chdir(repo)
-    mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
-    try:
-        params = F.fabricate(repo)
-        run_report(params)
-    finally:
-        mp.undo()
+    with F.in_repo(repo):
+        run_report(F.fabricate(repo))
     summary = json.loads((repo / "reports/summary.json").read_text())  # what `dvc metrics show` reads
     md = (repo / "reports/report.md").read_text()
     html = (repo / "reports/report.html").read_text()
