@@ -138,13 +138,38 @@ def test_study_runs_count_in_the_failure_rate_but_setting_0_only_once():
     assert t.delta == pytest.approx(1.0)
 
 
-def test_the_spread_test_needs_three_runs_a_side():
-    """Brown-Forsythe on 2 values a side is degenerate (both deviate equally from their median: W is infinite and
-    p 0, whatever the spreads): it is not run, and the reading says why."""
+def test_the_spread_test_is_an_f_test_on_log_values_and_keeps_its_level_at_two_runs_a_side():
+    """Brown-Forsythe at 2 values a side was degenerate (p 0 whatever the spreads) and liberal at 4 (7%): the F test
+    of the ratio of variances of log FID is exact for normal logs at any n >= 2."""
+    from scipy import stats
+
     from aegan.report.claims import spread_tests
 
     runs = pd.DataFrame({"strategy": ["dcgan"] * 2 + ["ae_init"] * 2, "status": "finished",
                          "fid": [30.0, 31.0, 30.0, 60.0]})  # fmt: skip
     (t,) = spread_tests(runs, "dcgan", ALPHA)
-    assert math.isnan(t.p_value) and t.verdict.startswith("n too small to tell: 2 finished seeds against 2")
+    f = np.log([30.0, 60.0]).var(ddof=1) / np.log([30.0, 31.0]).var(ddof=1)
+    assert t.p_value == pytest.approx(2 * stats.f(1, 1).sf(f)) and 0 < t.p_value < 1
+    rng = np.random.default_rng(9)
+    rejections = 0
+    for _ in range(1000):
+        fids = 30 * np.exp(rng.normal(0, 0.2, 4))
+        runs = pd.DataFrame({"strategy": ["dcgan", "dcgan", "ae_init", "ae_init"], "status": "finished", "fid": fids})
+        rejections += spread_tests(runs, "dcgan", ALPHA)[0].p_value < ALPHA
+    assert rejections / 1000 <= ALPHA + 2 * math.sqrt(ALPHA * (1 - ALPHA) / 1000)
 
+
+def test_with_no_difference_the_secondary_tests_call_one_at_most_at_the_nominal_rate():
+    """The secondary measures are tests too: KID (Welch), late oscillation (Welch on logs) and the spread over seeds
+    (F test on log FID), 300 null repeats at 4 seeds a side, each below α plus binomial slack."""
+    rng = np.random.default_rng(8)
+    calls = {"kid_mean": 0, "fid_oscillation": 0, "fid_spread": 0}
+    repeats = 300
+    params = params_for(["dcgan", "ae_init"])
+    for _ in range(repeats):
+        h, runs = synthetic(rng, {"dcgan": {"wobble": 0.05}, "ae_init": {"wobble": 0.05}}, seeds=4)
+        cl = claims(runs, h, {}, None, params)
+        for measure in calls:
+            calls[measure] += cl.test("ae_init", measure).p_adjusted < ALPHA
+    slack = 2 * math.sqrt(ALPHA * (1 - ALPHA) / repeats)
+    assert all(c / repeats <= ALPHA + slack for c in calls.values()), calls

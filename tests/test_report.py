@@ -335,7 +335,7 @@ def test_the_claims_are_measured_from_budget_0_with_targets_failures_and_primary
     assert summary["ae_disc"]["claims"]["runs_failed"] == {"failed": 3, "runs": 3, "diverged": 2, "collapsed": 1}
     section = md.split("## The three claims, measure by measure, against `dcgan`\n", 1)[1].split("\n## ", 1)[0]
     assert "over budget 0–90" in section and "an evaluation every 20 steps" in section
-    assert "Boschloo" in section and "Brown-Forsythe" in section
+    assert "Boschloo" in section and "F test of the variance ratio" in section
     cells = row(md, "faster", "The three claims, measure by measure, against `dcgan`")
     assert cells[1] == "mean log FID over the budget **(primary)**"
     failed = row(md, "`ae_disc`", "The three claims, measure by measure, against `dcgan`", "3")

@@ -18,7 +18,8 @@ stable   failure_rate: the share of runs that diverge or collapse (recall < repo
          ran; Boschloo's exact test of the two proportions (two-sided).
          fid_oscillation: per run, the std of log small-sample FID around its straight-line trend over the last
          `report.tail_fraction` of the budget (late oscillation, not a trend); Welch t on its log.
-         fid_spread: the spread of the final FID over seeds, Brown-Forsythe (scipy.stats.levene, center="median").
+         fid_spread: the spread of the final log FID over seeds, the F test of the variance ratio (exact when log
+         FID is normal; Brown-Forsythe was tried and kept neither level at 3-5 seeds a side: 0%, 7%, 0.5%).
 """
 
 from __future__ import annotations
@@ -187,7 +188,7 @@ def failure_tests(table: pd.DataFrame, baseline: str, strategies: list[str]) -> 
 
 
 def spread_comparisons(runs: pd.DataFrame, baseline: str, alpha: float) -> list[Comparison]:
-    """The spread of final FID over seeds as comparisons: delta the log of the std ratio, p Brown-Forsythe's."""
+    """The spread of final log FID over seeds as comparisons: delta the log of the std ratio, p the F test's."""
     out = []
     for t in spread_tests(runs, baseline, alpha):
         ratio = t.std / t.std_baseline if t.std_baseline and math.isfinite(t.std) and math.isfinite(t.std_baseline) else math.nan
@@ -267,18 +268,19 @@ class Spread:
     n_baseline: int
     std: float
     std_baseline: float
-    p_value: float = math.nan  # Brown-Forsythe
+    p_value: float = math.nan  # the F test of the variance ratio of log values
     p_adjusted: float = math.nan  # Holm across strategies
     verdict: str = ""
 
 
 def spread_tests(runs: pd.DataFrame, baseline: str, alpha: float, metric: str = "fid", unit: str = "seeds") -> list[Spread]:
-    """Each strategy's spread over `unit` (its rows: seeds, or a study's settings) of `metric` against the
-    baseline's: Brown-Forsythe, Holm."""
+    """Each strategy's spread over `unit` (its rows: seeds, or a study's settings) of log `metric` against the
+    baseline's: the two-sided F test of the ratio of variances (exact when the logs are normal), Holm. `std` is
+    the std of the logs (about the coefficient of variation)."""
     from scipy import stats
 
     finished = runs[runs["status"] == "finished"]
-    values = {s: finished.loc[finished["strategy"] == s, metric].dropna().to_numpy(float)
+    values = {s: np.log(np.maximum(finished.loc[finished["strategy"] == s, metric].dropna().to_numpy(float), 1e-300))
               for s in runs["strategy"].drop_duplicates()}  # fmt: skip
     base = values.get(baseline, np.array([]))
     out = []
@@ -287,12 +289,14 @@ def spread_tests(runs: pd.DataFrame, baseline: str, alpha: float, metric: str = 
             continue
         t = Spread(s, len(a), len(base), float(a.std(ddof=1)) if len(a) > 1 else math.nan,
                    float(base.std(ddof=1)) if len(base) > 1 else math.nan)  # fmt: skip
-        if len(a) < 3 or len(base) < 3:  # with 2 values both sit equally far from their median: no spread to compare
-            t.verdict = f"n too small to tell: {len(a)} finished {unit} against {len(base)}; the test needs 3 a side"
-        elif np.ptp(a) == 0 and np.ptp(base) == 0:
-            t.verdict = "undefined: no spread on either side"
+        if len(a) < 2 or len(base) < 2:
+            t.verdict = f"n too small to tell: {len(a)} finished {unit} against {len(base)}; the test needs 2 a side"
+        elif np.ptp(a) == 0 or np.ptp(base) == 0:
+            t.verdict = "undefined: no spread on one side"
         else:
-            t.p_value = float(stats.levene(a, base, center="median").pvalue)
+            f = float(a.var(ddof=1) / base.var(ddof=1))
+            dist = stats.f(len(a) - 1, len(base) - 1)
+            t.p_value = float(min(1.0, 2 * min(dist.cdf(f), dist.sf(f))))
         out.append(t)
     for t, p_adj in zip(out, holm([t.p_value for t in out])):
         if not math.isfinite(p_adj):

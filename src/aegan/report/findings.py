@@ -126,7 +126,8 @@ MEASURE_NOTE = (
     "or its untrained generator); an evaluation every {eval_every} steps. Share of runs that collapse or diverge: "
     "collapsed is recall < {ratio:g} x precision, diverged a loss beyond train.divergence_bound; Boschloo's exact "
     "test. Late FID oscillation: per run, the std of log small-sample FID around its straight-line trend over the "
-    "last {tail:.0%} of the budget; Welch's t on its log. FID spread over seeds: Brown-Forsythe.")
+    "last {tail:.0%} of the budget; Welch's t on its log. FID spread over seeds: the std of log FID, F test of the "
+    "variance ratio.")
 
 
 def speed_disagreements(cl) -> list[str]:

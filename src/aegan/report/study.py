@@ -6,7 +6,7 @@ strategy's best setting trained again under `study.fresh_seeds`). Per
 strategy: FID at the best setting on the fresh seeds (mean ± std; tested
 against the baseline's best with Welch and Holm, comparison.py), the
 distribution of the per-setting mean FID (median, IQR: the sensitivity to
-the setting), its spread against the baseline's (Brown-Forsythe, Holm), and
+the setting), its spread against the baseline's (F test on log FID, Holm), and
 the share of runs that diverge or collapse (recall < report.collapse_recall_ratio
 x precision, the main report's sign of collapse).
 """

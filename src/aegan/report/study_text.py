@@ -71,7 +71,7 @@ def study_section(doc: Document, study: Study | None, params, fig: Path | None) 
                        "Holm p (spread)", "spread over settings"], rows,
                       note=("Best settings on fresh seeds: Welch t on log FID (the ratio of geometric means), Holm "
                             "across strategies, as the main comparison. "
-                            "Spread: Brown-Forsythe on the per-setting mean FID against the baseline's: how much the "
+                            "Spread: the F test of the variance of the per-setting mean log FID against the baseline's: how much the "
                             "result depends on the setting.")))  # fmt: skip
     if fig is not None:
         doc.add(Figure(fig, f"figures/{fig.name}", f"Per-setting mean FID of every strategy (box: median and IQR; "
@@ -96,7 +96,7 @@ def study_findings(study: Study | None, params) -> list[str]:
         out.append("Spread over settings against `" + base + "`: " + "; ".join(f"`{t.strategy}` {t.verdict}" for t in sens) + ".")
     else:
         out.append(f"No strategy's FID depends on the setting more or less than `{base}`'s at this number of settings "
-                   "(Brown-Forsythe, Holm).")  # fmt: skip
+                   "(F test of the variance of log FID over settings, Holm).")  # fmt: skip
     clean = [r["strategy"] for r in study.table.to_dict("records") if r["diverged_runs"] + r["collapsed_runs"] == 0]
     if clean:
         out.append(f"No study run of {', '.join(f'`{s}`' for s in clean)} diverged or collapsed.")
