@@ -87,3 +87,12 @@ def test_holm_is_statsmodels_holm():
         for _ in range(10):  # statsmodels collects garbage on each call: 50 ms
             p = list(rng.uniform(0, 1, m) ** 3)  # many small p-values: the step-down and the cap both matter
             assert holm(p) == pytest.approx(list(multipletests(p, method="holm")[1]))
+
+
+def test_on_the_log_scale_the_difference_is_a_ratio_and_so_is_what_would_go_unseen():
+    values = {"dcgan": np.array([30.0, 33.0, 36.0]), "ae_init": np.array([28.0, 35.0, 31.0])}
+    (c,) = compare_metric(values, "dcgan", "fid", 0.95, log=True)
+    a, b = np.log(values["ae_init"]), np.log(values["dcgan"])
+    assert c.log and c.delta == pytest.approx(a.mean() - b.mean())
+    assert c.verdict.startswith("no clear difference from dcgan at n = 3 vs 3: a true ratio within ×")
+    assert f"×{np.exp(c.detectable):.3g} either way" in c.verdict

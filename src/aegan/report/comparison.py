@@ -117,8 +117,9 @@ def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, co
             word = "better" if c.delta < 0 else "worse"
             c.verdict = f"{word} than {baseline}: {'lower' if c.delta < 0 else 'higher'} {name} (Holm-adjusted p < {alpha:g})"
         else:
-            c.verdict = (f"no clear difference from {baseline} at n = {c.n} vs {c.n_baseline}: a true difference "
-                         f"smaller than {c.detectable:.3g} would likely go unseen")  # fmt: skip
+            unseen = (f"a true ratio within ×{math.exp(c.detectable):.3g} either way" if log else
+                      f"a true difference smaller than {c.detectable:.3g}")  # fmt: skip
+            c.verdict = f"no clear difference from {baseline} at n = {c.n} vs {c.n_baseline}: {unseen} would likely go unseen"
     return out
 
 
