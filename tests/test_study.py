@@ -199,6 +199,23 @@ def test_the_table_counts_collapse_and_names_the_settings_that_avoid_it():
     assert table.loc["dcgan", "median_fid"] == pytest.approx(d.dropna().median())
 
 
+def test_the_findings_say_which_setting_avoids_collapse_and_how_its_best_fared_on_fresh_seeds():
+    from aegan.report.study_text import study_findings
+
+    rng = np.random.default_rng(1)
+    runs = synthetic(rng, {"dcgan": 0.1, "ae_disc": 0.1}, n_settings=4, collapse={"ae_disc"})
+    runs.loc[(runs["strategy"] == "ae_disc") & (runs["setting"] == 2), ["recall", "collapsed"]] = [0.6, False]
+    settings = per_setting(runs)
+    best = runs[runs["setting"] == 0].assign(seed=lambda d: d["seed"] + 2)  # ae_disc's collapse on both fresh seeds
+    study = Study(runs, settings, best, summary_table(runs, settings, best), compare_with_baseline(best, "dcgan", 0.95),
+                  spread_tests(settings.assign(status="finished"), "dcgan", 0.05, unit="settings"))  # fmt: skip
+    lines = study_findings(study, params_with({"settings": [1, 2, 3], "seeds": [0, 1], "fresh_seeds": [2, 3]}))
+    (line,) = [line for line in lines if line.startswith("`ae_disc`")]
+    best_setting = study.table.set_index("strategy").loc["ae_disc", "best_setting"]
+    assert line == (f"`ae_disc` diverged in 0 and collapsed in 6 of 8 study runs: setting 2 avoids it on every seed; "
+                    f"its best setting ({best_setting}), trained again on fresh seeds, failed in 2 of 2 runs.")
+
+
 def test_study_findings_say_better_only_where_the_fresh_seeds_show_it():
     from aegan.report.study_text import study_findings
 

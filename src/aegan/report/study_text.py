@@ -105,10 +105,17 @@ def study_findings(study: Study | None, params) -> list[str]:
         if failed == 0:
             continue
         clean = r["settings_clean"]
-        where = (f"settings {', '.join(map(str, clean))} avoid it on every seed" if clean
+        where = (f"setting {clean[0]} avoids it on every seed" if len(clean) == 1 else
+                 f"settings {', '.join(map(str, clean))} avoid it on every seed" if clean
                  else "no setting of the study avoids it")  # fmt: skip
+        fresh = study.best_runs[study.best_runs["strategy"] == r["strategy"]]
+        again = ""
+        if len(fresh) and r["best_setting"] is not None:
+            lost = int((fresh["diverged"] | fresh["collapsed"]).sum())
+            again = (f"; its best setting ({r['best_setting']}), trained again on fresh seeds, "
+                     f"{'failed in ' + str(lost) if lost else 'failed in none'} of {len(fresh)} runs")  # fmt: skip
         out.append(f"`{r['strategy']}` diverged in {r['diverged_runs']} and collapsed in {r['collapsed_runs']} of "
-                   f"{r['runs']} study runs: {where}.")  # fmt: skip
+                   f"{r['runs']} study runs: {where}{again}.")  # fmt: skip
     return out
 
 
