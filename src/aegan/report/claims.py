@@ -32,6 +32,7 @@ import pandas as pd
 
 from aegan.report.budget import charged_steps
 from aegan.report.comparison import Comparison, compare_metric, holm
+from aegan.report.tables import collapsed
 
 CLAIMS = {  # claim -> (its measures, the words of a favourable and an unfavourable verdict)
     "better": (("fid", "kid_mean"), ("better", "worse")),
@@ -71,9 +72,6 @@ class Claims:
 
     def test(self, strategy: str, measure: str) -> Comparison | None:
         return next((t for t in self.tests if t.strategy == strategy and t.metric == measure), None)
-
-    def verdicts(self) -> list[Comparison]:
-        return [t for t in self.tests if t.primary]
 
 
 # ------------------------------------------------------------------ per-run measures
@@ -131,11 +129,8 @@ def oscillation(budget: np.ndarray, fid: np.ndarray, fraction: float) -> float:
 
 def failed(row, collapse_ratio: float) -> tuple[bool, bool]:
     """(diverged, collapsed) of one run: collapsed is the report's criterion, recall < ratio x precision."""
-    diverged = row["status"] == "diverged"
-    p, r = row.get("precision"), row.get("recall")
-    collapsed = bool(row["status"] == "finished" and p is not None and r is not None and math.isfinite(p)
-                     and math.isfinite(r) and r < collapse_ratio * p)  # fmt: skip
-    return diverged, collapsed
+    finished = row["status"] == "finished"
+    return row["status"] == "diverged", finished and collapsed(row.get("precision"), row.get("recall"), collapse_ratio)
 
 
 def per_run(runs: pd.DataFrame, curves: dict, study_runs: pd.DataFrame | None, rp, span: tuple[float, float],

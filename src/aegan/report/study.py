@@ -26,7 +26,7 @@ from aegan.params import flatten
 from aegan.provenance import why_stale
 from aegan.report.claims import Spread, spread_tests
 from aegan.report.comparison import Comparison, compare_with_baseline
-from aegan.report.tables import read_json
+from aegan.report.tables import collapsed, read_json
 
 SETTING_PREFIX = "setting."  # run.json keys of the searched values (stages/study_train.py)
 
@@ -48,7 +48,7 @@ def _row(evaluation: dict, strategy: str, seed: int, collapse_ratio: float) -> d
            "recall": m.get("recall"), "precision": m.get("precision")}  # fmt: skip
     row |= {k.removeprefix(SETTING_PREFIX): v for k, v in evaluation.items() if k.startswith(SETTING_PREFIX)}
     finished = row["status"] == "finished" and row["recall"] is not None and row["precision"] is not None
-    row["collapsed"] = bool(finished and row["recall"] < collapse_ratio * row["precision"])
+    row["collapsed"] = finished and collapsed(row["precision"], row["recall"], collapse_ratio)
     row["diverged"] = row["status"] == "diverged"
     return row
 

@@ -152,6 +152,12 @@ def class_shares(runs: pd.DataFrame, strategies: list[str]) -> dict[str, np.ndar
 
 
 # ------------------------------------------------------------------ stability
+def collapsed(precision, recall, ratio: float) -> bool:
+    """The report's sign of mode collapse, one criterion everywhere: recall < ratio x precision (both known)."""
+    known = all(isinstance(v, (int, float)) and math.isfinite(v) for v in (precision, recall))
+    return bool(known and recall < ratio * precision)
+
+
 def tail(history: pd.DataFrame, fraction: float) -> pd.DataFrame:
     """The rows logged in the last `fraction` of the run's steps."""
     if history.empty or "step" not in history:
@@ -219,7 +225,7 @@ def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.Da
         row["classes_covered_mean"], row["classes_covered_std"], _ = mean_std(covered)
         row["class_kl_mean"], _, _ = mean_std(kls)
         pr = ok[["precision", "recall"]].dropna()
-        row["collapse_flags"] = int((pr["recall"] < rp.collapse_recall_ratio * pr["precision"]).sum())
+        row["collapse_flags"] = sum(collapsed(p, r, rp.collapse_recall_ratio) for p, r in zip(pr["precision"], pr["recall"]))
         for column, key in (("convergence_M", "began_m"), ("k_t", "began_k")):  # BEGAN's M and k_t, first -> last
             first, last = [], []
             for seed in ok["seed"]:
