@@ -9,6 +9,7 @@ step; the sentence for the Findings names the damages where it does not.
 
 from __future__ import annotations
 
+from aegan.instrument import rises_monotonically as rises
 from aegan.report.inputs import ReportInputs
 from aegan.report.render import Document, Heading, Table
 from aegan.report.text import fid_name
@@ -16,11 +17,6 @@ from aegan.report.text import fid_name
 HEADING = "The scorer as an instrument"
 NAMES = {"noise": "Gaussian noise", "blur": "Gaussian blur", "occlusion": "black square",
          "dropped_classes": "dropped classes", "training_copies": "copies of a few training images"}  # fmt: skip
-
-
-def rises(fids: list[float]) -> bool:
-    """Strictly increasing: every level's FID above the level before (judged here from the numbers shown)."""
-    return all(b > a for a, b in zip(fids, fids[1:]))
 
 
 def falls_at(fids: list[float]) -> list[int]:
