@@ -20,10 +20,12 @@ PACKAGE = "aegan"
 # dvc.yaml's stages (matrix stages by their name before '@'), each computed by src/aegan/stages/<stage>.py
 STAGES = ("prepare", "train_scorer", "pretrain_ae", "train", "reference", "evaluate", "study_own", "study_train", "study_evaluate",
           "study_best", "study_best_evaluate", "report")
+# stages that run another stage's command on more runs (`aegan decide`): computed by that stage's module
+SAME_AS = {"decide_ae": "pretrain_ae", "decide_train": "train", "decide_evaluate": "evaluate"}
 # stages that import the strategy they run by name (a matrix over strategies: its module is a dep of its own)
 STRATEGY_STAGES = ("train", "study_train", "study_best")
 # code that runs stages, not code that computes them: no stage may import it (tests/test_stage_deps.py)
-RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown", "aegan.retrain")
+RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown", "aegan.retrain", "aegan.decide")
 STRATEGIES = sorted(p.stem for p in (SRC / PACKAGE / "strategies").glob("*.py") if p.stem not in ("__init__", "base"))
 
 
@@ -121,13 +123,14 @@ if __name__ == "__main__":
     import re
 
     text = (REPO / "dvc.yaml").read_text()
-    for stage in STAGES:
+    for name in (*STAGES, *SAME_AS):
+        stage = SAME_AS.get(name, name)
         if module_file(f"{PACKAGE}.stages.{stage}") is None:
             continue
-        block = re.search(rf"(?ms)^  {stage}:[^\n]*\n.*?^    deps:\n(.*?)^    \w", text)
-        deps = block.group(1)
+        block = re.search(rf"(?ms)^  {name}:[^\n]*\n.*?^( +)deps:\n(.*?)^\1\w", text)
+        indent, deps = block.group(1), block.group(2)
         kept = [line for line in deps.splitlines(keepends=True) if not line.strip().startswith("- src/")]
         marker = next(i for i, line in enumerate(kept) if "# code:" in line)
-        new = kept[: marker + 1] + [f"      - {d}\n" for d in code_deps(stage, STRATEGIES)] + kept[marker + 1:]
-        text = text[: block.start(1)] + "".join(new) + text[block.end(1):]
+        new = kept[: marker + 1] + [f"{indent}  - {d}\n" for d in code_deps(stage, STRATEGIES)] + kept[marker + 1:]
+        text = text[: block.start(2)] + "".join(new) + text[block.end(2):]
     (REPO / "dvc.yaml").write_text(text)

@@ -25,6 +25,10 @@ def comments(text: str) -> list[str]:
     return [m.group(0).strip() for line in text.splitlines() if (m := re.search(r"#.*$", line))]
 
 
+def holds(doc: dict, values: dict) -> bool:
+    return all(holds(doc[k], v) if isinstance(v, dict) else doc[k] == v for k, v in values.items())
+
+
 @pytest.mark.parametrize("name", sorted(PRESETS))
 def test_a_preset_sets_its_values_and_keeps_every_comment(tmp_path, name):
     path = tmp_path / "params.yaml"
@@ -34,11 +38,7 @@ def test_a_preset_sets_its_values_and_keeps_every_comment(tmp_path, name):
     text = path.read_text()
     assert comments(text) == comments(original)
     doc = yaml.safe_load(text)
-    for section, value in PRESETS[name].items():
-        if isinstance(value, dict):
-            assert {k: doc[section][k] for k in value} == value, section
-        else:
-            assert doc[section] == value
+    assert holds(doc, PRESETS[name])  # every value the preset names, at any depth; the keys beside them kept
     before = yaml.safe_load(original)
     untouched = [s for s in before if s not in PRESETS[name]]
     assert all(doc[s] == before[s] for s in untouched), "a section the preset does not name changed"
@@ -51,7 +51,7 @@ def test_an_unknown_preset_is_one_line(tmp_path):
     shutil.copy2(REPO / "params.yaml", tmp_path / "params.yaml")
     r = subprocess.run([sys.executable, "-m", "aegan.cli", "preset", "imagenet"], cwd=tmp_path, capture_output=True,
                        text=True)  # fmt: skip
-    assert r.returncode == 2 and r.stderr.strip() == "error: unknown preset 'imagenet': choose one of cifar10, fashion-mnist, mnist, study"
+    assert r.returncode == 2 and r.stderr.strip() == "error: unknown preset 'imagenet': choose one of cifar10, fashion-mnist, mnist, stacked-digits, study"
     assert (tmp_path / "params.yaml").read_text() == (REPO / "params.yaml").read_text()
 
 
@@ -72,6 +72,14 @@ def test_mnist_presets_pack_a_local_copy_at_their_size(tmp_path, name, sub):
     prepare = _preset_params(tmp_path, name).prepare.model_copy(update={"root": str(tmp_path / "data"), "download": False})
     x = build_dataset(prepare).arrays["images"]
     assert x.shape == (16, 1, 32, 32) and x.dtype == np.uint8
+
+
+def test_stacked_digits_preset_packs_three_digits_per_image(tmp_path):
+    params = _preset_params(tmp_path, "stacked-digits")
+    small = params.prepare.model_copy(update={"stacked_images": 400})  # the preset's data, fewer images
+    x = build_dataset(small).arrays["images"]
+    assert x.shape == (400, 3, 16, 16) and params.prepare.stacked_images == 20000
+    assert params.train.budget > params.pretrain_ae.steps and len(params.seeds) >= 4
 
 
 def test_cifar10_preset_packs_rgb_at_its_size(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""`aegan <command>`: one typer command per pipeline stage, plus `run`, `retrain`, `check-params` and `preset`.
+"""`aegan <command>`: one typer command per pipeline stage, plus `run`, `decide`, `retrain`, `check-params` and `preset`.
 
 A stage's command only hands its arguments to the stage's `main` (stages/*.py),
 which reads params.yaml and computes: this module runs stages and reports
@@ -269,6 +269,28 @@ def run_pipeline(
     if message:
         typer.echo(f"error: {message}", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
+def decide(
+    jobs: str = typer.Option(None, "--jobs", "-j", help="stages at once [default: the machine's cores]"),
+    scheduler: str = typer.Option(None, "--scheduler", help="an existing Dask scheduler, as for `aegan run`"),
+    cold: bool = typer.Option(False, "--cold", help="start every stage as a fresh process"),
+    params: Path = ParamsOpt,
+) -> None:
+    """Run the pipeline, and add seeds (params.yaml decide.runs) until every primary verdict is decided (decide.py)."""
+    from aegan.decide import decide as run_decide, summary_lines
+    from aegan.parallel import failure_message, parse_jobs, run
+
+    def pipeline() -> str | None:
+        return failure_message(run(parse_jobs(jobs), scheduler, warm=not cold, entry="aegan.cli:app"))
+
+    result = run_decide(params, pipeline, typer.echo)
+    typer.echo(f"decide: done after {result.rounds} pipeline run(s), {result.added} run(s) added; the verdicts "
+               "(reports/report.md, \"Decided verdicts\"):")  # fmt: skip
+    for line in summary_lines(result.outcome):
+        typer.echo(line)
 
 
 @app.command()

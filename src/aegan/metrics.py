@@ -22,7 +22,7 @@ from aegan import paths
 from aegan.errors import UserError, one_line
 from aegan.images import to_unit_range
 from aegan.params import EvaluateParams
-from aegan.scorer import load_scorer, scorer_hash
+from aegan.scorer import CLASSIFYING_TASKS, load_scorer, scorer_hash
 
 SCORER_FEATURES = ("features", "logits")
 
@@ -214,7 +214,7 @@ class Evaluator:
             self.extractor = scorer_name(scorer_path)  # registered with torch-fidelity on first use
             self.weights = str(scorer_path)
         if self.classifier is not None:
-            self.classifier = self.classifier.to(device) if task == "classes" else None
+            self.classifier = self.classifier.to(device) if task in CLASSIFYING_TASKS else None
         self.reference = UInt8Images(reference, self.rgb)
 
     @torch.no_grad()

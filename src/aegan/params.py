@@ -25,7 +25,7 @@ from aegan.errors import UserError
 from aegan.params_base import OptimizerParams, Seed, StrictModel
 from aegan.paths import PARAMS_FILE
 
-SourceName = Literal["digits", "mnist", "fashion-mnist", "cifar10", "idx", "npz", "folder"]
+SourceName = Literal["digits", "stacked-digits", "mnist", "fashion-mnist", "cifar10", "idx", "npz", "folder"]
 FILE_SOURCES = {"idx": "the IDX images file", "npz": "the .npz file", "folder": "the image folder"}
 TORCHVISION_SOURCES = ("mnist", "fashion-mnist", "cifar10")
 # The code's defaults are the values params.yaml ships with (tested), so the report can list what a run changed.
@@ -41,6 +41,8 @@ class PrepareParams(StrictModel):
     labels_path: Optional[str] = Field(None, description="idx only: the labels file (optional)")
     root: str = Field("data/raw", description="mnist, fashion-mnist, cifar10: where torchvision finds or downloads them")
     download: bool = Field(True, description="mnist, fashion-mnist, cifar10: download when not under root")
+    stacked_images: int = Field(20_000, ge=100, le=1_000_000,
+                                description="stacked-digits: how many stacked images to make (training + held-out)")
     image_size: Literal[16, 32, 64] = Field(16, description="power-of-two side length of the packed images")
     channels: Literal[1, 3] = 1
     heldout_fraction: float = Field(0.25, gt=0.0, lt=1.0)
@@ -62,6 +64,9 @@ class PrepareParams(StrictModel):
             raise ValueError(f"labels_path is read only by the idx source, not {self.source!r}: remove it")
         if not self.root:
             raise ValueError("root is empty: set prepare.root to the folder that holds (or will hold) the dataset")
+        if self.source == "stacked-digits" and self.channels != 3:
+            raise ValueError("source 'stacked-digits' makes 3-channel images (one digit per channel): set "
+                             "prepare.channels: 3")
         return self
 
 
@@ -148,7 +153,20 @@ class PrimaryMeasures(StrictModel):
 
     better: Literal["fid", "kid_mean"] = "fid"
     faster: Literal["log_fid_area"] = "log_fid_area"
-    stable: Literal["failure_rate", "fid_oscillation", "fid_spread"] = "failure_rate"
+    stable: Literal["failure_rate", "fid_oscillation", "fid_spread", "mode_kl"] = "failure_rate"
+
+
+class EquivalenceMargins(StrictModel):
+    """Per measure, the largest difference from the baseline that does not matter (report/claims.py): a strategy
+    is "equivalent" when its difference is surely inside (two one-sided tests). Declared before the run."""
+
+    fid: float = Field(1.1, gt=1.0, description="ratio of geometric mean FIDs within 1/m .. m")
+    kid_mean: float = Field(0.1, gt=0.0, lt=1.0, description="KID difference within ± this share of the baseline's mean KID")
+    log_fid_area: float = Field(1.1, gt=1.0, description="ratio of the FID curves' geometric means within 1/m .. m")
+    failure_rate: float = Field(0.25, gt=0.0, lt=1.0, description="difference of the shares of failed runs within ± m")
+    fid_oscillation: float = Field(1.25, gt=1.0, description="ratio of late oscillation amplitudes within 1/m .. m")
+    fid_spread: float = Field(1.5, gt=1.0, description="ratio of the stds of log FID over seeds within 1/m .. m")
+    mode_kl: float = Field(1.25, gt=1.0, description="stacked digits: ratio of the mode KLs to uniform within 1/m .. m")
 
 
 class ReportParams(StrictModel):
@@ -170,6 +188,7 @@ class ReportParams(StrictModel):
         0.1, gt=0.0, lt=1.0, description="the baseline's FID has flattened when its mean over the last quarter of the "
         "budget is within this fraction of its mean over the quarter before")
     primary: PrimaryMeasures = Field(default_factory=PrimaryMeasures)
+    equivalence: EquivalenceMargins = Field(default_factory=EquivalenceMargins)
     speed_targets: list[Annotated[float, Field(gt=1.0)]] = Field(
         [2.0, 1.25, 1.1], min_length=1,
         description="secondary speed measure: budget to reach each of these x the baseline's final small-sample FID")
@@ -227,6 +246,35 @@ class StudyParams(StrictModel):
         return self
 
 
+class DecideRun(StrictModel):
+    strategy: str
+    seed: Seed
+
+
+class DecideParams(StrictModel):
+    """`aegan decide` (report/sequential.py): seeds added in batches to each strategy (and the baseline) whose
+    primary verdict is still undecided, up to a cap, under a group-sequential rule; then each decided verdict is
+    tested again on fresh seeds. `runs` and `ae_seeds` are written by the command (off while empty)."""
+
+    batch: int = Field(4, ge=1, description="seeds added per look to each undecided strategy and to the baseline")
+    max_seeds: int = Field(20, ge=2, description="seeds per side at most")
+    replicate: int = Field(4, ge=0, description="fresh seeds per side for the replication of each decided verdict")
+    runs: dict[str, DecideRun] = Field(default_factory=dict, description="written by `aegan decide`: the runs beyond `seeds`")
+    ae_seeds: list[Seed] = Field(default_factory=list, description="written by `aegan decide`: the AEs of those runs")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "DecideParams":
+        if self.replicate == 1:
+            raise ValueError("replicate: 1 leaves no spread to test: give 0 (no replication) or at least 2")
+        for name, run in self.runs.items():
+            if name != f"{run.strategy}-{run.seed}":
+                raise ValueError(f"runs: {name!r} must be named <strategy>-<seed> ({run.strategy}-{run.seed}): "
+                                 "let `aegan decide` write runs")  # fmt: skip
+        if sorted({r.seed for r in self.runs.values()}) != self.ae_seeds:
+            raise ValueError("ae_seeds must list each seed of runs once, in order: let `aegan decide` write them")
+        return self
+
+
 class StageParams(StrictModel):
     """Every section but the strategies' own."""
 
@@ -239,6 +287,7 @@ class StageParams(StrictModel):
     evaluate: EvaluateParams = EvaluateParams()
     report: ReportParams = ReportParams()
     study: StudyParams = StudyParams()
+    decide: DecideParams = DecideParams()
     strategies: list[str] = Field(default_factory=lambda: list(DEFAULT_STRATEGIES), min_length=1)
     seeds: list[Seed] = Field(default_factory=lambda: [0, 1, 2, 3], min_length=1)
 
@@ -261,6 +310,13 @@ class StageParams(StrictModel):
                 f"train.budget ({self.train.budget}) must exceed pretrain_ae.steps ({self.pretrain_ae.steps}): strategies "
                 "that use the AE are charged its steps; raise the budget, or set train.match_budget: false"
             )
+        if self.report.primary.stable == "mode_kl" and self.prepare.source != "stacked-digits":
+            raise ValueError("report.primary.stable: mode_kl needs modes to count: set prepare.source: stacked-digits "
+                             "(`aegan preset stacked-digits`) or choose failure_rate")  # fmt: skip
+        for name, run in self.decide.runs.items():
+            if run.strategy not in self.strategies or run.seed in self.seeds:
+                raise ValueError(f"decide.runs: {name} is not a run beyond the pipeline's own (a strategy of "
+                                 "`strategies`, a seed not in `seeds`): let `aegan decide` write runs")  # fmt: skip
         outside = [s for s in [*self.study.seeds, *self.study.fresh_seeds] if s not in self.seeds]
         if outside:
             raise ValueError(f"study: seed {outside[0]} is not in seeds: the study uses the pipeline's own runs (setting "
@@ -479,6 +535,11 @@ SOURCE_SIZES = {"digits": 1797, "mnist": 70_000, "fashion-mnist": 70_000, "cifar
 BATCH_KEYS = ("train.batch_size", "pretrain_ae.batch_size", "train_scorer.batch_size")
 
 
+def source_size(p: PrepareParams) -> int | None:
+    """Images a built-in source packs (stacked-digits: as many as it is asked for); None for a file source."""
+    return p.stacked_images if p.source == "stacked-digits" else SOURCE_SIZES.get(p.source)
+
+
 def split_sizes(n: int, heldout_fraction: float) -> tuple[int, int]:
     """(training, held-out) images of `n`: the split the prepare stage makes."""
     n_heldout = int(round(n * heldout_fraction))
@@ -517,7 +578,7 @@ def check_runnable(params: StageParams, source: str) -> None:
     """What validates but would only fail once the pipeline runs: input outside data/raw/, a batch larger than
     the training split of a built-in source (a file source's size is known once prepare has read it)."""
     check_inside_raw(params.prepare)
-    n = SOURCE_SIZES.get(params.prepare.source)
+    n = source_size(params.prepare)
     if n is None:
         return
     n_train, n_heldout = split_sizes(n, params.prepare.heldout_fraction)

@@ -4,6 +4,12 @@ Independent of every strategy and of the AE (reusing the AE's encoder would
 favour the AE strategies). Without labels it learns a label-free pretext task:
 which of four rotations was applied. Stage `train_scorer` trains it with
 `ScorerTrainer`; metrics.py registers it with torch-fidelity.
+
+Stacked digits (aegan.modes) are scored per channel: the net is a one-channel
+digit classifier trained on the training split's channels, and `ChannelScorer`
+applies it to each channel (features side by side, the mode's log-probability
+as the output), so FID, the class counts and the mode counts all use it as
+they use a plain scorer.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import torch
 from torch import nn
 
 from aegan.errors import UserError
+from aegan.modes import CHANNELS
 
 
 class ScorerNet(nn.Module):
@@ -40,6 +47,40 @@ class ScorerNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
+
+
+CHANNEL_TASK = "channel-digits"  # a digit classifier applied to each channel of stacked digits
+CLASSIFYING_TASKS = ("classes", CHANNEL_TASK)  # the scorer's output is a class (a mode) of the data
+
+
+class ChannelScorer(nn.Module):
+    """A one-channel scorer applied to each channel of (N, C, H, W) images: features are the C channels' features
+    side by side; the output, the log-probability of each of the K^C modes, mode = digits read in base K
+    (100 d_R + 10 d_G + d_B for 10 digits), so its argmax is each channel's own class."""
+
+    def __init__(self, digit: ScorerNet, channels: int):
+        super().__init__()
+        self.digit, self.channels = digit, channels
+        self.config = dict(digit.config, channels=channels, num_outputs=digit.config["num_outputs"] ** channels)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        return self.digit.features(x.reshape(n * c, 1, h, w)).reshape(n, -1)
+
+    def channel_logits(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, C * F) features -> (N, C, K) logits of each channel's class."""
+        n = len(features)
+        return self.digit.head(features.reshape(n * self.channels, -1)).reshape(n, self.channels, -1)
+
+    def head(self, features: torch.Tensor) -> torch.Tensor:
+        logp = torch.log_softmax(self.channel_logits(features), dim=2)
+        joint = logp[:, 0]
+        for c in range(1, self.channels):  # mode index = previous index * K + this channel's class
+            joint = (joint[:, :, None] + logp[:, c, None, :]).reshape(len(logp), -1)
+        return joint
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
 
 
 def rotate_batch(x: torch.Tensor, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,6 +121,16 @@ def heldout_accuracy(net: ScorerNet, x: torch.Tensor, labels: torch.Tensor | Non
     return float((pred == labels).float().mean())
 
 
+@torch.no_grad()
+def channel_accuracy(net: ChannelScorer, x: torch.Tensor, channel_labels: torch.Tensor) -> dict:
+    """Held-out accuracy of stacked digits: per channel, over every channel, and of the whole mode."""
+    net.eval()
+    pred = torch.cat([net.channel_logits(net.features(b)).argmax(2) for b in x.split(512)])
+    right = (pred == channel_labels).float()
+    return {"heldout_accuracy": float(right.mean()), "heldout_channel_accuracy": right.mean(0).tolist(),
+            "heldout_mode_accuracy": float(right.prod(1).mean())}  # fmt: skip
+
+
 def save_scorer(net: ScorerNet, task: str, path: Path) -> str:
     """Save weights + config; returns the content hash that names the extractor."""
     from aegan.atomic import torch_save
@@ -92,7 +143,7 @@ def scorer_hash(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
 
 
-def load_scorer(path: str | Path) -> tuple[ScorerNet, str]:
+def load_scorer(path: str | Path) -> tuple[ScorerNet | ChannelScorer, str]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: scorer not found: run `aegan train-scorer` (or `dvc repro train_scorer`) first")
@@ -102,4 +153,6 @@ def load_scorer(path: str | Path) -> tuple[ScorerNet, str]:
         net.load_state_dict(bundle["state_dict"])
     except Exception as err:  # corrupt file, wrong layout
         raise UserError(f"{path}: not a valid scorer checkpoint ({type(err).__name__}): re-run `aegan train-scorer`") from None
+    if bundle["task"] == CHANNEL_TASK:
+        net = ChannelScorer(net, CHANNELS)
     return net.eval(), bundle["task"]

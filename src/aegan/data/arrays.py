@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from aegan.errors import UserError
+from aegan.params import split_sizes
 
 CHUNK_BYTES = 2**27  # float32 working copy per resize step
 
@@ -126,3 +127,11 @@ def finish_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     """The conversion every source goes through: centre crop, resize, channel conversion."""
     return np.ascontiguousarray(convert_channels(resize_images(crop_square(images), size), channels))
 
+
+def heldout_mask(n: int, fraction: float, seed: int) -> np.ndarray:
+    """The seeded held-out split of `n` images (True: held out)."""
+    rng = np.random.default_rng(seed)
+    n_heldout = split_sizes(n, fraction)[1]  # the split check-params predicts for the built-in sources
+    mask = np.zeros(n, dtype=bool)
+    mask[rng.permutation(n)[:n_heldout]] = True
+    return mask

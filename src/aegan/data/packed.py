@@ -1,9 +1,9 @@
 """The packed dataset every source ends as (`data/prepared/dataset.npz`), read by every later stage.
 
 uint8 images (N, C, S, S), integer labels (or none), and a seeded held-out
-mask. The file is written byte-for-byte deterministically (fixed zip
-timestamps), so the same input always gives the same file and the same DVC
-hash. A small data card (`card.json`: source, counts, shape, classes, content
+mask; stacked digits also keep each channel's digit (`channel_labels`, N x 3).
+The file is written byte-for-byte deterministically (fixed zip timestamps), so
+the same input always gives the same file and the same DVC hash. A small data card (`card.json`: source, counts, shape, classes, content
 hash) sits next to it.
 """
 
@@ -48,6 +48,7 @@ class PackedDataset:
     labels: np.ndarray | None  # int64 (N,) or None
     heldout: np.ndarray  # bool (N,)
     sha256: str
+    channel_labels: np.ndarray | None = None  # int64 (N, 3): stacked digits only (aegan.modes)
 
     @property
     def train_images(self) -> np.ndarray:
@@ -66,6 +67,14 @@ class PackedDataset:
         return None if self.labels is None else self.labels[self.heldout]
 
     @property
+    def train_channel_labels(self) -> np.ndarray | None:
+        return None if self.channel_labels is None else self.channel_labels[~self.heldout]
+
+    @property
+    def heldout_channel_labels(self) -> np.ndarray | None:
+        return None if self.channel_labels is None else self.channel_labels[self.heldout]
+
+    @property
     def num_classes(self) -> int:
         return 0 if self.labels is None else int(self.labels.max()) + 1
 
@@ -82,9 +91,11 @@ def load_packed(path: str | Path) -> PackedDataset:
         with np.load(path, allow_pickle=False) as z:
             images, heldout = z["images"], z["heldout"]
             labels = z["labels"] if "labels" in z.files else None
+            channel_labels = z["channel_labels"] if "channel_labels" in z.files else None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile) as err:
         raise UserError(f"{path}: not a valid packed dataset ({err}): re-run `aegan prepare`") from None
     if images.dtype != np.uint8 or images.ndim != 4 or heldout.shape != (len(images),):
         raise UserError(f"{path}: unexpected array layout: re-run `aegan prepare`")
-    return PackedDataset(images=images, labels=labels, heldout=heldout.astype(bool), sha256=file_sha256(path))
+    return PackedDataset(images=images, labels=labels, heldout=heldout.astype(bool), sha256=file_sha256(path),
+                         channel_labels=channel_labels)
 

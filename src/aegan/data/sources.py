@@ -3,6 +3,10 @@
 Sources (`prepare.source` in params.yaml), one small loader each in `SOURCES`:
 
 - `digits`: scikit-learn's bundled 8x8 digits (the embedded default, offline).
+- `stacked-digits`: `prepare.stacked_images` images of three bundled digits, one per channel (Stacked MNIST of
+  Metz et al. 2017, made from the 8x8 digits): 1,000 modes, labelled 100 d_R + 10 d_G + d_B (aegan.modes).
+  The digit pool is split first (the `digits` source's own split), then each split is stacked from its own
+  digits only: no digit image is in both the training and the held-out split.
 - `mnist`, `fashion-mnist`, `cifar10`: through torchvision, kept under
   `prepare.root` (downloaded there when `prepare.download` is true and the
   machine is online). The official train and test splits are concatenated; the
@@ -54,10 +58,11 @@ from typing import Callable
 
 import numpy as np
 
-from aegan.data.arrays import as_uint8_nchw, check_counts, encode_labels, finish_images
+from aegan.data.arrays import as_uint8_nchw, check_counts, encode_labels, finish_images, heldout_mask
 from aegan.data.bounded import MIB, read_idx, read_npz
 from aegan.data.folder import EXTENSIONS, Listing, decode_image, list_folder
 from aegan.errors import UserError, one_line
+from aegan.modes import CHANNELS, NUM_MODES, mode_index
 from aegan.params import PrepareParams
 from aegan.paths import RAW_DIR
 
@@ -73,6 +78,8 @@ class Loaded:
     labels: np.ndarray | None = None  # int64 codes 0..K-1
     class_names: list[str] | None = None
     info: dict = field(default_factory=dict)  # source-specific card entries (paths, skipped files)
+    heldout: np.ndarray | None = None  # a split the source made itself (bool, N); else prepare's seeded split
+    channel_labels: np.ndarray | None = None  # stacked-digits: the digit of each channel, int64 (N, 3)
 
 
 
@@ -108,6 +115,29 @@ def load_digits_source() -> tuple[np.ndarray, np.ndarray]:
 def load_digits(p: PrepareParams) -> Loaded:
     images, labels = load_digits_source()
     return Loaded(images, labels, [str(i) for i in range(10)])
+
+
+STACK_STREAM = 1  # the stacking draws get their own random stream, seeded by split_seed like the split
+
+
+def load_stacked_digits(p: PrepareParams) -> Loaded:
+    """Three random digits as the three channels of each image; the pool split before stacking (see top)."""
+    digits, labels = load_digits_source()
+    pool_heldout = heldout_mask(len(digits), p.heldout_fraction, p.split_seed)  # the `digits` source's split
+    heldout = heldout_mask(p.stacked_images, p.heldout_fraction, p.split_seed)
+    rng = np.random.default_rng([p.split_seed, STACK_STREAM])
+    picks = np.empty((p.stacked_images, CHANNELS), dtype=np.int64)
+    for part in (False, True):
+        pool, rows = np.flatnonzero(pool_heldout == part), np.flatnonzero(heldout == part)
+        if len(rows) and not len(pool):
+            raise UserError(f"stacked-digits: prepare.heldout_fraction = {p.heldout_fraction} leaves no held-out "
+                            f"digit of the {len(digits)} to stack: raise it")  # fmt: skip
+        picks[rows] = pool[rng.integers(0, len(pool), size=(len(rows), CHANNELS))]
+    channel_labels = labels[picks]
+    info = {"stacked_images": p.stacked_images, "train_digits": int((~pool_heldout).sum()),
+            "heldout_digits": int(pool_heldout.sum())}  # fmt: skip
+    return Loaded(digits[picks, 0], mode_index(channel_labels), [f"{m:03d}" for m in range(NUM_MODES)], info,
+                  heldout=heldout, channel_labels=channel_labels)  # fmt: skip
 
 
 # torchvision class, folder under root, what a local copy holds
@@ -251,6 +281,7 @@ def skipped_entries(listing: Listing, shown: str, lost: list[str]) -> dict:
 
 SOURCES: dict[str, Callable[[PrepareParams], Loaded]] = {
     "digits": load_digits,
+    "stacked-digits": load_stacked_digits,
     "mnist": load_torchvision,
     "fashion-mnist": load_torchvision,
     "cifar10": load_torchvision,

@@ -20,6 +20,8 @@ stable   failure_rate: the share of runs that diverge or collapse (recall < repo
          `report.tail_fraction` of the budget (late oscillation, not a trend); Welch t on its log.
          fid_spread: the spread of the final log FID over seeds, the F test of the variance ratio (exact when log
          FID is normal; Brown-Forsythe was tried and kept neither level at 3-5 seeds a side: 0%, 7%, 0.5%).
+         mode_kl (stacked digits only, aegan.modes): KL of the generated mode distribution to uniform over the
+         1,000 modes, per run; Welch t on its log.
 """
 
 from __future__ import annotations
@@ -37,14 +39,17 @@ from aegan.report.tables import collapsed
 CLAIMS = {  # claim -> (its measures, the words of a favourable and an unfavourable verdict)
     "better": (("fid", "kid_mean"), ("better", "worse")),
     "faster": (("log_fid_area",), ("faster", "slower")),
-    "stable": (("failure_rate", "fid_oscillation", "fid_spread"), ("more stable", "less stable")),
+    "stable": (("failure_rate", "fid_oscillation", "fid_spread", "mode_kl"), ("more stable", "less stable")),
 }
 MEASURE_NAMES = {
     "fid": "FID (log scale)", "kid_mean": "KID (×1)", "log_fid_area": "mean log FID over the budget",
     "failure_rate": "share of runs that collapse or diverge", "fid_oscillation": "late FID oscillation (log scale)",
-    "fid_spread": "FID spread over seeds",
+    "fid_spread": "FID spread over seeds", "mode_kl": "KL of the modes to uniform (stacked digits, log scale)",
 }  # fmt: skip
-RATIO_MEASURES = {"fid", "log_fid_area", "fid_oscillation", "fid_spread"}  # differences of logs: shown as ratios
+RATIO_MEASURES = {"fid", "log_fid_area", "fid_oscillation", "fid_spread", "mode_kl"}  # differences of logs: ratios
+
+
+MIN_KL = 1e-4  # a mode KL below this (about every mode equally often) counts as this much on the log scale
 
 
 def claim_of(measure: str) -> str:
@@ -182,10 +187,10 @@ def failure_tests(table: pd.DataFrame, baseline: str, strategies: list[str]) -> 
     return out
 
 
-def spread_comparisons(runs: pd.DataFrame, baseline: str, alpha: float) -> list[Comparison]:
+def spread_comparisons(spreads: list[Spread]) -> list[Comparison]:
     """The spread of final log FID over seeds as comparisons: delta the log of the std ratio, p the F test's."""
     out = []
-    for t in spread_tests(runs, baseline, alpha):
+    for t in spreads:
         ratio = t.std / t.std_baseline if t.std_baseline and math.isfinite(t.std) and math.isfinite(t.std_baseline) else math.nan
         delta = math.log(ratio) if ratio and math.isfinite(ratio) and ratio > 0 else math.nan
         out.append(Comparison(t.strategy, "fid_spread", t.n, t.n_baseline, delta, p_value=t.p_value, verdict=t.verdict))
@@ -215,17 +220,79 @@ def claims(runs: pd.DataFrame, histories: dict, ae: dict[int, dict], study_runs:
         if measure == "fid_oscillation":  # compared on the log scale: a ratio of oscillation amplitudes
             values = {s: np.log(np.maximum(v, 1e-12)) for s, v in values.items()}
         tests += compare_metric(values, base, measure, rp.confidence)
+    if "mode_kl" in finished and finished["mode_kl"].notna().any():  # the known-mode benchmark (stacked digits)
+        values = {s: np.log(np.maximum(finished.loc[finished["strategy"] == s, "mode_kl"].dropna().to_numpy(float),
+                                       MIN_KL)) for s in strategies}  # fmt: skip
+        tests += compare_metric(values, base, "mode_kl", rp.confidence)
     tests += failure_tests(table, base, strategies)
-    tests += spread_comparisons(runs, base, alpha)
+    spreads = spread_tests(runs, base, alpha)
+    tests += spread_comparisons(spreads)
     primary = rp.primary.model_dump()
+    kid_base = finished.loc[finished["strategy"] == base, "kid_mean"].dropna().to_numpy(float)
+    margins = equivalence_margins(rp.equivalence.model_dump(), float(np.mean(kid_base)) if len(kid_base) else math.nan)
+    spread_of = {t.strategy: t for t in spreads}
     for t in tests:
         t.primary = primary[claim_of(t.metric)] == t.metric
+        t.margin = margins[t.metric]
+        t.p_equivalence = equivalence_p(t, spread_of.get(t.strategy))
     for measure in {t.metric for t in tests}:
         family = [t for t in tests if t.metric == measure]
-        for t, p_adj in zip(family, holm([t.p_value for t in family])):
+        for t, p_adj, p_eq in zip(family, holm([t.p_value for t in family]), holm([t.p_equivalence for t in family])):
             t.p_adjusted, t.family = p_adj, sum(math.isfinite(x.p_value) for x in family)
+            t.p_equivalence_adjusted = p_eq
             t.verdict = reading(t, base, alpha)
     return Claims(table, tests, primary, targets, span, params.train.eval_every, base, alpha, curves)
+
+
+def equivalence_margins(declared: dict[str, float], kid_baseline: float) -> dict[str, float]:
+    """report.equivalence on each measure's own scale: the log of a ratio, a share of the baseline's mean KID, or a
+    difference of shares."""
+    out = {m: math.log(v) for m, v in declared.items() if m in RATIO_MEASURES}
+    return out | {"kid_mean": declared["kid_mean"] * abs(kid_baseline), "failure_rate": declared["failure_rate"]}
+
+
+def equivalence_p(t: Comparison, spread: "Spread | None") -> float:
+    """TOST: the larger of the two one-sided p-values of |true difference| >= margin (NaN when not testable).
+    Welch t for means, the score test for two proportions, the F test of the variance ratio for the spread."""
+    from scipy import stats
+    from statsmodels.stats.proportion import tost_proportions_2indep
+
+    m = t.margin
+    if not math.isfinite(m) or not math.isfinite(t.delta):
+        return math.nan
+    if t.events is not None:
+        (k, kb), n, nb = t.events, t.n, t.n_baseline
+        if not (n and nb):
+            return math.nan
+        return float(tost_proportions_2indep(k, n, kb, nb, -m, m, method="score").pvalue)
+    if t.metric == "fid_spread":
+        if spread is None or not math.isfinite(spread.p_value):
+            return math.nan
+        f, dist = math.exp(2 * t.delta), stats.f(spread.n - 1, spread.n_baseline - 1)  # variance ratio of the logs
+        return float(max(dist.cdf(f / math.exp(2 * m)), dist.sf(f * math.exp(2 * m))))
+    from aegan.report.comparison import tost_mean
+
+    return tost_mean(t.delta, t.se, t.df, m)
+
+
+def kind_of(t: Comparison, alpha: float) -> str:
+    """The verdict's kind at this n: "favourable" / "unfavourable" (different), "equivalent" (surely within the
+    margin), "undecided" (neither), or "untested"."""
+    if not math.isfinite(t.p_value):
+        return "untested"
+    if math.isfinite(t.p_adjusted) and t.p_adjusted < alpha:
+        return "favourable" if t.delta < 0 else "unfavourable"
+    if math.isfinite(t.p_equivalence_adjusted) and t.p_equivalence_adjusted < alpha:
+        return "equivalent"
+    return "undecided"
+
+
+def margin_words(t: Comparison) -> str:
+    if t.events is not None:
+        return f"±{t.margin:.2g} in the share of failed runs"
+    if t.metric in RATIO_MEASURES:
+        return f"×{math.exp(t.margin):.3g} either way"
+    return f"±{t.margin:.3g}"
 
 
 def reading(t: Comparison, base: str, alpha: float) -> str:
@@ -238,9 +305,17 @@ def reading(t: Comparison, base: str, alpha: float) -> str:
         direction = "lower" if t.delta < 0 else "higher"
         return (f"secondary, not a verdict: {direction} than `{base}` (Holm p {t.p_adjusted:.2g})" if significant else
                 f"secondary, not a verdict: no clear difference from `{base}` (Holm p {t.p_adjusted:.2g})")  # fmt: skip
+    kind = kind_of(t, alpha)
     if significant:
         return f"{favourable if t.delta < 0 else unfavourable} than `{base}` (Holm-adjusted p < {alpha:g})"
-    return f"no clear difference from `{base}` at this n (Holm p {t.p_adjusted:.2g})"
+    if kind == "equivalent":
+        return f"equivalent to `{base}` within {margin_words(t)} (TOST, Holm p {t.p_equivalence_adjusted:.2g})"
+    return (f"undecided at this n: neither different from `{base}` (Holm p {t.p_adjusted:.2g}) nor surely within "
+            f"{margin_words(t)} (TOST Holm p {_p(t.p_equivalence_adjusted)})")  # fmt: skip
+
+
+def _p(p: float) -> str:
+    return f"{p:.2g}" if math.isfinite(p) else "n/a"
 
 
 def figure(t: Comparison) -> str:
@@ -333,7 +408,8 @@ def summary_entries(cl: Claims | None) -> dict:
         out[t.strategy]["claims"][t.metric] = {
             "primary": t.primary, "delta": t.delta, "ratio": math.exp(t.delta) if t.metric in RATIO_MEASURES and
             math.isfinite(t.delta) else None, "ci_low": t.ci_low, "ci_high": t.ci_high, "p": t.p_value,
-            "p_holm": t.p_adjusted, "n": t.n, "n_baseline": t.n_baseline}  # fmt: skip
+            "p_holm": t.p_adjusted, "margin": t.margin, "p_equivalence_holm": t.p_equivalence_adjusted,
+            "kind": kind_of(t, cl.alpha), "n": t.n, "n_baseline": t.n_baseline}  # fmt: skip
     for s, g in cl.runs.groupby("strategy", sort=False):
         out[s]["claims"]["runs_failed"] = {"failed": int(g["failed"].sum()), "runs": int(len(g)),
                                            "diverged": int(g["diverged"].sum()), "collapsed": int(g["collapsed"].sum())}

@@ -49,6 +49,11 @@ class Comparison:
     log: bool = False  # values were compared as logs: delta, intervals and detectable are log ratios
     primary: bool = False  # the declared primary measure of its claim (claims.py): only these give verdicts
     events: tuple[int, int] | None = None  # a test of proportions: (runs with the event, the baseline's runs with it)
+    se: float = math.nan  # standard error of delta (Welch), where a t test was made
+    df: float = math.nan  # its Welch-Satterthwaite degrees of freedom
+    margin: float = math.nan  # equivalence margin on delta's scale (claims.py): equivalent when surely within ±margin
+    p_equivalence: float = math.nan  # TOST: the larger of the two one-sided p-values against ±margin
+    p_equivalence_adjusted: float = math.nan  # Holm, across the strategies tested on this metric
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -100,6 +105,7 @@ def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, co
             res, ci = tested
             c.ci_low, c.ci_high, c.p_value = float(ci.low), float(ci.high), float(res.pvalue)
             tests[s] = (res, math.sqrt(a.var(ddof=1) / len(a) + base.var(ddof=1) / len(base)))
+            c.se, c.df = tests[s][1], float(res.df)
         out.append(c)
     m = len(tests)
     alpha = 1.0 - confidence
@@ -121,6 +127,15 @@ def compare_metric(values: dict[str, np.ndarray], baseline: str, metric: str, co
                       f"a true difference smaller than {c.detectable:.3g}")  # fmt: skip
             c.verdict = f"no clear difference from {baseline} at n = {c.n} vs {c.n_baseline}: {unseen} would likely go unseen"
     return out
+
+
+def tost_mean(delta: float, se: float, df: float, margin: float) -> float:
+    """Two one-sided t tests of |true delta| >= margin (Schuirmann): the larger p; small = surely within ±margin."""
+    from scipy import stats
+
+    if not (math.isfinite(se) and se > 0 and math.isfinite(margin)):
+        return math.nan
+    return float(max(stats.t.sf((delta + margin) / se, df), stats.t.cdf((delta - margin) / se, df)))
 
 
 def _std(values: np.ndarray) -> float:

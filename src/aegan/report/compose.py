@@ -13,6 +13,7 @@ from pathlib import Path
 
 from aegan.params import EvaluateParams
 from aegan.report import tables as T
+from aegan.report.decided_text import decided_section
 from aegan.report.copying import copying_section
 from aegan.report.findings import baseline_section, budget_section, claims_section, findings, seeds_section
 from aegan.report.inputs import ReportInputs, WallTime
@@ -35,6 +36,8 @@ def build_document(inputs: ReportInputs, figs: dict[str, Path], wall: WallTime) 
     budget_section(doc, inputs)
     claims_section(doc, inputs)
     copying_section(doc, inputs)
+    if inputs.decided is not None:
+        decided_section(doc, inputs.decided)
     study_section(doc, inputs.study, inputs.params, figs.get("study_fid"))
     seeds_section(doc, inputs)
     instrument_section(doc, inputs)
@@ -174,6 +177,7 @@ def stability_section(doc: Document, inputs: ReportInputs) -> None:
         "collapse. BEGAN M: the convergence measure of Berthelot et al. (2017), and its control variable k_t; the "
         "energy ratio E[L(G(z))] / E[L(x)] over the end of training is what k_t steers towards gamma (equilibrium), "
         "only for the strategy that trains a BEGAN discriminator.")))  # fmt: skip
+    mode_table(doc, stab, reference)
     refs = T.reference_coverage(reference, rp.coverage_min_share)
     if refs.get("real_vs_real"):
         (c_real, kl_real), untrained = refs["real_vs_real"], refs.get("untrained_generator")
@@ -181,6 +185,21 @@ def stability_section(doc: Document, inputs: ReportInputs) -> None:
         if untrained:
             text += f"; an untrained generator covers {untrained[0]} (class KL {untrained[1]:.3g})"
         doc.add(Paragraph(text + "."))
+
+
+def mode_table(doc: Document, stab, reference: dict) -> None:
+    """Stacked digits (aegan.modes): modes captured of 1,000 and KL to uniform, per strategy, beside real images."""
+    if "modes_captured_mean" not in stab or not stab["modes_captured_mean"].notna().any():
+        return
+    rows = [[f"`{r['strategy']}`", fmt(r["modes_captured_mean"], r["modes_captured_std"], n=int(r["n"])),
+             fmt(r["mode_kl_mean"], r["mode_kl_std"], n=int(r["n"]))] for _, r in stab.iterrows()]  # fmt: skip
+    real = reference.get("heldout_modes") or {}
+    if real:
+        rows.append(["held-out images (ceiling)", f"{real.get('modes_captured', 'n/a')}", fmt(real.get("mode_kl", math.nan))])
+    doc.add(Table(["strategy", "modes captured (of 1,000)", "KL to uniform"], rows, note=(
+        "Stacked digits: three digits as the three channels, 1,000 modes; the scorer classifies each channel. A mode "
+        "is captured with at least one of 26,000 generated samples (as PacGAN counts); KL of the generated mode "
+        "distribution to uniform, lower is better. Mean ± std over seeds.")))  # fmt: skip
 
 
 def _int(x: float) -> str:

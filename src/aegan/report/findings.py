@@ -10,9 +10,10 @@ from __future__ import annotations
 import math
 
 
-from aegan.report.claims import CLAIMS, MEASURE_NAMES, claim_of, figure, speed_summary
+from aegan.report.claims import CLAIMS, MEASURE_NAMES, claim_of, figure, kind_of, margin_words, speed_summary
 from aegan.report.comparison import NAMES
 from aegan.report.copying import copying_sentence
+from aegan.report.decided_text import decided_table
 from aegan.report.instrument import instrument_sentence
 from aegan.report.inputs import ReportInputs
 from aegan.report.render import Bullets, Document, Heading, Paragraph, Table
@@ -234,9 +235,15 @@ def _cell(t, alpha: float, provisional: bool) -> str:
         return "not testable (too few finished runs, no spread, or no curve)"
     favourable, unfavourable = CLAIMS[claim_of(t.metric)][1]
     mark = " *(provisional)*" if provisional else ""
-    if math.isfinite(t.p_adjusted) and t.p_adjusted < alpha:
-        return f"**{favourable if t.delta < 0 else unfavourable}**{mark} ({figure(t)}, Holm p {t.p_adjusted:.2g})"
-    return f"no clear difference at this n{mark} ({figure(t)}, Holm p {t.p_adjusted:.2g})"
+    kind = kind_of(t, alpha)
+    if kind in ("favourable", "unfavourable"):
+        return f"**{favourable if kind == 'favourable' else unfavourable}**{mark} ({figure(t)}, Holm p {t.p_adjusted:.2g})"
+    if kind == "equivalent":
+        return (f"**equivalent**{mark} ({figure(t)}, within {margin_words(t)}, TOST Holm p "
+                f"{t.p_equivalence_adjusted:.2g})")  # fmt: skip
+    tost = f"{t.p_equivalence_adjusted:.2g}" if math.isfinite(t.p_equivalence_adjusted) else "n/a"
+    return (f"undecided at {t.n} vs {t.n_baseline}{mark} ({figure(t)}; Holm p {t.p_adjusted:.2g}, not within "
+            f"{margin_words(t)}: TOST Holm p {tost})")  # fmt: skip
 
 
 def claims_table(inputs: ReportInputs, alpha: float) -> Table | None:
@@ -254,8 +261,10 @@ def claims_table(inputs: ReportInputs, alpha: float) -> Table | None:
     note = (f"Each strategy against `{base}` by the primary measure declared for each claim (report.primary: "
             + "; ".join(f"{CLAIM_WORDS[c]}: {MEASURE_NAMES[m]}" for c, m in cl.primary.items())
             + f"), Holm-adjusted across strategies per claim at α = {alpha:g}. A ratio is the strategy's geometric "
-            f"mean over seeds divided by `{base}`'s. \"No clear difference\" is not \"the same\": the detectable "
-            "differences are in the sections below.")  # fmt: skip
+            f"mean over seeds divided by `{base}`'s. Three kinds of verdict: different (better or worse); "
+            f"**equivalent**, when two one-sided tests (TOST) put the difference surely inside the margin declared "
+            f"before the run (report.equivalence); or **undecided** at this n, neither. `aegan decide` adds seeds "
+            "until each is decided.")  # fmt: skip
     if provisional:
         pl, budget = inputs.plateau, inputs.params.train.budget
         note = (f"**Provisional:** `{base}`'s small-sample FID had not flattened by the end of the budget "
@@ -349,5 +358,9 @@ def findings(doc: Document, inputs: ReportInputs) -> None:
                      "see Budget.")  # fmt: skip
     doc.add(Heading("Findings"))
     if (claims := claims_table(inputs, alpha)) is not None:
-        doc.add(Paragraph("The three claims (does fusing an AE make training better, faster, more stable?):"), claims)
+        doc.add(Paragraph("The three claims (does fusing an AE make training better, faster, more stable?), at the "
+                          f"pipeline's own {len(inputs.params.seeds)} seeds:"), claims)
+    if inputs.decided is not None:
+        doc.add(Paragraph("The same claims decided by adding seeds where they were open (`aegan decide`):"),
+                decided_table(inputs.decided, base))
     doc.add(Bullets(items))

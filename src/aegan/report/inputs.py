@@ -23,6 +23,8 @@ from aegan.report import tables as T
 from aegan.report.budget import Plateau, budget_curve, plateau, rankings
 from aegan.report.claims import Claims, claims
 from aegan.report.comparison import Comparison
+from aegan.report.decided import decided
+from aegan.report.sequential import Outcome
 from aegan.report.study import Study, read_study
 from aegan.tracking import git_commit, git_dirty
 
@@ -48,6 +50,7 @@ class ReportInputs:
     commit: str  # the checked-out commit, as the Setup section writes it
     claims: Claims | None = None  # better, faster, more stable: every measure against the baseline (claims.py)
     study: Study | None = None  # the equal-budget study, where params.yaml runs one (report/study.py)
+    decided: Outcome | None = None  # `aegan decide`'s verdicts, where it added runs (report/decided.py)
 
     def stage_seconds(self) -> tuple[float, int, int]:
         """Sum of the wall times the stages recorded (process start to outputs), how many recorded one, of how many."""
@@ -86,13 +89,15 @@ def read_inputs(params) -> ReportInputs:
         stability=T.stability(runs, histories, reference, rp), reference=reference, card=card, scorer=scorer, ae=ae,
         curves=curves, plateau=plateau(curves.get(rp.baseline, curves[strategies[0]]), rp.plateau_tolerance),
         rankings=rankings(histories, runs, strategies, seeds), differences=parameter_differences(params),
-        commit=commit_line(), claims=cl, study=study,
+        commit=commit_line(), claims=cl, study=study, decided=decided(params) if params.decide.runs else None,
     )  # fmt: skip
 
 
 def check_current(params) -> None:
     """Refuse, in one line, evaluations of other params or of generators since replaced (aegan.provenance)."""
     evaluations = {(s, seed): T.read_json(paths.eval_file(s, seed)) for s in params.strategies for seed in params.seeds}
+    evaluations |= {(r.strategy, r.seed): T.read_json(paths.eval_file(r.strategy, r.seed))
+                    for r in params.decide.runs.values() if paths.eval_file(r.strategy, r.seed).is_file()}  # fmt: skip
     stale = stale_evaluations(evaluations, params)
     if stale:
         strategy, seed, why = stale[0]

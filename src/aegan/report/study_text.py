@@ -74,7 +74,7 @@ def study_section(doc: Document, study: Study | None, params, fig: Path | None) 
                             "Spread: the F test of the variance of the per-setting mean log FID against the baseline's: how much the "
                             "result depends on the setting.")))  # fmt: skip
     if fig is not None:
-        doc.add(Figure(fig, f"figures/{fig.name}", f"Per-setting mean FID of every strategy (box: median and IQR; "
+        doc.add(Figure(fig, f"figures/{fig.name}", "Per-setting mean FID of every strategy (box: median and IQR; "
                                                    "points: settings; lower is better)"))
 
 

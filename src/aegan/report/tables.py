@@ -24,6 +24,7 @@ from aegan.report.seeds import summary_entries as seeds_summary
 METRICS = ["fid", "kid_mean", "is_mean", "precision", "recall"]
 LOWER_IS_BETTER = {"fid": True, "kid_mean": True, "is_mean": False, "precision": False, "recall": False}
 COSTS = ["train_seconds", "images_per_second"]
+MODE_MEASURES = ["modes_captured", "mode_kl"]  # stacked digits only (aegan.modes); NaN for other data
 LOSSES = ["loss_g", "loss_d"]  # every strategy logs these two (base.Strategy contract)
 
 
@@ -53,10 +54,11 @@ def collect_runs(strategies: list[str], seeds: list[int]) -> pd.DataFrame:
     runs = pd.DataFrame(rows)
     for optional in ("class_counts", "diverged_at", "wall_seconds", "train_wall_seconds", "mlflow_run_id", "mlflow_model_uri", "ae_steps_charged",
                      "budget", "num_samples", "num_reference", "seconds_at_eval",
-                     "copying", "fid_train"):  # older outputs lack some
+                     "copying", "fid_train", *MODE_MEASURES):  # older outputs lack some; MODE_MEASURES: not stacked
         if optional not in runs:
             runs[optional] = None
-    for m in METRICS + COSTS + ["fid_train"]:  # fid_train: FID against a training subset (aegan.copying)
+    # fid_train: FID against a training subset (aegan.copying)
+    for m in METRICS + COSTS + ["fid_train"] + MODE_MEASURES:
         runs[m] = pd.to_numeric(runs[m], errors="coerce")
     return runs
 
@@ -224,6 +226,8 @@ def stability(runs: pd.DataFrame, histories: dict, reference: dict, rp) -> pd.Da
         row["classes"] = len(ref_counts) if ref_counts is not None else 0
         row["classes_covered_mean"], row["classes_covered_std"], _ = mean_std(covered)
         row["class_kl_mean"], _, _ = mean_std(kls)
+        for m in MODE_MEASURES:  # stacked digits: of the 1,000 known modes (aegan.modes); NaN for other data
+            row[f"{m}_mean"], row[f"{m}_std"], _ = mean_std(ok.get(m, []))
         pr = ok[["precision", "recall"]].dropna()
         row["collapse_flags"] = sum(collapsed(p, r, rp.collapse_recall_ratio) for p, r in zip(pr["precision"], pr["recall"]))
         for column, key in (("convergence_M", "began_m"), ("k_t", "began_k")):  # BEGAN's M and k_t, first -> last
@@ -286,6 +290,7 @@ def summary_json(table: pd.DataFrame, comparisons: list, stab: pd.DataFrame, ref
                 "loss_d_tail_std": st["loss_d_tail_std"], "classes_covered": st["classes_covered_mean"],
                 "collapse_flags": int(st["collapse_flags"]),
             }  # fmt: skip
+            entry["stability"] |= mode_summary(st)
         entry["budget"] = {"steps": r["steps"], "ae_steps_charged": r["ae_steps_charged"], "total": r["budget"]}
         for metric in ("fid", "kid_mean"):
             c = by_cmp.get((s, metric))
@@ -302,4 +307,13 @@ def summary_json(table: pd.DataFrame, comparisons: list, stab: pd.DataFrame, ref
         "real_vs_real": {m: reference["real_vs_real"].get(m) for m in METRICS},
         "untrained_generator": {m: reference["untrained_generator"].get(m) for m in METRICS},
     }
+    if reference.get("heldout_modes"):  # stacked digits: real held-out images, the ceiling of the mode measures
+        summary["reference"]["heldout_modes"] = reference["heldout_modes"]
     return summary
+
+
+def mode_summary(stab_row) -> dict:
+    """{modes_captured: {mean, std}, mode_kl: {mean, std}} where the runs counted modes (stacked digits), else {}."""
+    if not all(np.isfinite(stab_row.get(f"{m}_mean", math.nan)) for m in MODE_MEASURES):
+        return {}
+    return {m: {"mean": stab_row[f"{m}_mean"], "std": stab_row[f"{m}_std"]} for m in MODE_MEASURES}

@@ -4,7 +4,8 @@ No MLflow here (its import and store cost seconds per stage, times every run):
 the report stage logs these final metrics into the run's MLflow run, by the
 id kept in the result. A finished run's samples are also compared with their
 nearest training and held-out images (aegan.copying): copying is not
-generalising.
+generalising. On stacked digits the scorer also counts the modes of
+MODE_SAMPLES samples (aegan.modes: `modes_captured`, `mode_kl`).
 """
 
 from __future__ import annotations
@@ -12,9 +13,10 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 import torch
 
-from aegan import paths, wall_seconds
+from aegan import modes, paths, wall_seconds
 from aegan.atomic import write_json
 from aegan.compute import setup as setup_compute
 from aegan.copying import Partition, nn_summary, subsample
@@ -58,12 +60,15 @@ def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, 
     result = {k: info.get(k) for k in KEPT} | {k: v for k, v in info.items() if k.startswith(("study_", "setting."))}
     metrics: dict[str, float | None] = {}
     class_counts = None
-    if info["status"] == "finished":
+    finished = info["status"] == "finished"
+    if finished:
         gen, _ = load_generator(run_dir / "generator.pt", shape, device)
         samples = sample_uint8(gen.generate, params.evaluate.num_samples, shape.z_dim, params.evaluate.sample_seed, device)
         metrics = evaluator.score(samples)
         class_counts = evaluator.class_counts(samples)
         result["copying"], result["fid_train"] = copying_entry(samples, data, evaluator, params, device)
+    if data.channel_labels is not None:  # stacked digits only: the default evaluation gets no new key
+        result |= mode_entry(gen, evaluator, shape.z_dim, params, device) if finished else dict.fromkeys(MODE_KEYS)
     result["metrics"] = metrics
     result["class_counts"] = class_counts  # the scorer's predicted class of each sample: mode coverage
     result["feature_extractor"] = evaluator.extractor
@@ -74,6 +79,18 @@ def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, 
     result["wall_seconds"] = wall_seconds()
     write_json(out or paths.eval_file(strategy_name, seed), result)
     return result
+
+
+# ------------------------------------------------------------------ known modes (aegan.modes)
+MODE_KEYS = ("modes_captured", "mode_kl", "mode_samples")
+
+
+def mode_entry(gen, evaluator, z_dim: int, params, device) -> dict:
+    """Stacked digits: the modes the scorer finds, channel by channel, in MODE_SAMPLES generated samples (seeded by
+    evaluate.sample_seed); None each where the scorer classifies nothing (Inception features, no scorer)."""
+    samples = sample_uint8(gen.generate, modes.MODE_SAMPLES, z_dim, params.evaluate.sample_seed, device)
+    counts = evaluator.class_counts(samples)
+    return dict.fromkeys(MODE_KEYS) if counts is None else modes.mode_figures(np.asarray(counts))
 
 
 # ------------------------------------------------------------------ copying (aegan.copying)

@@ -13,11 +13,11 @@ import numpy as np
 
 from aegan import paths, wall_seconds
 from aegan.atomic import write_json
-from aegan.data.arrays import finish_images
+from aegan.data.arrays import finish_images, heldout_mask
 from aegan.data.packed import FORMAT_VERSION, file_sha256, write_packed
 from aegan.data.sources import SOURCES
 from aegan.errors import UserError
-from aegan.params import PrepareParams, check_inside_raw, split_sizes, too_few_for_a_batch
+from aegan.params import PrepareParams, check_inside_raw, too_few_for_a_batch
 from aegan.stage_params import load
 
 # dvc.yaml's params of this stage; the batch sizes only to refuse a training split smaller than one batch
@@ -78,7 +78,8 @@ def build_dataset(params: PrepareParams) -> Prepared:
         notes.append(f"labels dropped: one class only ({(names or ['?'])[0]}), so the scorer uses the label-free task")
         labels = names = None
     where = params.path or params.source
-    heldout = heldout_mask(len(images), params.heldout_fraction, params.split_seed)
+    heldout = loaded.heldout if loaded.heldout is not None else heldout_mask(len(images), params.heldout_fraction,
+                                                                             params.split_seed)
     if heldout.all() or not heldout.any():
         raise UserError(
             f"{where}: {len(images)} images are too few to split into training and held-out images "
@@ -87,6 +88,8 @@ def build_dataset(params: PrepareParams) -> Prepared:
     arrays = {"images": images, "heldout": heldout}
     if labels is not None:
         arrays["labels"] = labels
+    if loaded.channel_labels is not None:
+        arrays["channel_labels"] = loaded.channel_labels
     card = {
         "source": params.source,
         "format_version": FORMAT_VERSION,
@@ -118,13 +121,3 @@ def write_prepared(prepared: Prepared, out_path: Path, card_path: Path, extra: d
     card = prepared.card | {"sha256": file_sha256(out_path)} | (extra or {})
     write_json(card_path, card)
     return card
-
-
-def heldout_mask(n: int, fraction: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    n_heldout = split_sizes(n, fraction)[1]  # the split check-params predicts for the built-in sources
-    mask = np.zeros(n, dtype=bool)
-    mask[rng.permutation(n)[:n_heldout]] = True
-    return mask
-
-

@@ -9,6 +9,12 @@ the first n training images against the n held-out ones.
 It also checks the scorer as an instrument (`instrument_check`): the FID of a
 real sample, damaged at growing levels (aegan.instrument), must rise at every
 level, as Heusel et al. (2017) showed for Inception FID.
+
+On stacked digits it also counts the modes of real held-out images
+(`heldout_modes`), the ceiling of the generators' `modes_captured` and
+`mode_kl`: MODE_SAMPLES images restacked from the held-out split's channels
+(aegan.modes.restack), so the count is the generators' whatever the split's
+size, and every digit in them is one the scorer never trained on.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from aegan import instrument, paths, wall_seconds
+from aegan import instrument, modes, paths, wall_seconds
 from aegan.atomic import write_json
 from aegan.compute import setup as setup_compute
 from aegan.errors import UserError
@@ -55,8 +61,19 @@ def run_reference(params) -> dict:
         "instrument": instrument_check(params, data, evaluator, device),
         "wall_seconds": wall_seconds(),
     }  # fmt: skip
+    if data.channel_labels is not None:  # stacked digits only: the default reference gets no new key
+        out["heldout_modes"] = heldout_modes(data, evaluator, params.evaluate.sample_seed)
     write_json(paths.REFERENCE_FILE, out)
     return out
+
+
+def heldout_modes(data, evaluator: Evaluator, seed: int) -> dict | None:
+    """modes_captured and mode_kl of MODE_SAMPLES real images restacked from the held-out split (see top)."""
+    real = torch.as_tensor(modes.restack(data.heldout_images, modes.MODE_SAMPLES, seed))
+    counts = evaluator.class_counts(real)
+    if counts is None:
+        return None
+    return modes.mode_figures(np.asarray(counts)) | {"restacked_from": len(data.heldout_images)}
 
 
 def label_counts(labels, num_classes: int) -> list[int] | None:

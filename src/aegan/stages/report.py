@@ -54,6 +54,8 @@ def run_report(params) -> dict:
     for key, extra in summary_entries(inputs.claims).items():
         summary[key] = {**summary.get(key, {}), **extra}
     summary |= study_entries(inputs.study, rp.baseline)
+    if inputs.decided is not None:  # `aegan decide`: every look, verdict and replication (report/decided.py)
+        summary["decided"] = inputs.decided.to_dict()
     for key, extra in copying_entries(inputs).items():  # copying or generalising, per strategy (report/copying.py)
         summary[key] = {**summary.get(key, {}), **extra}
     # all five or none: a full disk or an error leaves the previous report, figures of strategies no longer run go
