@@ -54,3 +54,14 @@ def tmp_tracking(tmp_path, monkeypatch):
     """MLflow tracking into a throwaway sqlite DB."""
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     return tmp_path
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Small tensors on a shared 2-core machine: torch's thread pool only adds contention (up to 18x slower)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -22,13 +22,7 @@ from aegan.report import copying as R
 ALPHA = 0.05
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small distance matrices on a shared 2-core machine: torch's thread pool only adds contention."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def mixture(rng: np.random.Generator, n: int, dim: int = 8, modes: int = 5) -> np.ndarray:

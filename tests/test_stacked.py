@@ -21,13 +21,7 @@ from aegan.stages.prepare import build_dataset, write_prepared
 STACKED = {"source": "stacked-digits", "channels": 3}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """A tiny scorer on a shared 2-core machine: torch's thread pool only adds contention (18x slower here)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
 def stacked(n: int, **kw) -> dict[str, np.ndarray]:
