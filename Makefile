@@ -1,6 +1,7 @@
 # `make run`: set up (venv + package) and run the whole comparison, one stage per core at a time
 # (`aegan run --jobs N`: DVC's stages as Dask tasks, in warm processes); `make run JOBS=1` is plain `dvc repro`.
 # `make study`: turn the study on in params.yaml (`aegan preset study`) and run the pipeline with it.
+# `make decide`: the comparison, then seeds added until every primary verdict is decided (params.yaml `decide`).
 # `make test`: set up the same way if needed and run the test suite.
 PYTHON ?= python3
 VENV ?= .venv
@@ -10,7 +11,7 @@ export MLFLOW_DISABLE_TELEMETRY := true
 export DVC_NO_ANALYTICS := 1
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 
-.PHONY: setup run study test test-fast ui bench clean-results
+.PHONY: setup run study decide test test-fast ui bench clean-results
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,10 @@ study: setup  ## the equal-hyperparameter-budget study on top of the comparison:
 	aegan preset study
 	aegan check-params
 	aegan run --jobs $(JOBS)
+
+decide: setup  ## the comparison, then seeds added where a primary verdict is undecided (`aegan decide`; README "Equivalent, different, or undecided")
+	aegan check-params
+	aegan decide --jobs $(JOBS)
 
 test: setup  ## the whole suite, one test file per core at a time (pytest-xdist; a file's fixtures stay in one worker)
 	$(BIN)/pytest -n $(JOBS) --dist loadfile

@@ -140,3 +140,11 @@ def test_the_decide_stages_compute_exactly_what_the_pipelines_own_stages_do():
     for decide_stage, own in (("decide_train", "train"), ("decide_evaluate", "evaluate")):
         assert stages[decide_stage]["foreach"] == "${decide.runs}"
         assert stages[decide_stage]["do"] == {k: v for k, v in stages[own].items() if k != "matrix"}
+
+
+def test_the_headline_metrics_are_the_strategies_only_beside_the_decided_verdicts():
+    from aegan.stages.report import headline_metrics
+
+    entry = {"fid": {"mean": 30.0}, "kid_mean": {"mean": 0.1}, "recall": {"mean": 0.7}}
+    summary = {"dcgan": entry, "decided": {"looks": [], "verdicts": {}}, "claims": {"primary": {}}, "reference": {}}
+    assert headline_metrics(summary) == {"dcgan": {"fid": 30.0, "kid_x1": 0.1, "recall": 0.7}}
