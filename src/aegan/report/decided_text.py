@@ -85,7 +85,8 @@ def decided_section(doc: Document, outcome) -> None:
         f"Primary measures and margins (report.primary, report.equivalence): {margins}."))  # fmt: skip
     rows = []
     for look in outcome.looks:
-        decided = [f"`{s}` {c} {word_of(c, j.word)}" for (s, c), j in look.judgements.items() if j.word != "undecided"]
+        decided = [f"`{s}` {word_of(c, j.word)}" + (f" ({c})" if j.word == "equivalent" else "")
+                   for (s, c), j in look.judgements.items() if j.word != "undecided"]  # fmt: skip
         judged = sorted({s for s, _ in look.judgements})
         rows.append([str(look.index), str(look.n[plan.baseline]), f"{look.fraction:.2f}", f"{look.boundary:.2f}",
                      f"{look.equivalence_boundary:.2f}", ", ".join(f"`{s}`" for s in judged),
