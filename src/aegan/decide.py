@@ -63,6 +63,8 @@ def decide(params_file: Path, run_pipeline: Callable[[], str | None], echo: Call
 
 def summary_lines(outcome) -> list[str]:
     """One line per strategy: each claim's decided word, the look and seeds it needed, and the replication."""
+    from aegan.report.decided_text import word_of
+
     plan = outcome.plan
     lines = []
     for s in plan.strategies:
@@ -71,6 +73,6 @@ def summary_lines(outcome) -> list[str]:
             v = outcome.verdicts[(s, claim)]
             rep = outcome.replication.get((s, claim))
             where = f"{v.n} vs {v.n_baseline} seeds" + (" (cap)" if v.capped and v.word == "undecided" else "")
-            parts.append(f"{claim} {v.word} at {where}" + (f", {rep.word}" if rep else ""))
+            parts.append(f"{claim}: {word_of(claim, v.word)} at {where}" + (f", {rep.word}" if rep else ""))
         lines.append(f"  {s}: " + "; ".join(parts))
     return lines
