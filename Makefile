@@ -37,7 +37,7 @@ study: setup  ## the equal-hyperparameter-budget study on top of the comparison:
 	aegan check-params
 	aegan run --jobs $(JOBS)
 
-decide: setup  ## the comparison, then seeds added where a primary verdict is undecided (`aegan decide`; README "Equivalent, different, or undecided")
+decide: setup  ## the comparison, then seeds added where a primary verdict is undecided (`aegan decide`; docs/verdicts.md)
 	aegan check-params
 	aegan decide --jobs $(JOBS)
 

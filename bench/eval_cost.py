@@ -6,7 +6,7 @@ Reads every models/runs/<strategy>-<seed>/run.json the last run wrote: `train_se
 evaluations), `eval_seconds` (the evaluations during training, step 0 included) and `charged_eval_seconds`
 (scoring the generators a strategy would have had over its charged AE pretraining steps, before training).
 Prints per strategy the mean seconds of each and the evaluations' share of the stage's compute, and the same
-over all runs: the figure the README quotes for `train.eval_every`.
+over all runs: the figure docs/pipeline.md quotes for `train.eval_every`.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ variants taking turns `--repeats` times (medians are printed):
 - JOBS=N cold: `aegan run --jobs N --cold` (every stage a fresh process);
 - JOBS=N: `aegan run --jobs N` (stages forked from a warm process).
 
+`--variants cold warm` times only those; `--against-workspace` also compares
+every run's outputs with the workspace's own (the committed run when `dvc
+status` is clean): how a refactor shows it changed no result.
+
 Prints each wall time and its ratio to the sequential one, then checks that
 every variant produced the same outputs as the sequential run: byte for byte,
 and JSON files less the keys that record time or MLflow run ids. Without
@@ -89,6 +93,10 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="the default pipeline of params.yaml, unchanged")
     ap.add_argument("--strategies", nargs="+", default=["dcgan", "ae_init"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    ap.add_argument("--variants", nargs="+", choices=["sequential", "cold", "warm"], default=["sequential", "cold", "warm"],
+                    help="which runs to time (ratios are to the first)")
+    ap.add_argument("--against-workspace", action="store_true", help="also compare every output with this workspace's "
+                    "(with --full: the committed run, if `dvc status` is clean), e.g. to show a refactor changed none")
     ap.add_argument("--steps", type=int, default=100, help="train.budget, each strategy's own steps "
                     "(match_budget off, so every strategy trains this many; pretrain_ae and train_scorer: 2x)")
     args = ap.parse_args()
@@ -96,9 +104,10 @@ def main() -> int:
         strategies=args.strategies, seeds=args.seeds, train={"budget": args.steps, "match_budget": False},
         pretrain_ae={"steps": 2 * args.steps}, train_scorer={"steps": 2 * args.steps})  # fmt: skip
     matrix = "the default matrix" if args.full else f"{args.strategies} x seeds {args.seeds}, {args.steps} steps"
-    variants = {"sequential (dvc repro)": ["dvc", "repro"],
-                f"JOBS={args.jobs} cold": ["aegan", "run", "--jobs", str(args.jobs), "--cold"],
-                f"JOBS={args.jobs}": ["aegan", "run", "--jobs", str(args.jobs)]}  # fmt: skip
+    every = {"sequential": ("sequential (dvc repro)", ["dvc", "repro"]),
+             "cold": (f"JOBS={args.jobs} cold", ["aegan", "run", "--jobs", str(args.jobs), "--cold"]),
+             "warm": (f"JOBS={args.jobs}", ["aegan", "run", "--jobs", str(args.jobs)])}  # fmt: skip
+    variants = dict(every[v] for v in args.variants)
     print(f"{matrix}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory(prefix="aegan-bench-") as tmp:
         walls: dict[str, list[float]] = {name: [] for name in variants}
@@ -114,13 +123,19 @@ def main() -> int:
         for name, w in walls.items():
             print(f"{name:<24} {statistics.median(w):8.1f} s  {statistics.median(w) / first:.2f}x  (median of {len(w)})")
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
-        base = digests[next(iter(digests))]
+        first_name = next(iter(digests))
+        references = {f"the {first_name} run's": digests[first_name]}
+        if args.against_workspace:
+            references["this workspace's"] = outputs(HERE)
         ok = True
-        for name, d in list(digests.items())[1:]:
-            differ = sorted(k for k in base.keys() | d.keys() if base.get(k) != d.get(k))
-            print(f"{name}: {len(base) - len(differ)} of {len(base)} output files equal to the sequential run's"
-                  + (f"; different: {differ}" if differ else ""))  # fmt: skip
-            ok &= not differ
+        for what, base in references.items():
+            for name, d in digests.items():
+                if d is base:
+                    continue
+                differ = sorted(k for k in base.keys() | d.keys() if base.get(k) != d.get(k))
+                print(f"{name}: {len(base) - len(differ)} of {len(base)} output files equal to {what}"
+                      + (f"; different: {differ}" if differ else ""))  # fmt: skip
+                ok &= not differ
     return 0 if ok else 1
 
 

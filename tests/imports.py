@@ -1,11 +1,16 @@
 """Which files of src/aegan a stage's code imports, read from the code (ast), for checking dvc.yaml's deps.
 
 A stage's computation is its module, `aegan.stages.<stage>`, and everything
-it imports, directly or transitively; the `aegan` command (cli.py) and the
-runner (`aegan run`: parallel.py, warm.py, shutdown.py) only start stages and
-report what they return, so they are no part of a stage's identity. Imports
-inside functions count (the code imports lazily), at module granularity. The
-one dynamic import, of the strategy a `train` stage runs, is added by name.
+it imports, directly or transitively, less the plumbing: code that cannot
+change a number a stage writes (error messages, paths, atomic writes, MLflow
+tracking, the parsing and validation of params.yaml, provenance records). The
+`aegan` command (cli.py) and the runner (`aegan run`: parallel.py, warm.py,
+shutdown.py) only start stages and report what they return. Neither is part
+of a stage's identity: rewording an error re-runs nothing
+(tests/test_stage_identity.py edits each module and asks `dvc status`).
+Imports inside functions count (the code imports lazily), at module
+granularity. The one dynamic import, of the strategy a `train` stage runs, is
+added by name.
 """
 
 from __future__ import annotations
@@ -26,6 +31,9 @@ SAME_AS = {"decide_ae": "pretrain_ae", "decide_train": "train", "decide_evaluate
 STRATEGY_STAGES = ("train", "study_train", "study_best")
 # code that runs stages, not code that computes them: no stage may import it (tests/test_stage_deps.py)
 RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown", "aegan.retrain", "aegan.decide")
+# code a stage imports that cannot change a number it writes: not in its identity (what it imports is not followed)
+PLUMBING = ("aegan.errors", "aegan.paths", "aegan.atomic", "aegan.tracking", "aegan.generator_model", "aegan.params",
+            "aegan.params_base", "aegan.stage_params", "aegan.provenance")
 STRATEGIES = sorted(p.stem for p in (SRC / PACKAGE / "strategies").glob("*.py") if p.stem not in ("__init__", "base"))
 
 
@@ -72,26 +80,28 @@ def module_imports(name: str) -> set[str]:
     return imported_names(runtime_nodes(ast.parse(module_file(name).read_text())))
 
 
-def closure(roots: set[str], seen: set[str] | None = None) -> set[str]:
-    """`roots` and every module they import, directly or transitively (modules in `seen` are not expanded)."""
+def closure(roots: set[str], seen: set[str] | None = None, skip: tuple[str, ...] = ()) -> set[str]:
+    """`roots` and every module they import, directly or transitively (modules in `seen` are not expanded; modules
+    in `skip` are neither followed nor included)."""
     seen = set(seen or ())
     todo = list(roots)
     while todo:
         name = todo.pop()
-        if name in seen:
+        if name in seen or name in skip:
             continue
         seen.add(name)
         todo += module_imports(name) - seen
     return seen
 
 
-def stage_modules(stage: str, strategy: str | None = None) -> set[str]:
-    """Every module of ours the stage's code imports: its stage module's closure (and the strategy it runs)."""
+def stage_modules(stage: str, strategy: str | None = None, plumbing: bool = False) -> set[str]:
+    """The modules of ours that compute the stage: its stage module's closure (and the strategy it runs), less
+    PLUMBING and what only PLUMBING imports (`plumbing=True`: every module the stage's code imports)."""
     roots = {f"{PACKAGE}.stages.{stage}"}
     if strategy is not None:  # a STRATEGY_STAGES stage imports the strategy it runs by name (get_strategy)
         roots |= {f"{PACKAGE}.strategies.{strategy}"}
     parents = {r.rsplit(".", i)[0] for r in roots for i in range(1, r.count(".") + 1)}  # run before any module
-    return closure(roots | parents)
+    return closure(roots | parents, skip=() if plumbing else PLUMBING)
 
 
 def stage_files(stage: str, strategy: str | None = None) -> set[str]:

@@ -19,7 +19,7 @@ from pipeline import TINY, copy_repo, edit_params, run
 pytestmark = pytest.mark.e2e
 STRATEGIES, SEEDS = ["dcgan", "ae_manifold"], [0]
 GIT = ["git", "-c", "user.name=t", "-c", "user.email=t@t"]
-TIMES: dict[str, tuple[float, int]] = {}  # wall time and stages run of each retrain, printed for the README
+TIMES: dict[str, tuple[float, int]] = {}  # wall time and stages run of each retrain, printed for docs/remotes-and-ci.md
 
 
 def git(repo: Path, *args: str) -> str:

@@ -52,7 +52,7 @@ def test_a_weights_file_that_runs_code_is_refused_and_its_code_does_not_run(tmp_
     if where == "weights_path":
         path = tmp_path / "weights.pth"
         weights = str(path)
-    else:  # the file the README tells users to put into torch hub's cache
+    else:  # the file docs/report.md tells users to put into torch hub's cache
         monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
         path = tmp_path / "hub" / "checkpoints" / "weights-inception-2015-12-05-6726825d.pth"
         path.parent.mkdir(parents=True)

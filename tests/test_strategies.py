@@ -139,7 +139,7 @@ def test_a_stage_validates_only_the_strategy_sections_it_reads():
 
 @pytest.mark.parametrize("name", ["ae_hybrid", "vaegan"])
 def test_the_generator_sees_both_kinds_of_codes_in_one_pass(name, small_shape, optim, pretrained_ae, digits16):
-    """DESIGN 3: prior codes and encoder codes go through G as one batch, so G's BatchNorm running statistics
+    """docs/design.md: prior codes and encoder codes go through G as one batch, so G's BatchNorm running statistics
     after a step are exactly those of a single pass over the concatenated codes."""
     import copy
 

@@ -1,4 +1,4 @@
-"""`ae_hybrid`: starts from (copies of) the pretrained AE, never touches it, and trains on the losses of DESIGN 2."""
+"""`ae_hybrid`: starts from (copies of) the pretrained AE, never touches it, and trains on the losses in docs/design.md."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`aegan <command>`: one typer command per pipeline stage, plus `run`, `decide`, `retrain`, `check-params` and `preset`.
+"""`aegan <command>`: one typer command per pipeline stage (the table STAGE_COMMANDS), plus `run`, `decide`, `retrain`, `check-params` and `preset`.
 
 A stage's command only hands its arguments to the stage's `main` (stages/*.py),
 which reads params.yaml and computes: this module runs stages and reports
@@ -11,9 +11,13 @@ stderr and exit code 2.
 from __future__ import annotations
 
 import functools
+import importlib
+import inspect
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import typer
 
@@ -84,148 +88,75 @@ def _echo_json(obj) -> None:
     typer.echo(json.dumps(obj, indent=2, default=str))
 
 
-@app.command()
-@_user_errors
-def prepare(params: Path = ParamsOpt) -> None:
-    """Pack the dataset into data/prepared/dataset.npz with a seeded train/held-out split."""
-    from aegan.stages import prepare as stage
-
-    _echo_json(stage.main(params))
+STRATEGY = ("strategy", str, "strategy name, e.g. dcgan")
+SETTING = ("setting", int, "a drawn setting id of the study (>= 1)")
 
 
-@app.command("train-scorer")
-@_user_errors
-def train_scorer(params: Path = ParamsOpt) -> None:
-    """Train the independent scorer CNN (the offline feature extractor) on the training split."""
-    from aegan.stages import train_scorer as stage
-
-    _echo_json(stage.main(params))
+def seed(help: str) -> tuple[str, type, str]:
+    return ("seed", int, help)
 
 
-@app.command("pretrain-ae")
-@_user_errors
-def pretrain_ae(
-    seed: int = typer.Option(..., help="training seed: the AE of the runs with this seed"),
-    params: Path = ParamsOpt,
-) -> None:
-    """Pretrain the autoencoder of one training seed; writes models/ae/ae-<seed>.pt."""
-    from aegan.stages import pretrain_ae as stage
-
-    _echo_json(stage.main(params, seed))
-
-
-@app.command()
-@_user_errors
-def train(
-    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    seed: int = typer.Option(..., help="training seed"),
-    params: Path = ParamsOpt,
-) -> None:
-    """Train one strategy under one seed; writes models/runs/<strategy>-<seed>/."""
-    from aegan.stages import train as stage
-
-    _echo_json(stage.main(params, strategy, seed))
-
-
-@app.command()
-@_user_errors
-def evaluate(
-    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    seed: int = typer.Option(..., help="training seed"),
-    params: Path = ParamsOpt,
-) -> None:
-    """Score one trained generator with torch-fidelity (FID, KID, IS, precision/recall)."""
-    from aegan.stages import evaluate as stage
-
-    _echo_json(stage.main(params, strategy, seed))
-
-
-@app.command("study-train")
-@_user_errors
-def study_train(
-    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    setting: int = typer.Option(..., help="a drawn setting id of the study (>= 1)"),
-    seed: int = typer.Option(..., help="training seed"),
-    params: Path = ParamsOpt,
-) -> None:
-    """Train one setting of the study under one seed; writes models/runs/study/<strategy>/s<setting>-<seed>/."""
-    from aegan.stages import study_train as stage
-
-    _echo_json(stage.main(params, strategy, setting, seed))
-
-
-@app.command("study-evaluate")
-@_user_errors
-def study_evaluate(
-    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    setting: int = typer.Option(..., help="a drawn setting id of the study (>= 1)"),
-    seed: int = typer.Option(..., help="training seed"),
-    params: Path = ParamsOpt,
-) -> None:
-    """Score one study run (as `evaluate` does); writes reports/eval/study/<strategy>/s<setting>-<seed>.json."""
-    from aegan.stages import study_evaluate as stage
-
-    _echo_json(stage.main(params, strategy, setting, seed))
-
-
-@app.command("study-own")
-@_user_errors
-def study_own(
-    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    seed: int = typer.Option(..., help="a seed of study.seeds"),
-    params: Path = ParamsOpt,
-) -> None:
-    """Enter the pipeline's own run (setting 0) into the study; writes reports/eval/study/<strategy>/s0-<seed>.json."""
-    from aegan.stages import study_own as stage
-
-    _echo_json(stage.main(params, strategy, seed))
-
-
-@app.command("study-best")
-@_user_errors
-def study_best(
-    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    seed: int = typer.Option(..., help="a fresh seed (study.fresh_seeds)"),
-    params: Path = ParamsOpt,
-) -> None:
-    """Train the strategy's best study setting again under a fresh seed; writes models/runs/study-best/<strategy>-<seed>/."""
-    from aegan.stages import study_best as stage
-
-    _echo_json(stage.main(params, strategy, seed))
-
-
-@app.command("study-best-evaluate")
-@_user_errors
-def study_best_evaluate(
-    strategy: str = typer.Option(..., help="strategy name, e.g. dcgan"),
-    seed: int = typer.Option(..., help="a fresh seed (study.fresh_seeds)"),
-    params: Path = ParamsOpt,
-) -> None:
-    """Score a best setting's run on a fresh seed; writes reports/eval/study-best/<strategy>-<seed>.json."""
-    from aegan.stages import study_best_evaluate as stage
-
-    _echo_json(stage.main(params, strategy, seed))
-
-
-@app.command()
-@_user_errors
-def reference(params: Path = ParamsOpt) -> None:
-    """Score the real-vs-real floor and an untrained generator under the evaluation protocol."""
-    from aegan.stages import reference as stage
-
-    _echo_json(stage.main(params))
-
-
-@app.command()
-@_user_errors
-def report(params: Path = ParamsOpt) -> None:
-    """Write the comparison report: report.md, report.html, figures, summary.json, curves."""
-    from aegan.stages import report as stage
-
+def show_report(_result) -> None:
     from aegan import paths
 
-    stage.main(params)
     typer.echo(paths.REPORT_FILE.read_text())
+
+
+@dataclass(frozen=True)
+class StageCommand:
+    """`aegan <name> [--option ...] [--params FILE]` calls `aegan.stages.<module>.main(params, *options)`."""
+
+    name: str
+    module: str
+    help: str
+    options: tuple[tuple[str, type, str], ...] = ()
+    show: Callable[[Any], None] = _echo_json  # what the command prints of main's result
+
+
+# one row per dvc.yaml stage, in pipeline order
+STAGE_COMMANDS = (
+    StageCommand("prepare", "prepare", "Pack the dataset into data/prepared/dataset.npz with a seeded train/held-out split."),
+    StageCommand("train-scorer", "train_scorer", "Train the independent scorer CNN (the offline feature extractor) on the training split."),
+    StageCommand("pretrain-ae", "pretrain_ae", "Pretrain the autoencoder of one training seed; writes models/ae/ae-<seed>.pt.",
+                 (seed("training seed: the AE of the runs with this seed"),)),
+    StageCommand("train", "train", "Train one strategy under one seed; writes models/runs/<strategy>-<seed>/.",
+                 (STRATEGY, seed("training seed"))),
+    StageCommand("evaluate", "evaluate", "Score one trained generator with torch-fidelity (FID, KID, IS, precision/recall).",
+                 (STRATEGY, seed("training seed"))),
+    StageCommand("study-own", "study_own", "Enter the pipeline's own run (setting 0) into the study; writes "
+                 "reports/eval/study/<strategy>/s0-<seed>.json.", (STRATEGY, seed("a seed of study.seeds"))),
+    StageCommand("study-train", "study_train", "Train one setting of the study under one seed; writes "
+                 "models/runs/study/<strategy>/s<setting>-<seed>/.", (STRATEGY, SETTING, seed("training seed"))),
+    StageCommand("study-evaluate", "study_evaluate", "Score one study run (as `evaluate` does); writes "
+                 "reports/eval/study/<strategy>/s<setting>-<seed>.json.", (STRATEGY, SETTING, seed("training seed"))),
+    StageCommand("study-best", "study_best", "Train the strategy's best study setting again under a fresh seed; writes "
+                 "models/runs/study-best/<strategy>-<seed>/.", (STRATEGY, seed("a fresh seed (study.fresh_seeds)"))),
+    StageCommand("study-best-evaluate", "study_best_evaluate", "Score a best setting's run on a fresh seed; writes "
+                 "reports/eval/study-best/<strategy>-<seed>.json.", (STRATEGY, seed("a fresh seed (study.fresh_seeds)"))),
+    StageCommand("reference", "reference", "Score the real-vs-real floor and an untrained generator under the evaluation protocol."),
+    StageCommand("report", "report", "Write the comparison report: report.md, report.html, figures, summary.json, curves.",
+                 show=show_report),
+)  # fmt: skip
+
+
+def add_stage_command(spec: StageCommand) -> None:
+    """Register `spec` with typer: its options become keyword parameters (all required), then `--params`."""
+
+    def command(**kwargs) -> None:
+        stage = importlib.import_module(f"aegan.stages.{spec.module}")
+        spec.show(stage.main(kwargs["params"], *(kwargs[name] for name, _, _ in spec.options)))
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    command.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, keyword, annotation=kind, default=typer.Option(..., help=help))
+         for name, kind, help in spec.options]
+        + [inspect.Parameter("params", keyword, annotation=Path, default=ParamsOpt)])  # fmt: skip
+    command.__name__, command.__doc__ = spec.module, spec.help
+    app.command(spec.name)(_user_errors(command))
+
+
+for _spec in STAGE_COMMANDS:
+    add_stage_command(_spec)
 
 
 @app.command("check-params")
@@ -250,7 +181,7 @@ def preset(
     changed = apply_preset(name, params)
     for key, old, new in changed:
         typer.echo(f"{key}: {old} -> {new}")
-    typer.echo(f"{params}: preset {name}, {len(changed)} values changed (expected wall times: README, Presets)")
+    typer.echo(f"{params}: preset {name}, {len(changed)} values changed (expected wall times: docs/presets.md)")
 
 
 @app.command("run")

@@ -104,5 +104,5 @@ def sample_uint8(generate, n: int, z_dim: int, seed: int, device, batch_size: in
 
 
 def fixed_latents(n: int, z_dim: int, seed: int) -> torch.Tensor:
-    """The one latent batch every strategy's sample grid uses (DESIGN 6)."""
+    """The one latent batch every strategy's sample grid uses (docs/design.md, the evaluation)."""
     return torch.randn(n, z_dim, generator=torch.Generator().manual_seed(seed))

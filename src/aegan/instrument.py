@@ -1,4 +1,4 @@
-"""Graded damage to real images, for checking FID's feature space as an instrument (DESIGN: the scorer).
+"""Graded damage to real images, for checking FID's feature space as an instrument (docs/design.md, the evaluation).
 
 Heusel et al. (2017) showed that Inception FID rises steadily as real images
 are disturbed more and more (noise, blur, black rectangles, ...). The

@@ -1,4 +1,4 @@
-"""Evaluation through torch-fidelity (DESIGN 4): every metric comes from `calculate_metrics`.
+"""Evaluation through torch-fidelity (docs/design.md, the evaluation): every metric comes from `calculate_metrics`.
 
 One `Evaluator` holds the protocol (feature extractor, reference images,
 sample count) so every strategy and seed is scored identically. The scorer

@@ -1,7 +1,7 @@
 """Shared DCGAN-style networks, sized from image size, channels, z_dim and width.
 
 Every strategy's generator is a `Decoder` built from the same `NetShape`, so
-all generators have the same architecture and parameter count (DESIGN 3).
+all generators have the same architecture and parameter count (docs/design.md, the protocol).
 Resolution halves layer by layer down to 4x4; channels double as it does
 (width at S/2, 2*width at S/4, ...), as in Radford et al. 2015.
 """

@@ -34,7 +34,7 @@ ALL = None  # `strategies=ALL`: validate every strategy's section
 
 
 class PrepareParams(StrictModel):
-    """Which data, and the packed form every source ends in (DESIGN 7; data/sources.py lists the sources)."""
+    """Which data, and the packed form every source ends in (docs/own-data.md; data/sources.py lists the sources)."""
 
     source: SourceName = "digits"
     path: Optional[str] = Field(None, description="idx: images file; npz: the .npz file; folder: the image folder")
@@ -108,7 +108,7 @@ class TrainScorerParams(StrictModel):
 
 
 class TrainParams(StrictModel):
-    """The shared loop. `budget` counts generator-side updates, the same for every strategy (DESIGN 3)."""
+    """The shared loop. `budget` counts generator-side updates, the same for every strategy (docs/design.md, the protocol)."""
 
     budget: int = Field(1000, ge=1, description="generator-side updates per run, AE pretraining included (match_budget)")
     match_budget: bool = Field(
@@ -123,10 +123,6 @@ class TrainParams(StrictModel):
     grid_seed: Seed = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
     checkpoint_every: int = Field(200, ge=0, description="resumable checkpoint every N steps (0: only after the last step)")
     divergence_bound: float = Field(1e4, gt=0.0, description="a logged loss above this magnitude (or non-finite) ends the run as diverged")
-
-    def own_steps(self, ae_steps: int) -> int:
-        """Steps a strategy trains itself when its AE pretraining took `ae_steps` (0: it uses no AE)."""
-        return self.budget - ae_steps if self.match_budget else self.budget
 
 
 class EvaluateParams(StrictModel):
@@ -211,7 +207,7 @@ class Range(StrictModel):
 
 
 class StudyParams(StrictModel):
-    """The equal-hyperparameter-budget study (DESIGN 3; Lucic et al. 2018), off while its three lists are empty.
+    """The equal-hyperparameter-budget study (docs/study.md; Lucic et al. 2018), off while its three lists are empty.
 
     Every strategy gets the same settings: setting 0 is its own (train.optimizer and its section, as written:
     the pipeline's own runs, under `seeds`), and each drawn setting k in `settings` draws lr and beta1 (shared
@@ -540,12 +536,6 @@ def source_size(p: PrepareParams) -> int | None:
     return p.stacked_images if p.source == "stacked-digits" else SOURCE_SIZES.get(p.source)
 
 
-def split_sizes(n: int, heldout_fraction: float) -> tuple[int, int]:
-    """(training, held-out) images of `n`: the split the prepare stage makes."""
-    n_heldout = int(round(n * heldout_fraction))
-    return n - n_heldout, n_heldout
-
-
 def too_few_for_a_batch(where: str, n_train: int, n_heldout: int, key: str, size: int) -> UserError:
     return UserError(f"{where}: {n_train} training / {n_heldout} held-out images, fewer training images than "
                      f"{key} = {size}: lower {key}, lower prepare.heldout_fraction or add images")  # fmt: skip
@@ -581,6 +571,8 @@ def check_runnable(params: StageParams, source: str) -> None:
     n = source_size(params.prepare)
     if n is None:
         return
+    from aegan.data.arrays import split_sizes
+
     n_train, n_heldout = split_sizes(n, params.prepare.heldout_fraction)
     for key in BATCH_KEYS:
         section, _, field = key.partition(".")

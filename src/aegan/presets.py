@@ -8,7 +8,7 @@ Everything else in params.yaml (strategies, their knobs, compute, report
 judgement) stays as it is. The file is edited by ruamel.yaml's round trip,
 so comments and layout survive, and validated before it is replaced.
 
-The expected wall times are in the README ("Presets"), with how they were estimated.
+The expected wall times are in docs/presets.md, with how they were estimated.
 """
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "evaluate": {"num_samples": 10000, "kid_subset_size": 1000, "batch_size": 500},
         "seeds": [0, 1, 2],
         "report": {"title": "Autoencoder/GAN fusion strategies on CIFAR-10"}},
-    # the known-mode benchmark of the "more stable" claim: 1,000 modes, counted per run (aegan.modes, README "Presets");
+    # the known-mode benchmark of the "more stable" claim: 1,000 modes, counted per run (aegan.modes, docs/presets.md);
     # the default networks, 3x the default budget (the FID curves turn up after about 1,200 steps), FID every 100 steps
     "stacked-digits": {
         "prepare": {"source": "stacked-digits", "stacked_images": 20000, "image_size": 16, "channels": 3},
@@ -56,8 +56,8 @@ PRESETS: dict[str, dict[str, Any]] = {
         # the stable claim by the known modes: KL of the generated modes to uniform (report/claims.py)
         "report": {"title": "Autoencoder/GAN fusion strategies on stacked digits (1,000 modes)",
                    "primary": {"stable": "mode_kl"}}},
-    # the equal hyperparameter budget (DESIGN 3) on top of whatever data and budget params.yaml has: five settings per
-    # strategy (its own + 4 drawn), each under 2 seeds, the best re-trained under 2 fresh ones (README "The study")
+    # the equal hyperparameter budget (docs/study.md) on top of whatever data and budget params.yaml has: five settings per
+    # strategy (its own + 4 drawn), each under 2 seeds, the best re-trained under 2 fresh ones (docs/study.md)
     "study": {"study": {"settings": [1, 2, 3, 4], "seeds": [0, 1], "fresh_seeds": [2, 3]}},
 }  # fmt: skip
 

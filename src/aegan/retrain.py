@@ -60,7 +60,7 @@ def _dvc_error(done: subprocess.CompletedProcess) -> str:
 
 def remote_problem(action: str, remote: str, done: subprocess.CompletedProcess) -> UserError:
     return UserError(f"dvc {action} with remote '{remote}' failed ({_dvc_error(done)}): check its URL (`dvc remote "
-                     "list`) and its credentials (README, 'Results that travel': e.g. AWS_ACCESS_KEY_ID and "
+                     "list`) and its credentials (docs/remotes-and-ci.md: e.g. AWS_ACCESS_KEY_ID and "
                      "AWS_SECRET_ACCESS_KEY for s3://), or retrain without it (`dvc remote default --unset`)")  # fmt: skip
 
 

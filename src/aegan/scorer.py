@@ -1,4 +1,4 @@
-"""The offline feature extractor (DESIGN 4): a small CNN trained on the training split's labels.
+"""The offline feature extractor (docs/design.md, the evaluation): a small CNN trained on the training split's labels.
 
 Independent of every strategy and of the AE (reusing the AE's encoder would
 favour the AE strategies). Without labels it learns a label-free pretext task:

@@ -1,4 +1,4 @@
-"""The study's settings (DESIGN 3, "Are GANs Created Equal?"): what setting k of a strategy trains with.
+"""The study's settings (docs/study.md, "Are GANs Created Equal?"): what setting k of a strategy trains with.
 
 Setting 0 is the strategy's own: train.optimizer and its params section as
 written. Setting k > 0 takes lr and beta1 from point k of a scrambled Sobol

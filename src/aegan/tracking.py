@@ -1,11 +1,11 @@
-"""MLflow conventions (DESIGN 6): one tracking DB per repo, tagged runs, batched metrics.
+"""MLflow conventions (docs/mlflow.md): one tracking DB per repo, tagged runs, batched metrics.
 
 Tracking URI: $MLFLOW_TRACKING_URI if set, else an absolute sqlite:///<repo>/mlflow.db;
 artifacts under <repo>/mlruns, stored in the DB as the relative path `mlruns/...` so a copied or moved workspace
 finds them in the copy (MLflow resolves it against the working directory: stages and `make ui` run at the repo
 root). Metrics are buffered and sent with log_batch.
 
-Run identity (README "Comparing experiments in MLflow"): every run carries `execution_id` (one pipeline
+Run identity (docs/mlflow.md, "Which run is which"): every run carries `execution_id` (one pipeline
 execution: `aegan run` sets it and opens a parent run that every stage's run is a child of; under plain
 `dvc repro` it names the `dvc` process), `dvc_exp` (the DVC experiment, where DVC set DVC_EXP_NAME) and, for a
 stage's run, `params_hash` of exactly the params that stage declares; `group` joins them into one key that
@@ -79,7 +79,7 @@ EXPERIMENT_TAGS = {
     # MLflow 3 opens an experiment without a kind on its GenAI overview (traces); these are training runs
     "mlflow.experimentKind": "custom_model_development",
     "mlflow.note.content": "aegan: one run per pipeline stage. Compare strategies by grouping train runs by the "
-                           "`group` tag (strategy, experiment or execution, params hash); see the README.",
+                           "`group` tag (strategy, experiment or execution, params hash); see docs/mlflow.md.",
 }
 EXECUTION_ENV = "AEGAN_EXECUTION_ID"  # set by `aegan run` for every stage it runs
 PARENT_ENV = "AEGAN_PARENT_RUN_ID"  # the execution's parent run, opened by `aegan run`

@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from aegan.errors import UserError
-from aegan.params import split_sizes
 
 CHUNK_BYTES = 2**27  # float32 working copy per resize step
 
@@ -126,6 +125,12 @@ def convert_channels(images: np.ndarray, channels: int) -> np.ndarray:
 def finish_images(images: np.ndarray, size: int, channels: int) -> np.ndarray:
     """The conversion every source goes through: centre crop, resize, channel conversion."""
     return np.ascontiguousarray(convert_channels(resize_images(crop_square(images), size), channels))
+
+
+def split_sizes(n: int, heldout_fraction: float) -> tuple[int, int]:
+    """(training, held-out) images of `n`: the split the prepare stage makes (and check-params predicts)."""
+    n_heldout = int(round(n * heldout_fraction))
+    return n - n_heldout, n_heldout
 
 
 def heldout_mask(n: int, fraction: float, seed: int) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The budget axis: generator-side updates, the AE pretraining a strategy relies on included (DESIGN 3).
+"""The budget axis: generator-side updates, the AE pretraining a strategy relies on included (docs/design.md, the protocol).
 
 A strategy that uses the AE is charged `ae_steps_charged` updates before its
 own first step, so its curve on this axis starts there. On it the report

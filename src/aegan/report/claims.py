@@ -1,4 +1,4 @@
-"""The seeds' three claims as tested statements, each strategy against the baseline (DESIGN 3).
+"""The seeds' three claims as tested statements, each strategy against the baseline (docs/design.md, the protocol).
 
 Each claim has one primary measure, declared before the run (params.yaml `report.primary`). Only the primary
 measure gives the claim's verdict (the claims table, the Findings), Holm-adjusted across the strategies tested

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from aegan.params import EvaluateParams
+from aegan.matched_budget import own_steps
 from aegan.report import tables as T
 from aegan.report.decided_text import decided_section
 from aegan.report.copying import copying_section
@@ -22,8 +22,8 @@ from aegan.report.render import Bullets, Document, Figure, Heading, Paragraph, T
 from aegan.report.study_text import study_section
 from aegan.report.text import fid_name, fmt
 
-# DESIGN 3: final scores use at least as many generated samples as evaluate.num_samples's default
-PROTOCOL_SAMPLES = EvaluateParams.model_fields["num_samples"].default
+# the protocol's final scores use at least this many generated samples (params.yaml's evaluate.num_samples)
+PROTOCOL_SAMPLES = 2_000
 
 
 def build_document(inputs: ReportInputs, figs: dict[str, Path], wall: WallTime) -> Document:
@@ -50,7 +50,7 @@ def budget_words(params) -> str:
     tp, ae_steps = params.train, params.pretrain_ae.steps
     if tp.match_budget:
         return (f"{tp.budget} generator-side updates per run, matched: a strategy that uses the AE is charged its "
-                f"{ae_steps} pretraining steps and trains {tp.own_steps(ae_steps)} of its own")  # fmt: skip
+                f"{ae_steps} pretraining steps and trains {own_steps(tp.budget, tp.match_budget, ae_steps)} of its own")  # fmt: skip
     return (f"{tp.budget} own steps per run (train.match_budget: false), so strategies that use the AE have had "
             f"{ae_steps} more generator-side updates: the comparison credits their head start")  # fmt: skip
 

@@ -1,4 +1,4 @@
-"""The study (params.yaml `study`, DESIGN 3): every strategy under the same hyperparameter budget.
+"""The study (params.yaml `study`, docs/study.md): every strategy under the same hyperparameter budget.
 
 Read from reports/eval/study/<strategy>/s<k>-<seed>.json (each setting under
 `study.seeds`) and reports/eval/study-best/<strategy>-<seed>.json (each

@@ -3,7 +3,7 @@
 Everything here is plain pandas/scipy on the stage outputs (reports/eval/*.json,
 models/runs/*/history.csv), so tests can fabricate those files with known
 numbers and check every value. Means and stds are over training seeds
-(DESIGN 3), never over evaluation resamples. A diverged run has no metrics:
+(docs/design.md, the protocol), never over evaluation resamples. A diverged run has no metrics:
 it is counted, never averaged.
 """
 

@@ -1,11 +1,11 @@
 """Stage `pretrain_ae@<seed>`: the autoencoder of training seed `seed`, trained on ||Dec(E(x)) - x||^2.
 
 Each training seed has its own AE (models/ae-<seed>.pt), so the spread over seeds of an AE
-strategy includes its AE's own variance (DESIGN 3).
+strategy includes its AE's own variance (docs/design.md, the protocol).
 
 The AE's state every `train.eval_every` steps (0 included) goes to models/ae/ae-<seed>-snapshots.pt: a strategy
 that is charged these steps is scored over them as the generator it would have had then (stages/train.py), so
-every strategy's FID curve starts at budget 0 (DESIGN 3, "faster").
+every strategy's FID curve starts at budget 0 (docs/design.md, the protocol: "faster").
 """
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ Build the data, networks and evaluator; resume a killed run of the same
 params from its checkpoint, or start; run the shared loop; save the
 generator, its history, a sample grid and run.json.
 
-The small-sample FID curve covers the whole budget from 0 (DESIGN 3, "faster"): a strategy charged the AE's
+The small-sample FID curve covers the whole budget from 0 (docs/design.md, the protocol: "faster"): a strategy charged the AE's
 pretraining is scored over those steps as the generator it would have had then (`charged_curve`: the strategy
 built on the AE's snapshot, before any update of its own), at own steps `step - ae_steps` < 0 in history.csv.
 """
@@ -29,6 +29,7 @@ from aegan.generator import fixed_latents, sample_uint8, save_generator
 from aegan.generator_model import log_generator
 from aegan.images import image_grid, save_png, to_uint8, to_unit_range
 from aegan.loop import seed_everything, train_loop
+from aegan.matched_budget import own_steps
 from aegan.metrics import Evaluator, check_feature_extractor
 from aegan.nets import NetShape, count_parameters, set_autocast
 from aegan.params import flatten
@@ -85,9 +86,9 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
     x = to_unit_range(data.train_images, device)
     uses_ae = cls.uses_ae
     ae = load_ae(paths.ae_file(seed), shape, device) if uses_ae else None
-    # the budget counts generator-side updates: a strategy that uses the AE is charged its pretraining (DESIGN 3)
+    # the budget counts generator-side updates: a strategy that uses the AE is charged its pretraining (docs/design.md, the protocol)
     ae_steps = params.pretrain_ae.steps if uses_ae else 0
-    steps = tp.own_steps(ae_steps)
+    steps = own_steps(tp.budget, tp.match_budget, ae_steps)
     reference = torch.as_tensor(data.heldout_images[: tp.eval_samples])
     evaluator = Evaluator(params.evaluate, paths.SCORER_FILE, reference, device) if tp.eval_every else None
     started = time.perf_counter()

@@ -1,4 +1,4 @@
-"""Stage `train_scorer`: the independent scorer CNN, the offline feature extractor (DESIGN 4)."""
+"""Stage `train_scorer`: the independent scorer CNN, the offline feature extractor (docs/design.md, the evaluation)."""
 
 from __future__ import annotations
 

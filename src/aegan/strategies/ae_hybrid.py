@@ -77,7 +77,7 @@ class AEHybrid(Strategy):
         p, log = self.params, {}
         z = self.encoder(real)
         z_p = self.sample_prior(real.shape[0])
-        # one pass of G over both kinds of codes: its batch statistics are those of one batch (DESIGN 3)
+        # one pass of G over both kinds of codes: its batch statistics are those of one batch (docs/design.md)
         x_p, x_rec = self.generator(torch.cat([z_p, z])).chunk(2)  # G(z_p), x'' = G(E(x))
 
         d_real = self.discriminator(real)

@@ -59,10 +59,10 @@ class VAEGAN(Strategy):
         n = real.shape[0]
         mu, logvar = self.encoder(real).chunk(2, dim=1)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)
-        # One pass of Dec over both kinds of codes (its batch statistics are those of one batch, DESIGN 3). D sees
+        # One pass of Dec over both kinds of codes (its batch statistics are those of one batch, docs/design.md). D sees
         # the real batch and the fake batch [x~, x_p] in a pass each, as in every other strategy, and D_l comes from
         # those same passes, so the feature loss sees the batch statistics D's logits see. (One mixed pass of D over
-        # real and fake images trained far worse here: see the README.)
+        # real and fake images trained far worse here: see docs/design.md.)
         x_tilde, x_p = self.generator(torch.cat([z, self.sample_prior(n)])).chunk(2)
         f_real, d_real = self.discriminator.features_and_logits(real)
         f_fake, d_fake = self.discriminator.features_and_logits(torch.cat([x_tilde, x_p]))
