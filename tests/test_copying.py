@@ -202,7 +202,10 @@ def evaluated(tmp_path_factory):
         run_dir = paths.run_dir("dcgan", 0)
         run_dir.mkdir(parents=True)
         save_generator(strategy, run_dir / "generator.pt")
-        (run_dir / "run.json").write_text(json.dumps({"strategy": "dcgan", "seed": 0, "status": "finished"}))
+        from aegan.data.packed import file_sha256
+
+        (run_dir / "run.json").write_text(json.dumps({"strategy": "dcgan", "seed": 0, "status": "finished",
+                                                      "generator_sha256": file_sha256(run_dir / "generator.pt")}))
         result = run_evaluate(params, "dcgan", 0)
         on_disk = json.loads(paths.eval_file("dcgan", 0).read_text())
         from aegan.stages.evaluate import scorer_embedding

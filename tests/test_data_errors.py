@@ -264,3 +264,71 @@ def test_torchvision_download_fails_offline(workdir, monkeypatch, source, cls):
     assert "and the download failed (URLError: <urlopen error [Errno -3] Temporary failure in name resolution>): " \
            "put a local copy there" in msg
     assert msg.startswith(f"{source}: not found (or corrupt) in data/raw/cache/")
+
+
+# ---------------------------------------------------------------- where the command is typed
+def test_a_command_typed_in_a_subfolder_works_in_the_workspace_root(workdir, monkeypatch):
+    """`aegan prepare` from <workspace>/src/deeper: the outputs, mlflow.db and logs land in the workspace, none in the
+    subfolder; --params given relative is relative to where it was typed."""
+    monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the default store: mlflow.db where the command runs
+    (workdir / "params.yaml").write_text(yaml.safe_dump(complete(SMALL_BATCHES)))
+    (workdir / "dvc.yaml").write_text("stages: {}\n")
+    deeper = workdir / "src" / "deeper"
+    deeper.mkdir(parents=True)
+    monkeypatch.chdir(deeper)
+    result = CliRunner().invoke(app, ["check-params", "--params", "../../params.yaml"])
+    assert result.exit_code == 0 and result.stdout.strip() == "params.yaml: ok", result.output
+    result = CliRunner().invoke(app, ["prepare"])
+    assert result.exit_code == 0, result.output
+    assert (workdir / "data" / "prepared" / "dataset.npz").read_bytes() != b"earlier packed file"
+    assert (workdir / "mlflow.db").is_file()
+    assert sorted(p.name for p in (workdir / "src").rglob("*")) == ["deeper"]  # nothing written in the subfolder
+
+
+def test_params_edited_while_the_stage_runs_fail_it_in_one_line(workdir, monkeypatch):
+    """DVC records a stage's params as params.yaml gives them when the command ends: an edit made while it ran
+    (here `git stash` of a split seed) must fail the stage, so DVC records nothing for outputs of the old value."""
+    import aegan.stages.prepare as prepare_stage
+
+    params = complete(SMALL_BATCHES)
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    real = prepare_stage.run_prepare
+
+    def edited_meanwhile(*args, **kwargs):
+        out = real(*args, **kwargs)
+        edited = complete({**SMALL_BATCHES, "prepare": {"split_seed": params["prepare"]["split_seed"] + 1}})
+        (workdir / "params.yaml").write_text(yaml.safe_dump(edited))
+        return out
+
+    monkeypatch.setattr(prepare_stage, "run_prepare", edited_meanwhile)
+    result = CliRunner().invoke(app, ["prepare"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, lines
+    seed = params["prepare"]["split_seed"]
+    assert f"params.yaml changed while this stage ran (prepare.split_seed: {seed} -> {seed + 1})" in lines[0]
+    assert "run the stage again" in lines[0]
+
+    # an edit of a param the stage does not declare is no reason to fail (train.log_every: not prepare's)
+    def other_edit(*args, **kwargs):
+        out = real(*args, **kwargs)
+        (workdir / "params.yaml").write_text(yaml.safe_dump(complete({**SMALL_BATCHES, "train": {"batch_size": 8, "log_every": 7}})))
+        return out
+
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
+    monkeypatch.setattr(prepare_stage, "run_prepare", other_edit)
+    result = CliRunner().invoke(app, ["prepare"])
+    assert result.exit_code == 0, result.output
+
+
+def test_a_held_out_split_too_small_to_score_is_refused_by_prepare_and_check_params(workdir):
+    """One held-out image passed prepare and failed in train with LinAlgError (FID of one reference image)."""
+    np.savez(workdir / RAW / "d.npz", images=pattern_images(100, 16, 16))
+    msg = fails(workdir, {"source": "npz", "path": "data/raw/d.npz", "heldout_fraction": 0.01})
+    assert msg == ("data/raw/d.npz: 99 training / 1 held-out images, too few held-out images to score (precision "
+                   "and recall compare each with its evaluate.prc_neighborhood = 3 nearest others, so at least 4): "
+                   "raise prepare.heldout_fraction or add images"), msg
+    # a built-in source's split is known before anything runs: check-params says so too
+    (workdir / "params.yaml").write_text(yaml.safe_dump(complete({**SMALL_BATCHES, "prepare": {"heldout_fraction": 0.001}})))
+    result = CliRunner().invoke(app, ["check-params", "--params", "params.yaml"])
+    assert result.exit_code == 2 and "1795 training / 2 held-out images, too few held-out images" in result.stderr, result.output

@@ -175,3 +175,29 @@ def test_cli_lists_strategies_not_rerun_from_two_locks_and_refuses_bad_input(tmp
     assert err.count("\n") == 1 and "not a dvc.lock file" in err
     assert main([str(tmp_path / "diff.json"), "--alpha", "5"]) == 2
     assert "--alpha 5: give a level between 0 and 1" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("content, says", [
+    ('{"reports/summary.json": {"dcgan.fid.mean": 5}}', "dcgan.fid.mean is 5, not an old/new pair"),
+    ('{"reports/summary.json": {"dcgan.fid.mean": "x"}}', 'dcgan.fid.mean is "x", not an old/new pair'),
+    ('{"reports/summary.json": {"dcgan.fid.mean": {"old": "a", "new": 1}}}', 'old is "a", not a number'),
+    ('{"reports/summary.json": 3}', "holds a int, not a mapping of metrics"),
+    ('7', "not the output of `dvc metrics diff --json`"),
+    # `dvc metrics show --json`: no old/new anywhere (it was taken for a diff with nothing changed)
+    ('{"": {"data": {"reports/summary.json": {"data": {"dcgan": {"fid": {"mean": 5}}}}}}}', "`dvc metrics show` output?"),
+])  # fmt: skip
+def test_cli_refuses_what_is_not_a_metrics_diff_in_one_line(tmp_path, capsys, content, says):
+    path = tmp_path / "diff.json"
+    path.write_text(content)
+    assert main([str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and len(captured.err.splitlines()) == 1 and says in captured.err, captured.err
+    assert "pass the output of `dvc metrics diff --all --json`" in captured.err
+
+
+def test_a_nan_mean_is_not_judged_within_seed_noise():
+    before = summary({"dcgan": (58.7, 15.0, 3)}, 3.75)
+    after = summary({"dcgan": (float("nan"), 12.0, 3)}, 3.75)
+    judged, _ = judge(dvc_diff(before, after))
+    (fid,) = [v for v in judged if v.metric.endswith("dcgan.fid")]
+    assert fid.verdict == "not judged: not a finite number" and fid.verdict != WITHIN

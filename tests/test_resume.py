@@ -20,6 +20,8 @@ import pandas as pd
 import pytest
 import torch
 
+from aegan.checkpoint import read_checkpoint
+
 from aegan.errors import UserError
 from aegan.loop import seed_everything, train_loop
 from aegan.strategies.dcgan import DCGAN
@@ -79,14 +81,14 @@ def test_killed_train_resumes_to_the_uninterrupted_result(repo):
     # during the write of the step-20 checkpoint: the step-10 one survives, plus a stale temp file
     out = _train(repo, kill_at=f"checkpoint-write:{2 * CKPT_EVERY}")
     assert out.returncode == -signal.SIGKILL
-    saved = torch.load(ckpt, weights_only=True)
+    saved = read_checkpoint(ckpt)
     assert saved["step"] == CKPT_EVERY and _temp_files(repo)
     run_id = saved["mlflow_run_id"]
     # right after a checkpoint
     out = _train(repo, kill_at=f"step:{2 * CKPT_EVERY + 1}")
     assert out.returncode == -signal.SIGKILL, out.stderr[-2000:]
     assert f"resuming at step {CKPT_EVERY}" in out.stderr
-    assert torch.load(ckpt, weights_only=True)["step"] == 2 * CKPT_EVERY
+    assert read_checkpoint(ckpt)["step"] == 2 * CKPT_EVERY
     # and to the end
     out = _train(repo)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -104,6 +106,18 @@ def test_killed_train_resumes_to_the_uninterrupted_result(repo):
     info = json.loads((run_dir / "run.json").read_text())
     assert info["status"] == "finished" and info["steps"] == STEPS
     assert info["mlflow_run_id"] == run_id, "the resumed run continues the same MLflow run"
+
+    # a checkpoint whose bytes changed after the kill (one bit of a tensor) is not resumed: the run starts fresh
+    out = _train(repo, kill_at=f"step:{2 * CKPT_EVERY + 1}")
+    assert out.returncode == -signal.SIGKILL and read_checkpoint(ckpt)["step"] == 2 * CKPT_EVERY
+    data = bytearray(ckpt.read_bytes())
+    data[-len(data) // 3] ^= 0x10  # one byte inside the payload (the zip test in test_integrity.py: torch.load would not notice)
+    ckpt.write_bytes(bytes(data))
+    out = _train(repo)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "corrupt checkpoint" in out.stderr and "starting fresh" in out.stderr and "resuming" not in out.stderr
+    fresh = torch.load(run_dir / "generator.pt", weights_only=True)
+    assert all(torch.equal(fresh["decoder"][k], reference["decoder"][k]) for k in reference["decoder"])
 
 
 def _dcgan(shape, optim, seed):

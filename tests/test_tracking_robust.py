@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing as mp
+import os
 import time
 
 import pytest
@@ -101,3 +102,23 @@ def test_unwritable_sqlite_path_is_a_user_error(tmp_path, monkeypatch):
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{blocker / 'sub' / 'mlflow.db'}")  # a file as a folder
     with pytest.raises(UserError, match="cannot be used"):
         check_tracking()
+
+
+def test_a_tracking_server_that_died_mid_stage_fails_a_call_in_seconds_not_minutes(tmp_path):
+    """Any call of a stage (here: a tag set on the run), not only the start-up probe, gives up on a server that
+    no longer answers within about 30 s, in one line; MLflow's own retries would take about 4 minutes (a subprocess,
+    so that the old behaviour fails this test by its timeout instead of holding the suite)."""
+    import subprocess
+    import sys
+
+    script = ("import time\nfrom aegan import tracking\nclient = tracking._client()\nt0 = time.monotonic()\n"
+              "try:\n    tracking._call(client.set_tag, '0' * 32, 'stage', 'train')\n"
+              "except tracking.StoreUnusable as err:\n    print(f'{time.monotonic() - t0:.1f}', err)\n")  # fmt: skip
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_HTTP_")}
+    env["MLFLOW_TRACKING_URI"] = "http://127.0.0.1:9"  # the server is gone: nothing listens there any more
+    out = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=90)
+    seconds, _, message = out.stdout.strip().partition(" ")
+    assert out.returncode == 0 and message, out.stderr[-2000:]
+    assert float(seconds) < 40, seconds
+    assert len(message.splitlines()) == 1 and "http://127.0.0.1:9" in message and "MLFLOW_TRACKING_URI" in message
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # the fail-fast settings are undone after each call

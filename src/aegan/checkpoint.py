@@ -6,12 +6,17 @@ git- and dvc-ignored; the file is removed once its run has finished.
 
 A checkpoint continues a run only when its fingerprint (the params and data
 that define the run) matches; otherwise training starts fresh and says so.
+The file carries the sha256 of its payload on its first line (torch.load
+checks no checksum of its zip): a checkpoint whose bytes changed after it was
+written is never resumed; the run starts fresh with one warning line.
 The resumed run logs into the same MLflow run; metrics of the steps between
 the last checkpoint and the kill are logged twice (same step, same values).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,10 +24,11 @@ from typing import Any
 
 import torch
 
-from aegan.atomic import ensure_writable, remove_stale_temps, torch_save
+from aegan.atomic import ensure_writable, remove_stale_temps, write_bytes
 from aegan.errors import UserError
 
-FORMAT = "aegan-checkpoint/1"
+FORMAT = "aegan-checkpoint/2"
+HEADER = b"aegan-checkpoint sha256="  # then the payload's sha256 in hex, a newline, and torch.save's bytes
 CHECKPOINT_DIR = Path("checkpoints")
 # knobs that change how a run is checkpointed, not what it computes
 NOT_IN_FINGERPRINT = ("checkpoint_every",)
@@ -46,8 +52,28 @@ def fingerprint(strategy: str, seed: int, params, inputs: dict[str, str]) -> str
     return params_hash(section)
 
 
+class CorruptCheckpoint(ValueError):
+    """The payload's sha256 is not the one the file carries."""
+
+
 def save_checkpoint(path: Path, bundle: dict[str, Any]) -> None:
-    torch_save({"format": FORMAT, **bundle}, path)
+    buf = io.BytesIO()
+    torch.save({"format": FORMAT, **bundle}, buf)
+    payload = buf.getvalue()
+    write_bytes(path, HEADER + hashlib.sha256(payload).hexdigest().encode() + b"\n" + payload)
+
+
+def read_checkpoint(path: Path) -> dict:
+    """The bundle saved at `path`, after its payload's sha256 was checked (ValueError: not a checkpoint of ours)."""
+    head, newline, payload = path.read_bytes().partition(b"\n")
+    if not head.startswith(HEADER) or not newline:
+        raise ValueError("not an aegan checkpoint")
+    if hashlib.sha256(payload).hexdigest().encode() != head[len(HEADER):]:
+        raise CorruptCheckpoint("its sha256 differs from the one written with it")
+    bundle = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
+    if not isinstance(bundle, dict) or bundle.get("format") != FORMAT:
+        raise ValueError("not an aegan checkpoint of this version")
+    return bundle
 
 
 def load_checkpoint(path: Path, strategy: str, shape, expected_fingerprint: str) -> dict | None:
@@ -56,9 +82,10 @@ def load_checkpoint(path: Path, strategy: str, shape, expected_fingerprint: str)
     if not path.is_file():
         return None
     try:
-        bundle = torch.load(path, map_location="cpu", weights_only=True)
-        if bundle.get("format") != FORMAT:
-            raise ValueError("not a checkpoint")
+        bundle = read_checkpoint(path)
+    except CorruptCheckpoint as err:
+        print(f"{path}: corrupt checkpoint ({err}): starting fresh", file=sys.stderr)
+        return None
     except Exception as err:
         print(f"{path}: unreadable checkpoint ({type(err).__name__}): starting fresh", file=sys.stderr)
         return None

@@ -30,7 +30,38 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params file to read")
+INVOKED_FROM = Path.cwd()  # where the command was typed; commands run from the workspace root (`_workspace_root`)
+
+
+def workspace_root(start: Path) -> Path | None:
+    """The nearest folder at or above `start` that holds dvc.yaml or params.yaml (None: there is none)."""
+    for folder in (start, *start.parents):
+        if (folder / "dvc.yaml").is_file() or (folder / "params.yaml").is_file():
+            return folder
+    return None
+
+
+@app.callback()
+def _workspace_root() -> None:
+    """Every command works from the workspace root, also when typed in a subfolder: the stages' paths, mlflow.db
+    and DVC's stage names are the root's."""
+    global INVOKED_FROM
+    INVOKED_FROM = Path.cwd()
+    root = workspace_root(INVOKED_FROM)
+    if root is not None and root != INVOKED_FROM:
+        os.chdir(root)
+
+
+def _params_from_invocation(ctx: typer.Context, param: typer.CallbackParam, value: Path) -> Path:
+    """A --params PATH given relative is relative to where the command was typed; the default is the root's file."""
+    source = ctx.get_parameter_source(param.name)  # typer's own click: compared by name
+    if value.is_absolute() or getattr(source, "name", None) in ("DEFAULT", "DEFAULT_MAP"):
+        return value
+    return Path(os.path.relpath(INVOKED_FROM / value))
+
+
+ParamsOpt = typer.Option(Path("params.yaml"), "--params", help="params file to read (default: the workspace's)",
+                         callback=_params_from_invocation)
 
 
 def _user_errors(fn):
@@ -48,11 +79,14 @@ def _user_errors(fn):
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         try:
             with stage_process():
+                _stage_params("forget_loaded")
                 result = fn(*args, **kwargs)
+                _stage_params("check_unchanged")  # params.yaml edited while the stage ran: its outputs not recorded
             exit_now(0)  # a finished command skips the interpreter's slow clean-up (warm.py)
             return result
         except UserError as err:
-            _end_open_runs("FAILED")
+            if type(err).__name__ != "StoreUnusable":  # a dead tracking server: no second wait to end its runs
+                _end_open_runs("FAILED")
             typer.echo(f"error: {err}", err=True)
             raise typer.Exit(err.exit_code) from None
         except PermissionError as err:
@@ -73,6 +107,13 @@ def _user_errors(fn):
             raise
 
     return wrapper
+
+
+def _stage_params(call: str) -> None:
+    """stage_params.<call>() if a stage of this process has loaded params (never imported here for nothing)."""
+    module = sys.modules.get("aegan.stage_params")
+    if module is not None:
+        getattr(module, call)()
 
 
 def _end_open_runs(status: str) -> None:

@@ -25,7 +25,13 @@ class GeneratorModel:
         self.generator = torch.export.load(context.artifacts["generator"]).module()
 
     def predict(self, context, model_input, params=None):
-        eps = torch.as_tensor(np.asarray(model_input, dtype=np.float32))
+        eps = np.asarray(model_input, dtype=np.float32)
+        if eps.ndim != 2 or eps.shape[0] == 0:
+            raise ValueError(f"latents of shape {eps.shape}: give an (n, z_dim) array of standard-normal latents, n >= 1")
+        if not np.isfinite(eps).all():
+            raise ValueError(f"{int((~np.isfinite(eps)).any(axis=1).sum())} of {len(eps)} latent rows hold NaN or "
+                             "infinity: give finite standard-normal latents")  # fmt: skip
+        eps = torch.as_tensor(eps)
         with torch.no_grad():
             images = self.generator(eps)
         return images.add(1.0).mul(127.5).round().clamp(0, 255).to(torch.uint8).numpy()  # as images.to_uint8
@@ -48,16 +54,17 @@ def python_model():
     return type("GeneratorModel", (GeneratorModel, mlflow.pyfunc.PythonModel), {"__module__": __name__})()
 
 
-def log_generator(run_id: str, generator_file: Path, z_dim: int) -> str:
-    """Log `generator_file` (aegan.generator format) as the run's MLflow model; returns its model URI."""
+def log_generator(run_id: str, generator_file: Path, z_dim: int | None = None) -> str:
+    """Log `generator_file` (aegan.generator format) as the run's MLflow model; returns its model URI. `z_dim`:
+    the file's own by default."""
     import cloudpickle
     import mlflow
     from mlflow.models import infer_signature
 
     from aegan.generator import load_generator
 
-    generator, _ = load_generator(generator_file)
-    example = torch.randn(2, z_dim, generator=torch.Generator().manual_seed(0))
+    generator, bundle = load_generator(generator_file)
+    example = torch.randn(2, z_dim or bundle["shape"]["z_dim"], generator=torch.Generator().manual_seed(0))
     model = python_model()
     with tempfile.TemporaryDirectory(prefix="aegan-model-") as tmp:
         program = Path(tmp) / "generator.pt2"
@@ -70,8 +77,10 @@ def log_generator(run_id: str, generator_file: Path, z_dim: int) -> str:
                         f"mlflow=={mlflow.__version__}", f"cloudpickle=={cloudpickle.__version__}"]  # fmt: skip
         module = sys.modules[__name__]
         cloudpickle.register_pickle_by_value(module)  # loading needs no aegan installed
+        from aegan.tracking import fail_fast_http
+
         try:
-            with mlflow.start_run(run_id=run_id):
+            with fail_fast_http(), mlflow.start_run(run_id=run_id):
                 info = mlflow.pyfunc.log_model(
                     name=MODEL_NAME, python_model=model, artifacts={"generator": str(program)},
                     signature=infer_signature(example.numpy(), output), input_example=example.numpy(),

@@ -28,8 +28,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-WITHIN, REAL, NO_SPREAD, NEW, GONE, NOT_RERUN, SAME = (
-    "within seed noise", "real change", "not judged: n < 2", "new", "removed", "not re-run", "unchanged")  # fmt: skip
+WITHIN, REAL, NO_SPREAD, NEW, GONE, NOT_RERUN, SAME, NOT_FINITE = (
+    "within seed noise", "real change", "not judged: n < 2", "new", "removed", "not re-run", "unchanged",
+    "not judged: not a finite number")  # fmt: skip
 CORRECTION = "Holm"
 
 
@@ -97,6 +98,8 @@ def judge(diff: dict[str, dict[str, dict]], alpha: float = 0.05, unchanged: set[
                 std, n = entries[f"{base}.std"], entries.get(f"{base}.n")
                 if old is None or new is None:
                     judged.append(Verdict(name, old, new, NEW if old is None else GONE))
+                elif not all(isinstance(v, (int, float)) and math.isfinite(v) for v in (old, new)):
+                    judged.append(Verdict(name, old, new, NOT_FINITE))  # a NaN mean is no evidence either way
                 elif not all(_has_spread(_value(std, side), _value(n, side)) for side in ("old", "new")):
                     judged.append(Verdict(name, old, new, NO_SPREAD))
                 elif old == new and _value(std, "old") == _value(std, "new"):
@@ -149,6 +152,22 @@ def markdown(judged: list[Verdict], unjudged: list[Verdict], alpha: float) -> st
     return "\n".join(lines) + "\n"
 
 
+def check_diff(diff: dict) -> None:
+    """ValueError naming the first entry that is not `dvc metrics diff --json`'s {file: {metric: {old, new, ...}}}."""
+    for file, entries in diff.items():
+        if not isinstance(entries, dict):
+            raise ValueError(f"{file!r} holds a {type(entries).__name__}, not a mapping of metrics")
+        for key, entry in entries.items():
+            if not isinstance(entry, dict) or not {"old", "new"} & entry.keys():
+                shown = json.dumps(entry)[:40]
+                hint = " (`dvc metrics show` output?)" if key == "data" or file == "" else ""
+                raise ValueError(f"{file}: {key} is {shown}, not an old/new pair{hint}")
+            for side in ("old", "new"):
+                value = entry.get(side)
+                if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
+                    raise ValueError(f"{file}: {key}: {side} is {json.dumps(value)[:40]}, not a number")
+
+
 def _read_json(path: str, what: str) -> dict:
     text = sys.stdin.read() if path == "-" else Path(path).read_text()
     data = json.loads(text) if text.strip() else {}
@@ -181,8 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         diff = _read_json(args.diff, "the output of `dvc metrics diff --json`")
-        if not all(isinstance(v, dict) for v in diff.values()):
-            raise ValueError("not the output of `dvc metrics diff --json`")
+        check_diff(diff)
     except (OSError, ValueError) as err:
         print(f"error: {args.diff}: {err}: pass the output of `dvc metrics diff --all --json`", file=sys.stderr)
         return 2

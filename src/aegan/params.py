@@ -417,7 +417,7 @@ def load_params_and_text(path: str | Path, strategies: Collection[str] | None = 
     """The validated params and the file's data as written (which keys it states), from one read."""
     path = Path(path)
     if not path.is_file():
-        raise UserError(f"{path}: not found: run the command from the repository root, or pass --params PATH")
+        raise UserError(f"{path}: not found: run the command inside the workspace (a folder holding dvc.yaml or params.yaml), or pass --params PATH")
     raw = read_yaml(path)
     return validate_params(raw, str(path), strategies), raw
 
@@ -541,6 +541,16 @@ def too_few_for_a_batch(where: str, n_train: int, n_heldout: int, key: str, size
                      f"{key} = {size}: lower {key}, lower prepare.heldout_fraction or add images")  # fmt: skip
 
 
+def too_few_to_score(where: str, n_train: int, n_heldout: int, neighbourhood: int) -> UserError | None:
+    """The held-out split every generator is scored against must hold more images than precision/recall's
+    neighbourhood (each image's k nearest others), which also gives FID a covariance; None if it does."""
+    if n_heldout > neighbourhood:
+        return None
+    return UserError(f"{where}: {n_train} training / {n_heldout} held-out images, too few held-out images to score "
+                     f"(precision and recall compare each with its evaluate.prc_neighborhood = {neighbourhood} "
+                     f"nearest others, so at least {neighbourhood + 1}): raise prepare.heldout_fraction or add images")
+
+
 def check_inside_raw(p: PrepareParams) -> None:
     """Refuse input outside data/raw/: DVC tracks that folder only, so it would never see such a file change.
 
@@ -579,6 +589,10 @@ def check_runnable(params: StageParams, source: str) -> None:
         size = getattr(getattr(params, section), field)
         if size > n_train:
             raise too_few_for_a_batch(f"{source}: prepare.source {params.prepare.source}", n_train, n_heldout, key, size)
+    error = too_few_to_score(f"{source}: prepare.source {params.prepare.source}", n_train, n_heldout,
+                             params.evaluate.prc_neighborhood)  # fmt: skip
+    if error:
+        raise error
 
 
 def check_params_file(path: str | Path = PARAMS_FILE) -> StageParams:

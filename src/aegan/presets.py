@@ -121,7 +121,7 @@ def write_values(values: dict[str, Any], path: Path, what: str) -> list[tuple[st
     from aegan.params import ALL, validate_params
 
     if not path.is_file():
-        raise UserError(f"{path}: not found: run the command from the repository root, or pass --params PATH")
+        raise UserError(f"{path}: not found: run the command inside the workspace (a folder holding dvc.yaml or params.yaml), or pass --params PATH")
     yaml = YAML()  # round trip: comments, order and flow style are kept
     yaml.width = 4096
     yaml.representer.add_representer(type(None), lambda r, _: r.represent_scalar("tag:yaml.org,2002:null", "null"))

@@ -24,6 +24,8 @@ from pydantic import BaseModel
 STRATEGY = "${item.strategy}"  # the strategy's own section, as dvc.yaml's matrix names it
 EVERYTHING = "params.yaml"  # the report: every section (it lists what differs from the defaults)
 
+# what each stage command of this process read (params file, declared names, strategy, values), checked as it ends
+_LOADED: list[tuple[Any, tuple[str, ...], str | None, dict[str, Any]]] = []
 _reads: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("aegan_param_reads", default=None)
 
 
@@ -149,7 +151,41 @@ def load(path, declared: Collection[str], untracked: Collection[str] = (), strat
     else:
         names = required_names(params, [n.replace(STRATEGY, strategy) if strategy else n for n in declared])
     check_complete(raw, names, str(path))
+    _LOADED.append((path, tuple(declared), strategy, stage_view(params, declared, (), strategy).model_dump(mode="json")))
     return stage_view(params, declared, untracked, strategy)
+
+
+def forget_loaded() -> None:
+    _LOADED.clear()
+
+
+def check_unchanged() -> None:
+    """Every params file this process's stage read still gives the declared values it read at the start, or one line.
+
+    DVC records a stage's params as the file gives them when the command has ended: a value edited while the stage
+    ran (`git stash`, another `dvc exp run -S`) would be recorded beside outputs computed from the old one, and the
+    run-cache would hand them out for the new one. Failing here keeps DVC from recording them.
+    """
+    from aegan.errors import UserError
+    from aegan.params import flatten, load_params_and_text
+
+    loaded = list(_LOADED)
+    _LOADED.clear()
+    for path, declared, strategy, before in loaded:
+        try:
+            params, _ = load_params_and_text(path, [strategy] if strategy else [])
+        except UserError as err:
+            raise UserError(f"{path} changed while this stage ran and no longer validates ({err}); its outputs are "
+                            "not recorded: fix the file, then run the stage again (`aegan run` or `dvc repro`)") from None
+        now = stage_view(params, declared, (), strategy).model_dump(mode="json")
+        if now != before:
+            a, b = flatten(before), flatten(now)
+            diffs = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
+            more = f" and {len(diffs) - 1} more" if len(diffs) > 1 else ""
+            raise UserError(f"{path} changed while this stage ran ({diffs[0]}: {a.get(diffs[0])!r} -> "
+                            f"{b.get(diffs[0])!r}{more}): its outputs were computed with the values it read at the "
+                            "start, and DVC would record them under the new ones, so they are not recorded: run the "
+                            "stage again (`aegan run` or `dvc repro`)")  # fmt: skip
 
 
 def check_seed(seed: int) -> int:

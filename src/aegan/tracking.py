@@ -31,7 +31,7 @@ import sqlite3
 import subprocess
 import time
 from pathlib import Path
-from typing import Any, Callable, TypeVar
+from typing import Any, Callable, Iterator, TypeVar
 
 import tenacity
 
@@ -200,10 +200,29 @@ def _store_error(err: BaseException) -> bool:
     return isinstance(err, (MlflowException, SQLAlchemyError, sqlite3.Error))
 
 
+# MLflow's own HTTP defaults (7 retries, back-off factor 2, 120 s timeout) take minutes to give up on a tracking server
+# that died mid-stage; with these a call fails in about 30 s (3 tries of at most 10 s), unless the user set them
+FAIL_FAST_HTTP = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+                  "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}  # fmt: skip
+
+
+@contextlib.contextmanager
+def fail_fast_http(settings: dict[str, str] = FAIL_FAST_HTTP) -> Iterator[None]:
+    """Within: MLflow's HTTP retry and timeout settings the user did not set are `settings` (undone after)."""
+    added = {k: v for k, v in settings.items() if k not in os.environ}
+    os.environ.update(added)
+    try:
+        yield
+    finally:
+        for k in added:
+            os.environ.pop(k, None)
+
+
 def _call(fn: Callable[..., T], *args, **kwargs) -> T:
     """A client call: retried while the DB is locked; a store that cannot be used is one line (StoreUnusable)."""
     try:
-        return with_retry(fn, *args, **kwargs)
+        with fail_fast_http():
+            return with_retry(fn, *args, **kwargs)
     except Exception as err:
         if isinstance(err, UserError) or not _store_error(err):
             raise
@@ -213,23 +232,18 @@ def _call(fn: Callable[..., T], *args, **kwargs) -> T:
 def check_tracking() -> None:
     """Fail before training, in one line, when the tracking URI cannot be reached or written."""
     uri = tracking_uri()
-    # MLflow's own HTTP retries back off for minutes; the probe answers in seconds unless the user chose otherwise
-    quick = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
-    quick = {k: v for k, v in quick.items() if k not in os.environ}
-    os.environ.update(quick)
+    # the probe answers in seconds: one retry, unless the user chose otherwise
     try:
-        client = _client()
-        with_retry(client.search_experiments, max_results=1)
-        if (db := sqlite_path(uri)) is not None:
-            _experiment_id(client)  # creates the schema and experiment on a new DB
-            with_retry(probe_write, db)  # an existing one is only read above: prove it can be written
+        with fail_fast_http({"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}):
+            client = _client()
+            with_retry(client.search_experiments, max_results=1)
+            if (db := sqlite_path(uri)) is not None:
+                _experiment_id(client)  # creates the schema and experiment on a new DB
+                with_retry(probe_write, db)  # an existing one is only read above: prove it can be written
     except UserError:
         raise
     except Exception as err:
         raise store_problem(err) from None
-    finally:
-        for k in quick:
-            os.environ.pop(k, None)
 
 
 def probe_write(db: Path) -> None:
@@ -339,6 +353,24 @@ def register_model(model_uri: str, name: str, tags: dict[str, str], alias: str) 
     version = _call(mlflow.register_model, model_uri, name, tags=tags)
     _call(_client().set_registered_model_alias, name, alias, version.version)
     return str(version.version)
+
+
+def runs_in_store(run_ids) -> set[str]:
+    """Which of `run_ids` this tracking store holds (a clone that pulled its results from a DVC remote holds none of
+    the runs that trained them)."""
+    from mlflow.exceptions import MlflowException
+
+    client, held = _client(), set()
+    for run_id in run_ids:
+        try:
+            with fail_fast_http():
+                with_retry(client.get_run, run_id)  # not _call: a run it lacks is an answer, not a broken store
+        except MlflowException as err:
+            if err.error_code != "RESOURCE_DOES_NOT_EXIST":
+                raise store_problem(err) from None
+        else:
+            held.add(run_id)
+    return held
 
 
 _OPEN: dict[str, "Run"] = {}  # runs this process started or resumed and has not ended

@@ -102,8 +102,11 @@ def check_current(params) -> None:
     if stale:
         strategy, seed, why = stale[0]
         more = f" (and {len(stale) - 1} more: {', '.join(f'{s}-{n}' for s, n, _ in stale[1:])})" if len(stale) > 1 else ""
+        stage = f"{'evaluate' if why.startswith('it was scored') else 'train'}@{strategy}-{seed}"
         raise UserError(f"{paths.eval_file(strategy, seed)} is stale: {why}{more}; the report mixes no stale result in: "
-                        "re-run the pipeline (`aegan run` or `dvc repro`) and fix what stops those stages")  # fmt: skip
+                        "re-run the pipeline (`aegan run` or `dvc repro`) and fix what stops those stages; if DVC "
+                        f"calls them up to date (dvc.lock written by an older aegan while params.yaml was being "
+                        f"edited), force them: `dvc repro --force --single-item {stage}`, then `aegan run`")  # fmt: skip
 
 
 def parameter_differences(params) -> list[tuple]:

@@ -47,20 +47,24 @@ def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, 
     command that trains it, for the error when it has not run."""
     if strategy_name not in names():
         raise UserError(f"unknown strategy {strategy_name!r}: choose one of {', '.join(names())}")
-    device = setup_compute(params.compute)
-    data, evaluator = heldout_evaluator(params, device)
-    shape = NetShape.for_data(params.model, data.shape)
     run_dir = run_dir or paths.run_dir(strategy_name, seed)
     info_path = run_dir / "run.json"
+    how = how or f"aegan train --strategy {strategy_name} --seed {seed}"
     if not info_path.is_file():
-        how = how or f"aegan train --strategy {strategy_name} --seed {seed}"
         raise UserError(f"{info_path}: not found: run `{how}` first")
     scored = scored_files(run_dir)  # before reading: a run trained again meanwhile shows as a mismatch, not a mix
-    info = json.loads(info_path.read_text())
+    info = read_run_record(info_path, how)
     result = {k: info.get(k) for k in KEPT} | {k: v for k, v in info.items() if k.startswith(("study_", "setting."))}
     metrics: dict[str, float | None] = {}
     class_counts = None
     finished = info["status"] == "finished"
+    if finished and scored["generator.pt"] != info["generator_sha256"]:
+        raise UserError(f"{run_dir / 'generator.pt'}: not the bytes its training wrote (sha256 differs from run.json's "
+                        f"generator_sha256: corrupt or replaced): restore it (`dvc checkout`) or train it again "
+                        f"(`{how}`)")  # fmt: skip
+    device = setup_compute(params.compute)
+    data, evaluator = heldout_evaluator(params, device)
+    shape = NetShape.for_data(params.model, data.shape)
     if finished:
         gen, _ = load_generator(run_dir / "generator.pt", shape, device)
         samples = sample_uint8(gen.generate, params.evaluate.num_samples, shape.z_dim, params.evaluate.sample_seed, device)
@@ -79,6 +83,28 @@ def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, 
     result["wall_seconds"] = wall_seconds()
     write_json(out or paths.eval_file(strategy_name, seed), result)
     return result
+
+
+def read_run_record(path, how: str) -> dict:
+    """run.json as the train stage wrote it, or one line naming what is wrong with it."""
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise UserError(f"{path}: not valid JSON ({type(err).__name__}): the train stage writes it; run `{how}` "
+                        "again") from None  # fmt: skip
+    if not isinstance(info, dict):
+        raise UserError(f"{path}: a JSON {type(info).__name__}, not the train stage's record: run `{how}` again")
+    missing = [k for k in RECORD_KEYS if k not in info]
+    if missing:
+        raise UserError(f"{path}: no {', '.join(missing)} (written by another version of aegan, or edited): run "
+                        f"`{how}` again")  # fmt: skip
+    if info["status"] not in ("finished", "diverged"):
+        raise UserError(f"{path}: status {info['status']!r} is neither 'finished' nor 'diverged': run `{how}` again")
+    return info
+
+
+# what evaluate reads of run.json beyond what it copies if present (KEPT)
+RECORD_KEYS = ("status", "generator_sha256")
 
 
 # ------------------------------------------------------------------ known modes (aegan.modes)

@@ -17,11 +17,11 @@ from aegan.data.arrays import finish_images, heldout_mask
 from aegan.data.packed import FORMAT_VERSION, file_sha256, write_packed
 from aegan.data.sources import SOURCES
 from aegan.errors import UserError
-from aegan.params import PrepareParams, check_inside_raw, too_few_for_a_batch
+from aegan.params import PrepareParams, check_inside_raw, too_few_for_a_batch, too_few_to_score
 from aegan.stage_params import load
 
 # dvc.yaml's params of this stage; the batch sizes only to refuse a training split smaller than one batch
-PARAMS = ("prepare", "train.batch_size", "pretrain_ae.batch_size", "train_scorer.batch_size")
+PARAMS = ("prepare", "train.batch_size", "pretrain_ae.batch_size", "train_scorer.batch_size", "evaluate.prc_neighborhood")
 
 
 def main(params_file: Path) -> dict:
@@ -32,7 +32,7 @@ def run_prepare(params, track: bool = True) -> dict:
     check_inside_raw(params.prepare)
     prepared = build_dataset(params.prepare)
     batch_sizes = {f"{k}.batch_size": getattr(params, k).batch_size for k in ("train", "pretrain_ae", "train_scorer")}
-    check_dataset_size(prepared, batch_sizes)
+    check_dataset_size(prepared, batch_sizes, params.evaluate.prc_neighborhood)
     card = write_prepared(prepared, paths.DATASET_FILE, paths.DATA_CARD_FILE, {"prepare_wall_seconds": wall_seconds()})
     if track:
         log_data_card(card)
@@ -109,11 +109,15 @@ def build_dataset(params: PrepareParams) -> Prepared:
     return Prepared(arrays, card, where)
 
 
-def check_dataset_size(prepared: Prepared, batch_sizes: dict[str, int]) -> None:
-    """Refuse, before anything is written, a training split smaller than one batch."""
+def check_dataset_size(prepared: Prepared, batch_sizes: dict[str, int], neighbourhood: int) -> None:
+    """Refuse, before anything is written, a training split smaller than one batch, a held-out split too small to
+    score."""
     for key, size in batch_sizes.items():
         if size > prepared.num_train:
             raise too_few_for_a_batch(prepared.where, prepared.num_train, prepared.num_heldout, key, size)
+    error = too_few_to_score(prepared.where, prepared.num_train, prepared.num_heldout, neighbourhood)
+    if error:
+        raise error
 
 
 def write_prepared(prepared: Prepared, out_path: Path, card_path: Path, extra: dict | None = None) -> dict:

@@ -32,7 +32,8 @@ from aegan.report.render import to_html, to_markdown
 from aegan.report.study import summary_entries as study_entries
 from aegan.report.tables import summary_json
 from aegan.stage_params import EVERYTHING, load
-from aegan.tracking import REGISTERED_MODEL, Run, check_tracking, register_model
+from aegan.generator_model import log_generator
+from aegan.tracking import REGISTERED_MODEL, Run, check_tracking, register_model, runs_in_store
 
 PARAMS = (EVERYTHING,)  # dvc.yaml's params of this stage: all of them (the report lists those not at their defaults)
 
@@ -58,7 +59,9 @@ def run_report(params) -> dict:
         summary["decided"] = inputs.decided.to_dict()
     for key, extra in copying_entries(inputs).items():  # copying or generalising, per strategy (report/copying.py)
         summary[key] = {**summary.get(key, {}), **extra}
-    # all five or none: a full disk or an error leaves the previous report, figures of strategies no longer run go
+    held = runs_in_store(r for r in inputs.runs.get("mlflow_run_id", []) if isinstance(r, str))
+    # all or none: the report's files replace the previous ones only once MLflow has taken the report run and the
+    # registration too (a full disk or an error leaves the previous report; figures of strategies no longer run go)
     with file_set(paths.REPORTS_DIR, REPORT_SET) as staging:
         figs = draw_all(inputs, staging / "figures")
         write_curves(inputs.curves, staging / "fid_curves.csv")
@@ -68,15 +71,15 @@ def run_report(params) -> dict:
         write_json(staging / "summary.json", summary)
         write_json(staging / "metrics.json", headline_metrics(summary))
 
-    run = Run.start("report", {"stage": "report", "baseline": rp.baseline})
-    run.log_table(comparison_table(inputs.table), "comparison.json")
-    for path in (paths.REPORT_FILE, paths.REPORT_HTML_FILE, paths.SUMMARY_FILE):
-        run.log_artifact(path)
-    for path in figs.values():
-        run.log_artifact(paths.FIGURES_DIR / path.name, "figures")
-    log_final_metrics(inputs.runs)
-    run.set_tags(register_winner(inputs, run.run_id))
-    run.end()
+        run = Run.start("report", {"stage": "report", "baseline": rp.baseline})
+        run.log_table(comparison_table(inputs.table), "comparison.json")
+        for path in (paths.REPORT_FILE, paths.REPORT_HTML_FILE, paths.SUMMARY_FILE):
+            run.log_artifact(staging / path.name)
+        for path in figs.values():
+            run.log_artifact(path, "figures")
+        log_final_metrics(inputs.runs, held)
+        run.set_tags(register_winner(inputs, run.run_id, held))
+        run.end()
     return summary
 
 
@@ -86,9 +89,10 @@ def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
     return table[columns].rename(columns={"kid_mean_mean": "kid_mean_mean (raw, x1)"})
 
 
-def register_winner(inputs, report_run_id: str) -> dict[str, str]:
+def register_winner(inputs, report_run_id: str, held: set[str]) -> dict[str, str]:
     """Register the best-seed generator of the strategy with the lowest mean FID; the report run's tags saying
-    which (none when no strategy has a finite FID and a logged model)."""
+    which (none when no strategy has a finite FID and a logged model). A winner trained elsewhere (its run is not
+    among `held`, the runs this tracking store holds) is logged again from its generator.pt, under the report run."""
     table, runs = inputs.table, inputs.runs
     finite = table[table["fid_mean"].map(lambda v: isinstance(v, float) and math.isfinite(v))]
     if finite.empty:
@@ -103,7 +107,11 @@ def register_winner(inputs, report_run_id: str) -> dict[str, str]:
             "fid_mean_over_seeds": f"{best['fid_mean']:.6g}", "fid_std_over_seeds": f"{best['fid_std']:.6g}",
             "seeds": str(int(best["n"])), "baseline": inputs.params.report.baseline,
             "source_run_id": str(row["mlflow_run_id"]), "report_run_id": report_run_id}  # fmt: skip
-    version = register_model(row["mlflow_model_uri"], REGISTERED_MODEL, tags, alias="best")
+    model_uri = row["mlflow_model_uri"]
+    if row["mlflow_run_id"] not in held:
+        model_uri = log_generator(report_run_id, paths.run_dir(row["strategy"], int(row["seed"])) / "generator.pt")
+        tags["logged_again_from"] = "generator.pt (its training run is not in this tracking store)"
+    version = register_model(model_uri, REGISTERED_MODEL, tags, alias="best")
     return {"registered_model": f"models:/{REGISTERED_MODEL}/{version}", "winner": row["strategy"]}
 
 
@@ -130,20 +138,23 @@ def headline_metrics(summary: dict) -> dict:
             for s, e in summary.items() if isinstance(e, dict) and "fid" in e}  # strategies (not claims, decided, ...)
 
 
-def log_final_metrics(runs: pd.DataFrame) -> None:
-    """Each (strategy, seed) MLflow run gets its final scores, found by the id that evaluate kept; the run is not
-    reopened, so its status and end time stay those of training."""
+def log_final_metrics(runs: pd.DataFrame, held: set[str]) -> None:
+    """Each (strategy, seed) MLflow run this store holds gets its final scores, found by the id that evaluate kept;
+    the run is not reopened, so its status and end time stay those of training. One line for those it lacks."""
+    elsewhere = []
     for r in runs.itertuples():
         run_id = getattr(r, "mlflow_run_id", None)
         if not isinstance(run_id, str):
             continue
-        try:
-            run = Run.finished(run_id)
-        except Exception as err:  # e.g. mlflow.db deleted since training: the report itself is still right
-            print(f"MLflow run {run_id} of {r.strategy}-{r.seed} not found ({type(err).__name__}): final metrics not "
-                  "logged there", file=sys.stderr)  # fmt: skip
+        if run_id not in held:  # trained in another workspace (results pulled), or mlflow.db replaced since
+            elsewhere.append(f"{r.strategy}-{r.seed}")
             continue
+        run = Run.finished(run_id)
         finals = {f"final_{m}": v for m, v in (r.all_metrics or {}).items()}
         run.log_metrics({k: float(v) for k, v in finals.items() if v is not None and math.isfinite(v)})
         run.set_tags({"feature_extractor": str(r.feature_extractor)})
         run.flush()
+    if elsewhere:
+        print(f"{len(elsewhere)} training run(s) ({', '.join(elsewhere[:3])}{', ...' if len(elsewhere) > 3 else ''}) "
+              "are not in this MLflow store (trained in another workspace, or mlflow.db replaced): their final "
+              "scores are in reports/, not logged to MLflow", file=sys.stderr)  # fmt: skip

@@ -166,6 +166,7 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
         # what this run trained with, and the defaults: the report lists the differences without importing strategies
         "strategy_params": strategy_params.model_dump(), "strategy_defaults": cls.Params().model_dump(),
         "params": target.declared,  # what the report checks it still matches
+        "generator_sha256": file_sha256(out_dir / "generator.pt"),  # evaluate scores only these bytes
     } | target.extra  # fmt: skip
     if not result.diverged:  # `mlflow.pyfunc.load_model(uri).predict(eps)` gives images
         info["mlflow_model_uri"] = log_generator(run.run_id, out_dir / "generator.pt", shape.z_dim)
