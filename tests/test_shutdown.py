@@ -256,3 +256,23 @@ def test_a_process_is_known_by_its_start_in_ticks_not_by_the_wall_clock(monkeypa
     ident = identity(child.pid)
     child.wait()
     assert ident is not None and identity(child.pid) is None and _gone(ident)
+
+
+@pytest.mark.e2e
+def test_sigterm_to_aegan_run_ends_with_one_line_naming_what_stopped_and_how_to_continue(tmp_path):
+    repo = _scorer_repo(tmp_path)
+    runner = subprocess.Popen(["aegan", "run", "--jobs", "1"], cwd=repo, env=_env(repo), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True, start_new_session=True)  # fmt: skip
+    try:
+        _wait(lambda: _run_statuses(repo, "train_scorer") == ["RUNNING"], 180, "the stage's MLflow run")
+        time.sleep(1.0)
+        runner.send_signal(signal.SIGTERM)
+        _, err = runner.communicate(timeout=60)
+    finally:
+        runner.kill()
+    assert runner.returncode == 143, err[-2000:]
+    last = err.strip().splitlines()[-1]
+    assert last == ("error: stopped by SIGTERM: 1 running stage(s) stopped (scorer), their outputs not written; "
+                    "finished stages are kept: run `aegan run` again to continue"), err[-2000:]
+    assert "Traceback" not in err
+    assert not (repo / "models" / "scorer.pt").exists()

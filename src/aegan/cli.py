@@ -233,10 +233,15 @@ def run_pipeline(
     cold: bool = typer.Option(False, "--cold", help="start every stage as a fresh process (no warm process to fork from)"),
 ) -> None:
     """`dvc repro` with independent stages in parallel: each out-of-date stage is a Dask task once its upstream stages are done."""
-    from aegan.parallel import failure_message, parse_jobs, run
+    from aegan.parallel import Stopped, failure_message, parse_jobs, run
 
     # the warm process runs stage commands through this module's app (warm.py knows no command of its own)
-    outcome = run(parse_jobs(jobs), scheduler, warm=not cold, entry="aegan.cli:app")
+    try:
+        outcome = run(parse_jobs(jobs), scheduler, warm=not cold, entry="aegan.cli:app")
+    except Stopped as err:
+        _end_open_runs("KILLED")
+        typer.echo(f"error: {err}", err=True)
+        raise typer.Exit(err.exit_code) from None
     message = failure_message(outcome)
     if message:
         typer.echo(f"error: {message}", err=True)
@@ -253,12 +258,17 @@ def decide(
 ) -> None:
     """Run the pipeline, and add seeds (params.yaml decide.runs) until every primary verdict is decided (decide.py)."""
     from aegan.decide import decide as run_decide, summary_lines
-    from aegan.parallel import failure_message, parse_jobs, run
+    from aegan.parallel import Stopped, failure_message, parse_jobs, run
 
     def pipeline() -> str | None:
         return failure_message(run(parse_jobs(jobs), scheduler, warm=not cold, entry="aegan.cli:app"))
 
-    result = run_decide(params, pipeline, typer.echo)
+    try:
+        result = run_decide(params, pipeline, typer.echo)
+    except Stopped as err:  # every finished run is kept: `aegan decide` again replays and goes on
+        _end_open_runs("KILLED")
+        typer.echo(f"error: {str(err).replace('aegan run', 'aegan decide')}", err=True)
+        raise typer.Exit(err.exit_code) from None
     typer.echo(f"decide: done after {result.rounds} pipeline run(s), {result.added} run(s) added; the verdicts "
                "(reports/report.md, \"Decided verdicts\"):")  # fmt: skip
     for line in summary_lines(result.outcome):

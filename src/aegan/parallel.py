@@ -26,6 +26,7 @@ stage stops its downstream stages; independent stages finish.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import re
 import signal
@@ -266,8 +267,23 @@ def connect(jobs: int, scheduler: str | None):
             first = (str(err).strip().splitlines() or [""])[0][:200]
             raise UserError(f"cannot reach the Dask scheduler at {scheduler} ({type(err).__name__}: {first}): "
                             "start it (`dask scheduler`) or check the address") from None  # fmt: skip
+    quiet_failed_stages()
     cluster = LocalCluster(n_workers=1, threads_per_worker=jobs, processes=False, dashboard_address=None)
     return Client(cluster), cluster
+
+
+class _NotAStageFailure(logging.Filter):
+    """Drops the worker's "Compute Failed ... Traceback" record of a stage that failed: aegan says which stage
+    failed, why and where its log is in one line at the end; Dask's record of that is noise before it."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (str(record.msg).startswith("Compute Failed") and "StageFailed" in record.getMessage())
+
+
+def quiet_failed_stages() -> None:
+    worker = logging.getLogger("distributed.worker")
+    if not any(isinstance(f, _NotAStageFailure) for f in worker.filters):
+        worker.addFilter(_NotAStageFailure())
 
 
 def parse_jobs(text: str | None) -> int | None:
@@ -364,6 +380,10 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
             return outcome
         finally:
             close_execution_run(parent, outcome)
+    except KeyboardInterrupt as err:  # Ctrl-C, or SIGTERM (_raise_interrupt): say what stopped, and how to go on
+        with _LOCK:
+            running = sorted(_RUNNING)
+        raise Stopped(str(err), running) from None
     finally:
         _stop_local_stages()
         from aegan.warm import stop_server
@@ -415,6 +435,17 @@ def close_execution_run(run, outcome: "Outcome | None") -> None:
         run.end("FAILED" if outcome.failed else "FINISHED")
     except Exception as err:  # the stages' own results stand; the parent run is only their index
         print(f"MLflow: the pipeline run {run.run_id} could not be ended ({type(err).__name__})", file=sys.stderr)
+
+
+class Stopped(Exception):
+    """`aegan run` stopped by a signal: one line naming the stages it stopped and how to continue."""
+
+    def __init__(self, why: str, running: list[str]):
+        self.exit_code = 143 if why == f"signal {signal.SIGTERM}" else 130
+        by = "SIGTERM" if self.exit_code == 143 else "Ctrl-C"
+        stopped = f"{len(running)} running stage(s) stopped ({', '.join(running)}), their outputs not written" \
+            if running else "no stage was running"  # fmt: skip
+        super().__init__(f"stopped by {by}: {stopped}; finished stages are kept: run `aegan run` again to continue")
 
 
 def _raise_interrupt(signum, frame):
