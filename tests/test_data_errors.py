@@ -332,3 +332,34 @@ def test_a_held_out_split_too_small_to_score_is_refused_by_prepare_and_check_par
     (workdir / "params.yaml").write_text(yaml.safe_dump(complete({**SMALL_BATCHES, "prepare": {"heldout_fraction": 0.001}})))
     result = CliRunner().invoke(app, ["check-params", "--params", "params.yaml"])
     assert result.exit_code == 2 and "1795 training / 2 held-out images, too few held-out images" in result.stderr, result.output
+
+
+def test_check_params_refuses_a_model_that_cannot_fit_in_memory(workdir, monkeypatch):
+    """width 1024 at 64 px passed check-params and failed in the first stage with an allocator traceback; the
+    estimate builds the networks on the meta device, so it allocates nothing itself."""
+    monkeypatch.setattr("aegan.fits.machine_memory", lambda: 8 * 2**30)  # the same answer on any CI machine
+    big = {**SMALL_BATCHES, "prepare": {"image_size": 64}, "model": {"width": 1024}, "compute": {"device": "cpu"}}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(complete(big)))
+    result = CliRunner().invoke(app, ["check-params", "--params", "params.yaml"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    (line,) = result.stderr.splitlines()
+    assert "model.width 1024 at 64 px needs about" in line and "more than this machine's 8.0 GiB" in line, line
+    assert "lower model.width or the batch sizes" in line
+    (workdir / "params.yaml").write_text(yaml.safe_dump(complete({**SMALL_BATCHES, "compute": {"device": "cpu"}})))
+    assert CliRunner().invoke(app, ["check-params", "--params", "params.yaml"]).exit_code == 0
+
+
+def test_a_stage_that_runs_out_of_memory_says_so_in_one_line(workdir, monkeypatch):
+    import aegan.stages.prepare as prepare_stage
+
+    (workdir / "params.yaml").write_text(yaml.safe_dump(complete(SMALL_BATCHES)))
+
+    def allocator(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: can't allocate memory: "
+                           "you tried to allocate 1099511627776 bytes. Error code 12 (Cannot allocate memory)")
+
+    monkeypatch.setattr(prepare_stage, "run_prepare", allocator)
+    result = CliRunner().invoke(app, ["prepare"])
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    (line,) = result.stderr.splitlines()
+    assert line.startswith("error: out of memory (") and "lower model.width or the batch sizes" in line

@@ -287,3 +287,25 @@ def test_the_failure_names_the_stage_commands_exit_status_not_dvcs(tmp_path):
     assert command_exit(str(tmp_path / "missing.log")) is None
     out = Outcome(failed={"t": {"rc": 255, "command_rc": None, "log": "logs/t.log"}})
     assert "stage t failed (dvc exit 255)" in failure_message(out)
+
+
+def test_an_unwritable_dvc_cache_is_refused_before_any_stage_runs(tmp_path):
+    """DVC found a cache it cannot write only after a stage had computed its outputs ("dvc exit 255" at the end of a
+    training); `aegan run` asks first, by writing there."""
+    from aegan.errors import UserError
+    from aegan.parallel import check_cache_writable
+    from perms import file_modes_enforced
+
+    cache = tmp_path / ".dvc" / "cache"
+    cache.mkdir(parents=True)
+    check_cache_writable(cache)
+    check_cache_writable(tmp_path / "not-yet" / "cache")  # made on first use: its nearest existing parent counts
+    assert list(cache.iterdir()) == []  # the probe leaves nothing behind
+    cache.chmod(0o555)
+    try:
+        with file_modes_enforced(), pytest.raises(UserError) as err:
+            check_cache_writable(cache)
+    finally:
+        cache.chmod(0o755)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1 and f"the DVC cache {cache} cannot be written" in msg and "dvc cache dir" in msg

@@ -316,6 +316,34 @@ def test_report_renders_in_headless_chromium_and_every_image_loads(report, tmp_p
     assert pixels.std() > 10, "the screenshot is blank"
 
 
+FIT = """<script>window.addEventListener('load', function () {
+  var prose = Array.prototype.slice.call(document.querySelectorAll('td.prose'));
+  var left = prose.filter(function (c) { return getComputedStyle(c).textAlign === 'left'; });
+  document.title = 'FIT page=' + document.documentElement.scrollWidth + ' window=' + window.innerWidth +
+    ' prose=' + prose.length + ' left=' + left.length;
+});</script>"""
+
+
+def test_the_report_fits_a_1000_px_window_with_wide_tables_scrolling_inside_and_prose_left_aligned(report, tmp_path):
+    """At 1,000 px the page was 1,189 px wide (the widest table), and verdict cells were right-aligned five-line
+    stacks."""
+    import re
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium); CI installs it")
+    _, _, _, html = report
+    probed = tmp_path / "fit.html"
+    probed.write_text(html.replace("</body>", FIT + "</body>"))
+    dom = headless(browser, tmp_path / "profile", "--window-size=1000,800", "--virtual-time-budget=10000",
+                   "--dump-dom", probed.as_uri())  # fmt: skip
+    found = re.search(r"<title>FIT page=(\d+) window=(\d+) prose=(\d+) left=(\d+)</title>", dom)
+    assert found, dom[:300]
+    page, window, prose, left = map(int, found.groups())
+    assert window == 1000 and page <= window, (page, window)
+    assert prose > 10 and left == prose, (prose, left)
+
+
 def test_the_claims_are_measured_from_budget_0_with_targets_failures_and_primary_marks(report):
     """Fabricated curves (fabricate.FID_SMALL): every curve starts at budget 0, ae_init's over its 50 charged AE
     steps. The targets are 2, 1.25 and 1.1 x dcgan's final 20; dcgan reaches 40 at budget 60 (33.3), ae_init at

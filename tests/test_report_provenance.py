@@ -151,3 +151,24 @@ def test_the_commit_is_clean_when_only_the_pipeline_wrote_to_tracked_files(tmp_p
     assert not git_dirty()
     (tmp_path / "params.yaml").write_text("v2\n")
     assert git_dirty()
+
+
+def test_a_corrupt_run_record_or_generator_is_named_as_such_not_as_retrained(good_run):
+    """A run.json that is no longer JSON, or a generator.pt whose bytes are not those run.json records, was called
+    'trained again after it was scored', whose fix (re-run) is not the one that helps (restore it)."""
+    run_dir = Path("models/runs/ae_init-1")
+    record = (run_dir / "run.json").read_bytes()
+    (run_dir / "run.json").write_bytes(record[: len(record) // 2])
+    refused(good_run, r"^reports/eval/ae_init-1\.json is stale: models/runs/ae_init-1/run\.json is not a run "
+                      r"record any more \(corrupt or edited\): restore it \(`dvc checkout`\)")
+    from aegan.data.packed import file_sha256
+
+    info = json.loads(record) | {"generator_sha256": file_sha256(run_dir / "generator.pt")}
+    (run_dir / "run.json").write_text(json.dumps(info))
+    ev = Path("reports/eval/ae_init-1.json")
+    from aegan.provenance import scored_files
+
+    ev.write_text(json.dumps(json.loads(ev.read_text()) | {"scored": scored_files(run_dir)}))
+    (run_dir / "generator.pt").write_bytes(b"flipped bytes")
+    refused(good_run, r"^reports/eval/ae_init-1\.json is stale: models/runs/ae_init-1/generator\.pt is not the "
+                      r"file its training wrote \(corrupt or replaced\)")

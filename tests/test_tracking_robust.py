@@ -122,3 +122,29 @@ def test_a_tracking_server_that_died_mid_stage_fails_a_call_in_seconds_not_minut
     assert float(seconds) < 40, seconds
     assert len(message.splitlines()) == 1 and "http://127.0.0.1:9" in message and "MLFLOW_TRACKING_URI" in message
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ  # the fail-fast settings are undone after each call
+
+
+def test_a_full_artifact_store_is_one_line_not_a_traceback(tmp_path, monkeypatch):
+    """ENOSPC from MLflow's artifact writes (a sample grid logged into a full mlruns/) came out as a traceback."""
+    import errno
+
+    import numpy as np
+
+    from aegan import tracking
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
+    run = tracking.Run.start("train", {"stage": "train"})
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device", str(tmp_path / "mlruns" / "1" / "x" / "grid.png"))
+
+    monkeypatch.setattr(run.client, "log_image", full)
+    with pytest.raises(UserError) as err:
+        run.log_image(np.zeros((4, 4, 3), np.uint8), key="samples", step=0)
+    msg = str(err.value)
+    assert len(msg.splitlines()) == 1 and "No space left on device" in msg and f"df -h {tmp_path / 'mlruns'}" in msg
+    monkeypatch.setattr(run.client, "log_image", lambda *a, **k: (_ for _ in ()).throw(OSError(errno.EIO, "I/O")))
+    with pytest.raises(OSError):  # any other OS error is a bug or a broken disk: raised as it is
+        run.log_image(np.zeros((4, 4, 3), np.uint8), key="samples", step=0)
+    run.end()

@@ -102,8 +102,14 @@ def _user_errors(fn):
         except KeyboardInterrupt:  # Ctrl-C
             _end_open_runs("KILLED")
             raise
-        except Exception:  # a bug: its traceback follows
+        except Exception as err:  # a bug: its traceback follows (unless memory ran out)
             _end_open_runs("FAILED")
+            if isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError" or \
+                    "can't allocate memory" in str(err):  # fmt: skip
+                first = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                typer.echo(f"error: out of memory ({first}): lower model.width or the batch sizes (`aegan "
+                           "check-params` estimates what fits)", err=True)  # fmt: skip
+                raise typer.Exit(2) from None
             raise
 
     return wrapper
@@ -290,8 +296,8 @@ def retrain(
     result = run_retrain(out, base, parse_jobs(jobs), push)
     typer.echo(f"retrain: {len(result.ran)} stage(s) run, {len(result.up_to_date)} up to date, "
                f"{result.seconds:.0f} s; {out} written")  # fmt: skip
-    if result.failure:
-        typer.echo(f"error: {result.failure}", err=True)
+    if result.failure or result.push_failure:
+        typer.echo(f"error: {result.failure or result.push_failure}", err=True)
         raise typer.Exit(1)
 
 

@@ -103,6 +103,7 @@ def plan_from_dvc(root: Path) -> Plan:
     os.chdir(root)  # stage.addressing (the `dvc repro` target) is relative to the working directory
     try:
         with Repo(".", _wait_for_lock=True) as repo:
+            check_cache_writable(Path(repo.cache.local.path))
             graph = repo.index.graph  # edges point from a stage to the stages it depends on
             changed = set(repo.status())
             name = {s: s.addressing for s in graph.nodes}
@@ -119,6 +120,25 @@ def plan_from_dvc(root: Path) -> Plan:
         raise UserError(f"dvc cannot plan the pipeline in {root}: {first}") from None
     finally:
         os.chdir(cwd)
+
+
+def check_cache_writable(cache: Path) -> None:
+    """Refuse, before any stage runs, a DVC cache no stage could save its outputs in (DVC itself finds out only
+    after a stage has computed them: "dvc exit 255" at the end of a training). A file is written there and removed:
+    permission bits alone do not say it (root, read-only mounts, immutable folders)."""
+    import tempfile
+
+    from aegan.errors import UserError
+
+    where = cache if cache.exists() else next(p for p in cache.parents if p.exists())
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".aegan-probe-", dir=where)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as err:
+        raise UserError(f"the DVC cache {cache} cannot be written ({err.strerror}): no stage could save its outputs: "
+                        f"give this user access to it (chmod -R u+rwX {cache}) or point DVC at another folder "
+                        "(`dvc cache dir PATH`)") from None  # fmt: skip
 
 
 def log_path(root: Path, stage: str) -> Path:

@@ -600,4 +600,7 @@ def check_params_file(path: str | Path = PARAMS_FILE) -> StageParams:
     params, raw = load_params_and_text(path, ALL)
     check_complete(raw, required_names(params), str(path))
     check_runnable(params, str(path))
+    from aegan.fits import check_fits
+
+    check_fits(params, str(path))
     return params

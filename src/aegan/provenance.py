@@ -61,9 +61,16 @@ def why_stale(evaluation: dict, current: dict[str, Any], strategy: str, seed: in
     on_disk = scored_files(run_dir)
     if on_disk["run.json"] is None:
         return f"{run_dir}/run.json is missing (its train stage failed or has not run)"
+    try:
+        info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        info = None
+    if not isinstance(info, dict):
+        return f"{run_dir}/run.json is not a run record any more (corrupt or edited): restore it (`dvc checkout`)"
+    if on_disk["generator.pt"] != info.get("generator_sha256", on_disk["generator.pt"]):
+        return f"{run_dir}/generator.pt is not the file its training wrote (corrupt or replaced): restore it (`dvc checkout`)"
     if on_disk != evaluation["scored"]:
         return f"{run_dir} was trained again after it was scored"
-    info = json.loads((run_dir / "run.json").read_text())
     if "params" not in info:
         return f"{run_dir}/run.json records no params (written by an older aegan)"
     # a strategy key params.yaml leaves out trains at its default, which the run recorded

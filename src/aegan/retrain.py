@@ -37,6 +37,7 @@ class Retrained:
     remote: str | None = None
     pulled: bool = False
     pushed: bool = False
+    push_failure: str | None = None  # the pipeline ran; its results did not reach the remote
     seconds: float = 0.0
 
 
@@ -58,8 +59,15 @@ def _dvc_error(done: subprocess.CompletedProcess) -> str:
     return (errors or lines or [f"exit {done.returncode}"])[-1].removeprefix("ERROR: ")[:300]
 
 
+FULL_WORDS = ("no space left", "disk quota", "quota exceeded", "insufficient storage", "errno 28", "errno 122")
+
+
 def remote_problem(action: str, remote: str, done: subprocess.CompletedProcess) -> UserError:
-    return UserError(f"dvc {action} with remote '{remote}' failed ({_dvc_error(done)}): check its URL (`dvc remote "
+    error = _dvc_error(done)
+    if any(w in error.lower() for w in FULL_WORDS):
+        return UserError(f"dvc {action} with remote '{remote}' failed: the remote is full ({error}): free space on "
+                         f"it or raise its quota, then run `dvc {action} --run-cache` again")  # fmt: skip
+    return UserError(f"dvc {action} with remote '{remote}' failed ({error}): check its URL (`dvc remote "
                      "list`) and its credentials (docs/remotes-and-ci.md: e.g. AWS_ACCESS_KEY_ID and "
                      "AWS_SECRET_ACCESS_KEY for s3://), or retrain without it (`dvc remote default --unset`)")  # fmt: skip
 
@@ -97,8 +105,11 @@ def retrain(out: Path, base: str | None, jobs: int | None, push_results: bool = 
     result.up_to_date = sorted(outcome.up_to_date)
     result.failure = failure_message(outcome)
     if result.remote and push_results and not result.failure:
-        push(result.remote)
-        result.pushed = True
+        try:
+            push(result.remote)
+            result.pushed = True
+        except UserError as err:  # the Markdown is still written: what ran, the metrics, and that the push failed
+            result.push_failure = str(err)
     result.seconds = time.monotonic() - t0
     write_markdown(out, markdown(result, base))
     return result
@@ -152,6 +163,8 @@ def markdown(r: Retrained, base: str | None) -> str:
     if r.failure:
         lines += ["", f"**The pipeline failed**: {r.failure}"]
         return "\n".join(lines) + "\n"
+    if r.push_failure:
+        lines += ["", f"**The results were not pushed**: {r.push_failure}"]
     if base is not None:
         lines += ["", f"### Metrics against `{base}`", "", metrics_against(base).rstrip()]
     lines += ["", "### Findings (reports/report.md)", "", findings().rstrip()]

@@ -22,6 +22,7 @@ a sqlite DB writable before a stage trains.
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import hashlib
 import json
@@ -223,6 +224,12 @@ def _call(fn: Callable[..., T], *args, **kwargs) -> T:
     try:
         with fail_fast_http():
             return with_retry(fn, *args, **kwargs)
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            raise
+        where = Path(err.filename).parent if err.filename else Path("mlruns")
+        raise UserError(f"MLflow could not write to {where} ({err.strerror}): free space there (df -h {where}) or "
+                        "point MLflow elsewhere (MLFLOW_TRACKING_URI), then run again") from None  # fmt: skip
     except Exception as err:
         if isinstance(err, UserError) or not _store_error(err):
             raise

@@ -87,10 +87,12 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; ma
        margin: 2em auto; padding: 0 1em; color: #222; line-height: 1.45; }
 h1 { font-size: 1.6em; border-bottom: 2px solid #ddd; padding-bottom: .3em; }
 h2 { font-size: 1.25em; margin-top: 1.8em; border-bottom: 1px solid #eee; }
-table { border-collapse: collapse; margin: .8em 0; font-size: .88em; }
-th, td { border: 1px solid #ccc; padding: .3em .55em; text-align: right; }
+table { border-collapse: collapse; margin: .8em 0; font-size: .88em; display: block; max-width: 100%;
+        overflow-x: auto; }
+th, td { border: 1px solid #ccc; padding: .3em .55em; text-align: right; vertical-align: top;
+         font-variant-numeric: tabular-nums; }
 td { white-space: nowrap; }
-td:last-child { white-space: normal; }
+td.prose { white-space: normal; text-align: left; min-width: 16em; max-width: 40em; }
 th { background: #f3f3f3; }
 td:first-child, th:first-child { text-align: left; }
 tr:nth-child(even) td { background: #fafafa; }
@@ -98,6 +100,9 @@ table + p { color: #555; font-size: .88em; }
 code { background: #f2f2f2; padding: 0 .25em; border-radius: 3px; font-size: .92em; }
 img { max-width: 100%; border: 1px solid #eee; }
 """
+
+
+PROSE_CHARS = 40  # a table cell longer than this is prose (a verdict with its figures), not a figure
 
 
 def data_uri(path: Path) -> str:
@@ -117,7 +122,13 @@ def to_html(doc: Document) -> str:
         alt = html.escape(self.renderInlineAsText(token.children, options, env), quote=True)
         return f'<img src="{data_uri(files[rel])}" alt="{alt}" data-file="{html.escape(rel, quote=True)}">'
 
+    def td_open(self, tokens, idx, options, env):
+        # a cell of words (a verdict, a reading) wraps and reads left to right; figures stay right-aligned on one line
+        text = tokens[idx + 1].content if idx + 1 < len(tokens) else ""
+        return '<td class="prose">' if len(text) > PROSE_CHARS else self.renderToken(tokens, idx, options, env)
+
     md.add_render_rule("image", image)
+    md.add_render_rule("td_open", td_open)
     body = md.render(to_markdown(doc))
     return "\n".join([
         "<!DOCTYPE html>",
