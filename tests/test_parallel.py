@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from aegan.parallel import Outcome, Plan, connect, failure_message, plan_from_dvc, schedule
+from aegan.parallel import Outcome, Plan, StageFailed, connect, failure_message, plan_from_dvc, schedule
 
 FAKE = Path(__file__).resolve().parent / "fake_pipeline"
 DAG = {"prep": set(), "ae": {"prep"}, "scorer": {"prep"}, "t1": {"ae", "scorer"}, "t2": {"ae", "scorer"},
@@ -309,3 +309,52 @@ def test_an_unwritable_dvc_cache_is_refused_before_any_stage_runs(tmp_path):
         cache.chmod(0o755)
     msg = str(err.value)
     assert len(msg.splitlines()) == 1 and f"the DVC cache {cache} cannot be written" in msg and "dvc cache dir" in msg
+
+
+def ok(stage: str) -> dict:
+    return {"stage": stage, "rc": 0, "start": 0.0, "end": 1.0}
+
+
+def lost_and_failed_again(stage: str, cause: str, _upstream: dict) -> dict:
+    """What Dask raises in a stage after the result of its upstream `cause` was lost with a worker, computed again,
+    and that second run failed."""
+    raise StageFailed(cause, {"stage": cause, "rc": 255, "command_rc": None, "log": f"logs/{cause}.log"})
+
+
+def test_a_done_stage_that_fails_when_its_lost_result_is_computed_again_is_a_failure(cluster_of):
+    """The stage had been reported done; its dependents then failed because of it: the run is failed (it once ended
+    with exit 0 and stages not run), and the message names it."""
+    from aegan.parallel import _collect
+
+    client = cluster_of(1)
+    first = client.submit(ok, "a", key="lost-a", pure=False)
+    futures = {"a": first, "b": client.submit(lost_and_failed_again, "b", "a", first, key="lost-b", pure=False)}
+    lines: list[str] = []
+    out = _collect(futures, lines.append)
+    assert set(out.failed) == {"a"} and out.blocked == {"b": "a"} and out.done == [], (out, lines)
+    assert "stage a failed (dvc exit 255), log: logs/a.log; not run because of it: b" in failure_message(out)
+    assert any(line.startswith("FAILED a (run again for a result lost with its worker)") for line in lines), lines
+
+
+@pytest.mark.e2e
+def test_a_stage_waits_for_the_paths_another_dvc_still_holds(tmp_path):
+    """DVC's --wait-for-lock waits for the repository's lock only: a stage whose outputs another `dvc repro` still
+    reads (a lost worker's, being stopped) is tried again instead of failing at once ("is busy")."""
+    from aegan.parallel import run_stage
+
+    repo = fake_repo(tmp_path)
+    env = dict(os.environ, DVC_NO_ANALYTICS="1", PATH=str(Path(sys.executable).parent) + os.pathsep + os.environ["PATH"])
+    assert subprocess.run(["dvc", "repro", "--single-item", "a"], cwd=repo, env=env, capture_output=True).returncode == 0
+    reader = subprocess.Popen(["dvc", "repro", "--single-item", "b"], cwd=repo, env={**env, "STEP_SLEEP": "4"},
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while not (repo / "times" / "b.start").exists():  # b runs: its dvc holds a read lock on a.txt
+            assert reader.poll() is None and time.monotonic() < deadline, "stage b did not start"
+            time.sleep(0.05)
+        result = run_stage(str(repo), "a", str(repo / "logs" / "a.log"), {})
+        assert reader.poll() == 0, "stage a's check ran while b still held a.txt"
+    finally:
+        reader.wait(timeout=60)
+    assert result["rc"] == 0, (repo / "logs" / "a.log").read_text()
+    assert "is busy" in (repo / "logs" / "a.log").read_text()  # it was refused first, then waited

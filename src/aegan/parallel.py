@@ -26,6 +26,7 @@ stage stops its downstream stages; independent stages finish.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import os
 import re
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Callable
 
 LOG_DIR = Path("logs")
+BUSY_WAIT_S, BUSY_RETRY_S = 120, 2  # how long a stage waits for paths another `dvc` holds (outputs_busy)
 _RUNNING: dict[str, subprocess.Popen] = {}  # stage -> its `dvc repro`, for local clean-up on interrupt
 _LOCK = threading.Lock()
 _STOPPING = threading.Event()  # set on interrupt: a task that starts afterwards does not launch its stage
@@ -154,6 +156,7 @@ def run_stage(root: str, stage: str, log: str, env: dict[str, str], entry: str |
     import socket
 
     from aegan import warm as warm_process
+    from aegan.shutdown import runner_env
 
     slots = 1
     try:
@@ -164,40 +167,60 @@ def run_stage(root: str, stage: str, log: str, env: dict[str, str], entry: str |
         pass
     threads = str(max(1, (os.cpu_count() or 1) // slots))
     full_env = {**os.environ, "OMP_NUM_THREADS": threads, "MKL_NUM_THREADS": threads, **env}
+    # the stage stops when the process that started it dies, even by SIGKILL (shutdown.py): the runner with
+    # a local cluster, this worker on a remote one (a lost worker leaves no stage running unattended)
+    full_env |= runner_env()
     if entry is not None:
         full_env[warm_process.ENV] = warm_process.ensure_server(entry)
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")  # `aegan`, `dvc`
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
     start = time.time()
-    with open(log, "w") as out:
-        with _LOCK:  # one check and start: no stage begins once _stop_local_stages has looked
-            if _STOPPING.is_set():
-                return {"stage": stage, "rc": None, "log": log, "error": "interrupted before it started"}
-            # its own process group: stopping the stage reaches DVC, the shell and the stage's command alike
-            proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)  # fmt: skip
-            _RUNNING[stage] = proc
-        try:
-            rc = proc.wait()
-        finally:
-            with _LOCK:
-                _RUNNING.pop(stage, None)
+    waited_until = time.monotonic() + BUSY_WAIT_S
+    for attempt in itertools.count():
+        with open(log, "a" if attempt else "w") as out:
+            with _LOCK:  # one check and start: no stage begins once _stop_local_stages has looked
+                if _STOPPING.is_set():
+                    return {"stage": stage, "rc": None, "log": log, "error": "interrupted before it started"}
+                # its own process group: stopping the stage reaches DVC, the shell and the stage's command alike
+                proc = subprocess.Popen(cmd, cwd=root, env=full_env, stdout=out, stderr=subprocess.STDOUT,
+                                        start_new_session=True)  # fmt: skip
+                _RUNNING[stage] = proc
+            try:
+                rc = proc.wait()
+            finally:
+                with _LOCK:
+                    _RUNNING.pop(stage, None)
+        if rc == 0 or not outputs_busy(log) or time.monotonic() > waited_until:
+            break
+        time.sleep(BUSY_RETRY_S)
     return {"stage": stage, "rc": rc, "log": log, "start": start, "end": time.time(), "host": socket.gethostname(),
             "threads": int(threads), "command_rc": command_exit(log) if rc else None}  # fmt: skip
+
+
+def outputs_busy(log: str) -> bool:
+    """Whether DVC refused the stage because another `dvc` still holds a lock on a path it reads or writes.
+    `--wait-for-lock` waits only for the repository's lock, not for these (.dvc/tmp/rwlock): on a cluster they are
+    held a moment longer by the `dvc repro` of a lost worker whose stage is being stopped, and a result Dask lost
+    with that worker is computed again (DVC finds the stage up to date) while a stage downstream still reads it."""
+    return "is busy, it is being blocked by" in _tail(log)
 
 
 def command_exit(log: str) -> int | None:
     """The exit status of the stage's own command, which DVC names in its last lines ("exited with 2"); DVC's
     own status is 255 for any failing command. None when the log does not say (DVC failed before the command)."""
+    found = re.findall(r"exited with (-?\d+)", _tail(log))
+    return int(found[-1]) if found else None
+
+
+def _tail(log: str) -> str:
+    """The last lines of a stage's log ("" when there is none)."""
     try:
         with open(log, "rb") as f:
             f.seek(max(0, os.path.getsize(log) - 4096))
-            tail = f.read().decode("utf-8", "replace")
+            return f.read().decode("utf-8", "replace")
     except OSError:
-        return None
-    found = re.findall(r"exited with (-?\d+)", tail)
-    return int(found[-1]) if found else None
+        return ""
 
 
 def stage_task(topic: str, stage: str, fn: Callable[..., dict], args: tuple, *upstream: dict) -> dict:
@@ -260,6 +283,10 @@ def _collect(futures: dict, echo: Callable[[str], None]) -> Outcome:
             echo(f"FAILED {stage}: {result.get('log') or result.get('error')}")
         else:
             out.blocked[stage] = cause
+            if cause in out.done:  # it was done, then failed when Dask computed its result again (a lost worker)
+                out.failed[cause] = out.results[cause] = result
+                out.done.remove(cause)
+                echo(f"FAILED {cause} (run again for a result lost with its worker): {result.get('log') or result.get('error')}")
     return out
 
 
@@ -362,7 +389,6 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
          entry: str) -> Outcome:
     from aegan import tracking
     from aegan.atomic import recover
-    from aegan.shutdown import runner_env
 
     recover(root / "reports")  # a report whose files a killed run left half moved in is completed first
     _STOPPING.clear()
@@ -387,8 +413,6 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
         env = {k: os.environ[k] for k in ("MLFLOW_TRACKING_URI", "MLFLOW_DISABLE_TELEMETRY", "DVC_NO_ANALYTICS")
                if k in os.environ}  # fmt: skip
         env |= {tracking.EXECUTION_ENV: parent.execution_id, tracking.PARENT_ENV: parent.run_id}
-        if cluster is not None:  # stages on this machine stop if this process dies, even by SIGKILL (shutdown.py)
-            env |= runner_env()
 
         def task(stage: str) -> tuple:
             return run_stage, str(root), stage, str(log_path(root, stage)), env, entry if warm else None

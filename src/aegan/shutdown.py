@@ -14,9 +14,10 @@
   parent is DVC; dash does not, so the parent is the shell, which lives on
   after DVC is killed. Where the parent is such a shell, a watcher thread
   polls the shell's parent and sends SIGTERM to this process when it is gone.
-- A stage started by `aegan run` is told the runner's pid (AEGAN_RUNNER) and
-  watches it the same way: a runner killed with SIGKILL, which can stop
-  nothing itself, leaves no stage running unattended.
+- A stage started by `aegan run` is told the pid of the process that started
+  it (AEGAN_RUNNER: the runner, or the Dask worker on a remote cluster) and
+  watches it the same way: a runner or worker killed with SIGKILL, which can
+  stop nothing itself, leaves no stage running unattended.
 """
 
 from __future__ import annotations
@@ -98,11 +99,11 @@ def _gone(owner: Identity) -> bool:
     return identity(owner[0]) != owner
 
 
-RUNNER_ENV = "AEGAN_RUNNER"  # "<pid>:<start>" of the `aegan run` that started this stage (parallel.py)
+RUNNER_ENV = "AEGAN_RUNNER"  # "<pid>:<start>" of the process that started this stage: runner or worker (parallel.py)
 
 
 def runner_env() -> dict[str, str]:
-    """What `aegan run` hands its stages so that they stop when it is gone."""
+    """What `aegan run` (or its Dask worker) hands a stage it starts so that the stage stops when it is gone."""
     pid, start = identity(os.getpid())
     return {RUNNER_ENV: f"{pid}:{start}"}
 
