@@ -116,11 +116,17 @@ def test_every_finished_generator_is_a_logged_model_and_the_winner_is_registered
             model_id = info["mlflow_model_uri"].removeprefix("models:/")
             model = ui(f"/api/2.0/mlflow/logged-models/{model_id}")["model"]
             assert model["info"]["source_run_id"] == info["mlflow_run_id"] and model["info"]["status"] == "LOGGED_MODEL_READY"
-    best = ui("/api/2.0/mlflow/registered-models/alias?name=aegan-generator&alias=best")["model_version"]
-    version_tags = {t["key"]: t["value"] for t in best["tags"]}
-    winner = min(lm1, key=lambda s: lm1[s]["fid"])  # the latest report: the lm1 experiment's
-    assert version_tags["strategy"] == winner
-    assert float(version_tags["fid_mean_over_seeds"]) == pytest.approx(lm1[winner]["fid"], rel=1e-5)
+    candidate = ui("/api/2.0/mlflow/registered-models/alias?name=aegan-generator&alias=candidate")["model_version"]
+    version_tags = {t["key"]: t["value"] for t in candidate["tags"]}
+    winner = json.loads((repo / "reports/summary.json").read_text())["winner"]  # the latest report: the lm1 experiment's
+    assert version_tags["strategy"] == winner["strategy"] and winner["strategy"] in lm1
+    assert float(version_tags["fid_geometric_mean_over_seeds"]) == pytest.approx(winner["mean"], rel=1e-5)
+    assert version_tags["decided"] == ("yes" if winner["decided"] else "no")
+    # two reports (the pipeline's, the experiment's): each generator registered once, `best` moved by neither
+    versions = ui("/api/2.0/mlflow/model-versions/search?filter=name%3D%27aegan-generator%27")["model_versions"]
+    shas = [next(t["value"] for t in v["tags"] if t["key"] == "generator_sha256") for v in versions]
+    assert len(shas) == len(set(shas)) >= 1
+    assert all("best" not in v.get("aliases", []) for v in versions)
 
 
 def test_the_ui_serves_artifacts_from_the_workspace(experiments, ui):

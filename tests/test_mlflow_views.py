@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import fabricate as F
+from aegan.errors import UserError
 from aegan.generator import FORMAT, LoadedGenerator, load_generator
 from aegan.images import to_uint8
 from aegan.nets import NetShape
@@ -192,17 +193,59 @@ def test_the_report_adds_final_scores_without_reopening_a_training_run(reported_
             assert got.data.metrics["final_fid"] == F.FID[s][seed]
 
 
-def test_the_report_registers_the_winners_best_seed_generator(reported_with_runs):
+def test_the_report_registers_the_winners_best_seed_generator_as_candidate_only(reported_with_runs):
     client, runs, _ = reported_with_runs
-    version = client.get_model_version_by_alias(REGISTERED_MODEL, "best")
+    version = client.get_model_version_by_alias(REGISTERED_MODEL, "candidate")
     best_seed = int(np.argmin(F.FID["ae_init"]))
     assert (version.tags["strategy"], version.tags["seed"]) == ("ae_init", str(best_seed))
     assert float(version.tags["fid"]) == min(F.FID["ae_init"])
-    assert float(version.tags["fid_mean_over_seeds"]) == pytest.approx(np.mean(F.FID["ae_init"]))
+    assert float(version.tags["fid_geometric_mean_over_seeds"]) == pytest.approx(np.exp(np.mean(np.log(F.FID["ae_init"]))))
     assert version.tags["source_run_id"] == runs[("ae_init", best_seed)]
+    # ae_disc finished one seed: no test against it, so the comparison did not decide; the description says so
+    assert version.tags["decided"] == "no" and "undecided" in version.description and "`ae_disc`" in version.description
     (report,) = client.search_runs([client.get_experiment_by_name("aegan").experiment_id], "tags.stage = 'report'")
-    assert report.data.tags["winner"] == "ae_init"
+    assert report.data.tags["winner"] == "ae_init" and report.data.tags["registered_now"] == "yes"
     assert report.data.tags["registered_model"] == f"models:/{REGISTERED_MODEL}/{version.version}"
+    with pytest.raises(Exception, match="best"):  # a report never moves `best`: `aegan promote` does
+        client.get_model_version_by_alias(REGISTERED_MODEL, "best")
+
+
+def test_a_generator_whose_bytes_did_not_change_is_not_registered_again(reported_with_runs):
+    from aegan.stages.report import main
+
+    client, _, _ = reported_with_runs
+    first = client.get_model_version_by_alias(REGISTERED_MODEL, "candidate").version
+    main("params.yaml")  # the same outputs reported again (a `dvc exp run` that changed nothing the winner ran)
+    versions = client.search_model_versions(f"name = '{REGISTERED_MODEL}'")
+    assert [v.version for v in versions] == [first]
+    reports = client.search_runs([client.get_experiment_by_name("aegan").experiment_id], "tags.stage = 'report'")
+    assert sorted(r.data.tags["registered_now"] for r in reports) == ["no", "yes"]
+
+
+def test_promote_moves_best_only_to_a_decided_winner(reported_with_runs, workspace):
+    from aegan.promote import promote
+
+    client, _, _ = reported_with_runs
+    candidate = client.get_model_version_by_alias(REGISTERED_MODEL, "candidate")
+    line = promote()
+    assert line.startswith("@best not moved (not set): undecided: `ae_init`") and "`ae_disc`" in line
+    assert client.get_registered_model(REGISTERED_MODEL).tags["best_status"].startswith("not moved on ")
+    with pytest.raises(Exception, match="best"):
+        client.get_model_version_by_alias(REGISTERED_MODEL, "best")
+    summary_file = workspace / "reports" / "summary.json"  # the same comparison, had it been decided
+    summary = json.loads(summary_file.read_text())
+    summary["winner"] |= {"decided": True, "words": "`ae_init` is better than each of the others"}
+    summary_file.write_text(json.dumps(summary))
+    assert promote() == f"@best -> version {candidate.version}: `ae_init` is better than each of the others"
+    best = client.get_model_version_by_alias(REGISTERED_MODEL, "best")
+    assert best.version == candidate.version and best.tags["promoted_because"].startswith("`ae_init` is better")
+    summary["winner"]["generator_sha256"] = "0" * 64  # a winner this store never registered: one line, nothing moved
+    summary_file.write_text(json.dumps(summary))
+    with pytest.raises(UserError, match="is not registered in this MLflow store: run the report here first"):
+        promote()
+    summary_file.unlink()
+    with pytest.raises(UserError, match="does not exist: run the pipeline first"):
+        promote()
 
 
 def test_the_next_aegan_run_ends_a_pipeline_run_its_killed_runner_left_running(workspace):

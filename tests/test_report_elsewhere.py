@@ -57,7 +57,7 @@ def test_the_report_registers_a_winner_trained_elsewhere_from_its_generator_file
     assert len(err) == 1 and "their final scores are in reports/" in err[0], err
 
     client = MlflowClient(f"sqlite:///{pulled / 'mlflow.db'}")
-    version = client.get_model_version_by_alias(REGISTERED_MODEL, "best")
+    version = client.get_model_version_by_alias(REGISTERED_MODEL, "candidate")
     assert version.tags["logged_again_from"].startswith("generator.pt")
     winner, seed = version.tags["strategy"], int(version.tags["seed"])
     # the registered model is that generator: its images are the file's
@@ -68,7 +68,7 @@ def test_the_report_registers_a_winner_trained_elsewhere_from_its_generator_file
     from aegan.generator import load_generator
     from aegan import paths
 
-    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}@best")
+    model = mlflow.pyfunc.load_model(f"models:/{REGISTERED_MODEL}@candidate")
     gen, _ = load_generator(paths.run_dir(winner, seed) / "generator.pt")
     eps = torch.randn(3, gen.shape.z_dim, generator=torch.Generator().manual_seed(0))
     from aegan.images import to_uint8

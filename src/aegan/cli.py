@@ -301,5 +301,14 @@ def retrain(
         raise typer.Exit(1)
 
 
+@app.command()
+@_user_errors
+def promote() -> None:
+    """Point the registry's `best` at the winner the comparison decided (reports/summary.json); else leave it."""
+    from aegan.promote import promote as move_best
+
+    typer.echo(move_best())
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

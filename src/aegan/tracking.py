@@ -351,15 +351,43 @@ def relative_artifacts(db: Path, experiment_id: str, absolute: str) -> None:
         con.close()
 
 
-def register_model(model_uri: str, name: str, tags: dict[str, str], alias: str) -> str:
-    """A new version of registered model `name` from `model_uri`, with `tags`, and `alias` moved to it; its
-    version number. The registered model is created on first use."""
+CANDIDATE, BEST = "candidate", "best"  # aliases: every report's winner; a decided winner, moved only by `aegan promote`
+
+
+def register_model(model_uri: str, name: str, sha256: str, tags: dict[str, str], description: str,
+                   alias: str = CANDIDATE) -> tuple[str, bool]:  # fmt: skip
+    """The version of registered model `name` that holds the generator whose file has `sha256`, registered from
+    `model_uri` with `tags` and `description` when no version holds it yet (the same bytes are not registered
+    twice); `alias` moved to it. (its version number, whether it was registered now). Created on first use."""
     import mlflow
 
-    _client()  # the tracking URI is set, the store opened
-    version = _call(mlflow.register_model, model_uri, name, tags=tags)
-    _call(_client().set_registered_model_alias, name, alias, version.version)
-    return str(version.version)
+    client = _client()
+    same = [v for v in _call(client.search_model_versions, f"name = '{name}'")
+            if v.tags.get("generator_sha256") == sha256]  # fmt: skip
+    if same:
+        version, new = str(min(int(v.version) for v in same)), False
+    else:
+        version, new = str(_call(mlflow.register_model, model_uri, name, tags={**tags, "generator_sha256": sha256}).version), True
+        _call(client.update_model_version, name, version, description=description)
+    _call(client.set_registered_model_alias, name, alias, version)
+    return version, new
+
+
+def model_versions(name: str) -> list:
+    """Every version of registered model `name` in this store (none when it does not exist)."""
+    return _call(_client().search_model_versions, f"name = '{name}'")
+
+
+def move_alias(name: str, alias: str, version: str, tags: dict[str, str]) -> None:
+    """Point `alias` of `name` at `version` and tag that version."""
+    client = _client()
+    for key, value in tags.items():
+        _call(client.set_model_version_tag, name, version, key, value)
+    _call(client.set_registered_model_alias, name, alias, version)
+
+
+def tag_registered_model(name: str, key: str, value: str) -> None:
+    _call(_client().set_registered_model_tag, name, key, value)
 
 
 def runs_in_store(run_ids) -> set[str]:

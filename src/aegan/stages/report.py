@@ -9,13 +9,16 @@ logs them all to an MLflow run, with the comparison as a table artifact (aggrega
 metrics would be charts next to every run's own). It adds each (strategy, seed)
 MLflow run's final scores to that finished run, leaving its status and duration
 those of training (evaluate stays free of MLflow: see stages/evaluate.py), and
-registers the winning strategy's best-seed generator as a new version of the
-registered model `aegan-generator`, alias `best`. The building blocks are in
+registers the winning strategy's best-seed generator in the registered model
+`aegan-generator` (a new version only for bytes not registered yet), alias
+`candidate`, its description saying whether the comparison decided it
+(report/winner.py); `aegan promote` moves `best`. The building blocks are in
 aegan.report.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import sys
 
@@ -31,6 +34,7 @@ from aegan.report.inputs import WallTime, read_inputs
 from aegan.report.render import to_html, to_markdown
 from aegan.report.study import summary_entries as study_entries
 from aegan.report.tables import summary_json
+from aegan.report.winner import Winner, choose
 from aegan.stage_params import EVERYTHING, load
 from aegan.generator_model import log_generator
 from aegan.tracking import REGISTERED_MODEL, Run, check_tracking, register_model, runs_in_store
@@ -59,6 +63,10 @@ def run_report(params) -> dict:
         summary["decided"] = inputs.decided.to_dict()
     for key, extra in copying_entries(inputs).items():  # copying or generalising, per strategy (report/copying.py)
         summary[key] = {**summary.get(key, {}), **extra}
+    winner = choose(inputs.runs, rp.primary.better, rp.confidence)
+    pick = best_seed(inputs.runs, winner.strategy) if winner is not None else None
+    if winner is not None:  # which strategy, whether the comparison decided it, and its generator (`aegan promote`)
+        summary["winner"] = winner.to_dict() | ({"seed": int(pick["seed"]), "generator_sha256": pick["sha256"]} if pick is not None else {})
     held = runs_in_store(r for r in inputs.runs.get("mlflow_run_id", []) if isinstance(r, str))
     # all or none: the report's files replace the previous ones only once MLflow has taken the report run and the
     # registration too (a full disk or an error leaves the previous report; figures of strategies no longer run go)
@@ -78,7 +86,8 @@ def run_report(params) -> dict:
         for path in figs.values():
             run.log_artifact(path, "figures")
         log_final_metrics(inputs.runs, held)
-        run.set_tags(register_winner(inputs, run.run_id, held))
+        if pick is not None:
+            run.set_tags(register_winner(winner, pick, inputs, run.run_id, held))
         run.end()
     return summary
 
@@ -89,30 +98,37 @@ def comparison_table(table: pd.DataFrame) -> pd.DataFrame:
     return table[columns].rename(columns={"kid_mean_mean": "kid_mean_mean (raw, x1)"})
 
 
-def register_winner(inputs, report_run_id: str, held: set[str]) -> dict[str, str]:
-    """Register the best-seed generator of the strategy with the lowest mean FID; the report run's tags saying
-    which (none when no strategy has a finite FID and a logged model). A winner trained elsewhere (its run is not
-    among `held`, the runs this tracking store holds) is logged again from its generator.pt, under the report run."""
-    table, runs = inputs.table, inputs.runs
-    finite = table[table["fid_mean"].map(lambda v: isinstance(v, float) and math.isfinite(v))]
-    if finite.empty:
-        return {}
-    best = finite.loc[finite["fid_mean"].idxmin()]
-    mine = runs[(runs["strategy"] == best["strategy"]) & (runs["status"] == "finished") & runs["fid"].notna()]
+def best_seed(runs: pd.DataFrame, strategy: str) -> dict | None:
+    """The finished run of `strategy` with the lowest FID and a logged model, with the sha256 of its generator.pt
+    (the registry's identity of a generator: the same bytes are not registered twice); None when there is none."""
+    mine = runs[(runs["strategy"] == strategy) & (runs["status"] == "finished") & runs["fid"].notna()]
     mine = mine[mine["mlflow_model_uri"].map(lambda v: isinstance(v, str))]
     if mine.empty:
-        return {}
+        return None
     row = mine.loc[mine["fid"].idxmin()]
-    tags = {"strategy": row["strategy"], "seed": str(row["seed"]), "fid": f"{row['fid']:.6g}",
-            "fid_mean_over_seeds": f"{best['fid_mean']:.6g}", "fid_std_over_seeds": f"{best['fid_std']:.6g}",
-            "seeds": str(int(best["n"])), "baseline": inputs.params.report.baseline,
-            "source_run_id": str(row["mlflow_run_id"]), "report_run_id": report_run_id}  # fmt: skip
-    model_uri = row["mlflow_model_uri"]
-    if row["mlflow_run_id"] not in held:
-        model_uri = log_generator(report_run_id, paths.run_dir(row["strategy"], int(row["seed"])) / "generator.pt")
+    generator = paths.run_dir(strategy, int(row["seed"])) / "generator.pt"
+    return {**row.to_dict(), "sha256": hashlib.sha256(generator.read_bytes()).hexdigest()}
+
+
+def register_winner(winner: Winner, pick: dict, inputs, report_run_id: str, held: set[str]) -> dict[str, str]:
+    """Register the winner's best-seed generator (a new version only for new bytes) and point `candidate` at it; the
+    report run's tags saying which. A winner trained elsewhere (its run is not among `held`, the runs this tracking
+    store holds) is logged again from its generator.pt, under the report run."""
+    seeds = int((inputs.runs["strategy"] == winner.strategy).sum())
+    tags = {"strategy": winner.strategy, "seed": str(pick["seed"]), "fid": f"{pick['fid']:.6g}",
+            f"{winner.measure}{'_geometric' if winner.measure == 'fid' else ''}_mean_over_seeds": f"{winner.mean:.6g}",
+            "seeds": str(seeds),
+            "baseline": inputs.params.report.baseline, "decided": "yes" if winner.decided else "no",
+            "source_run_id": str(pick["mlflow_run_id"]), "report_run_id": report_run_id}  # fmt: skip
+    model_uri = pick["mlflow_model_uri"]
+    if pick["mlflow_run_id"] not in held:
+        model_uri = log_generator(report_run_id, paths.run_dir(winner.strategy, int(pick["seed"])) / "generator.pt")
         tags["logged_again_from"] = "generator.pt (its training run is not in this tracking store)"
-    version = register_model(model_uri, REGISTERED_MODEL, tags, alias="best")
-    return {"registered_model": f"models:/{REGISTERED_MODEL}/{version}", "winner": row["strategy"]}
+    description = (f"`{winner.strategy}` seed {pick['seed']} (FID {pick['fid']:.4g}), the best seed of the strategy "
+                   f"chosen by the report run {report_run_id} among {winner.strategies} strategies: {winner.words}.")  # fmt: skip
+    version, new = register_model(model_uri, REGISTERED_MODEL, pick["sha256"], tags, description)
+    return {"registered_model": f"models:/{REGISTERED_MODEL}/{version}", "registered_now": "yes" if new else "no",
+            "winner": winner.strategy, "winner_decided": "yes" if winner.decided else "no"}  # fmt: skip
 
 
 CURVE_COLUMNS = ["strategy", "budget", "step", "fid_small", "fid_small_std", "fid_small_low", "fid_small_high"]
