@@ -1,5 +1,5 @@
 # `make run`: set up (venv + package) and run the whole comparison, one stage per core at a time
-# (`aegan run --jobs N`: DVC's stages as Dask tasks, in warm processes); `make run JOBS=1` is plain `dvc repro`.
+# (`aegan run --jobs N`: DVC's stages as Dask tasks); `make run JOBS=1` is plain `dvc repro`.
 # `make study`: turn the study on in params.yaml (`aegan preset study`) and run the pipeline with it.
 # `make decide`: the comparison, then seeds added until every primary verdict is decided (params.yaml `decide`).
 # `make test`: set up the same way if needed and run the test suite.
@@ -47,9 +47,9 @@ test: setup  ## the whole suite, one test file per core at a time (pytest-xdist;
 test-fast: setup  ## everything but the end-to-end `dvc repro` tests
 	$(BIN)/pytest -m "not e2e"
 
-ui: setup  ## MLflow UI on http://127.0.0.1:5000 (from the workspace root: artifact locations are relative); group runs by the `group` tag
-	@echo "open http://127.0.0.1:5000/#/experiments?workflowType=machine_learning (the 'Model training' view: MLflow 3.17's UI opens on GenAI otherwise)"
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+UI_PORT ?= 5000
+ui: setup  ## MLflow UI on http://127.0.0.1:$(UI_PORT) (make ui UI_PORT=5001); prints the URL of the comparison view
+	$(BIN)/aegan ui --port $(UI_PORT)
 
 bench: setup  ## CPU figures; on a GPU: python bench/throughput.py --device cuda --size 32 --channels 3 --width 64 --batch 256
 	$(BIN)/python bench/throughput.py

@@ -1,6 +1,6 @@
 """Start-up overhead of every pipeline stage: process wall time minus the stage's own work.
 
-    python bench/overhead.py [--src REPO [REPO ...]] [--warm] [--repeats 3] [--keep DIR]
+    python bench/overhead.py [--src REPO [REPO ...]] [--repeats 3] [--keep DIR]
 
 Copies each `--src` (default: this repo; give an older checkout too to compare
 "before" and "after" in one run) into a temporary folder, runs `dvc repro`
@@ -14,9 +14,7 @@ item of a matrix), the sources taking turns run by run:
   calls after one warm-up call;
 - overhead = wall - work: what starting a process for the stage costs.
 
-Each copy runs its own code (its `src/` first on PYTHONPATH), one torch thread. `--warm` adds
-the last source's commands started as `aegan run` starts them: forked from a
-warm process (src/aegan/warm.py).
+Each copy runs its own code (its `src/` first on PYTHONPATH), one torch thread.
 """
 
 from __future__ import annotations
@@ -77,60 +75,38 @@ def stage_commands(repo: Path) -> dict[str, str]:
     return dict(firsts.values())
 
 
-def start_warm(repo: Path) -> tuple[subprocess.Popen, str]:
-    path = tempfile.mkdtemp(prefix="aegan-warm-") + "/socket"
-    # a checkout with aegan/__main__.py names the app its warm process serves; older ones served cli.app itself
-    entry = ", 'aegan.cli:app'" if (repo / "src/aegan/__main__.py").exists() else ""
-    code = f"from aegan.warm import serve; serve({path!r}, {os.getpid()}{entry})"
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=repo, env=env_for(repo))
-    while not os.path.exists(path):
-        if proc.poll() is not None:
-            sys.exit("the warm server did not start")
-        time.sleep(0.2)
-    return proc, path
-
-
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--src", type=Path, nargs="+", default=[HERE])
-    ap.add_argument("--warm", action="store_true", help="also the last source's commands forked from a warm process")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--keep", type=Path, default=None, help="work in this folder and keep it")
     args = ap.parse_args()
     tmp = args.keep or Path(tempfile.mkdtemp(prefix="aegan-overhead-"))
-    server = None
     try:
         repos = [copy_repo(src.resolve(), tmp / f"repo{i}", SMALL) for i, src in enumerate(args.src)]
         for repo in repos:
             subprocess.run(["dvc", "repro", "-q"], cwd=repo, env=env_for(repo), check=True, capture_output=True)
-        variants = [(str(src)[-22:], repo, None) for src, repo in zip(args.src, repos)]
-        if args.warm:
-            server, socket = start_warm(repos[-1])
-            variants.append((f"{str(args.src[-1])[-17:]} warm", repos[-1], socket))
+        variants = [(str(src)[-22:], repo) for src, repo in zip(args.src, repos)]
         print(f"{os.cpu_count()} cores, repeats {args.repeats}, load average {os.getloadavg()[0]:.2f} at start")
         print(f"{'stage':<16} {'variant':<24} {'wall s':>7} {'work s':>7} {'overhead s':>11}")
         for stage, cmd in stage_commands(repos[0]).items():
             walls: list[list[float]] = [[] for _ in variants]
             for _ in range(args.repeats):
-                for i, (_, repo, socket) in enumerate(variants):
-                    env = env_for(repo) | ({"AEGAN_WARM_SOCKET": socket} if socket else {})
+                for i, (_, repo) in enumerate(variants):
                     t0 = time.perf_counter()
-                    subprocess.run(shlex.split(cmd), cwd=repo, env=env, check=True, capture_output=True)
+                    subprocess.run(shlex.split(cmd), cwd=repo, env=env_for(repo), check=True, capture_output=True)
                     walls[i].append(time.perf_counter() - t0)
             works = {}
-            for label, repo, _ in variants:
+            for label, repo in variants:
                 if repo not in works:
                     warm = subprocess.run([sys.executable, "-c", WARM, cmd, str(args.repeats)], cwd=repo,
                                           env=env_for(repo), check=True, capture_output=True, text=True)  # fmt: skip
                     works[repo] = json.loads(warm.stdout.strip().splitlines()[-1])
-            for i, (label, repo, _) in enumerate(variants):
+            for i, (label, repo) in enumerate(variants):
                 wall, work = statistics.median(walls[i]), works[repo]
                 print(f"{stage:<16} {label:<24} {wall:7.2f} {work:7.2f} {wall - work:11.2f}", flush=True)
         print(f"load average {os.getloadavg()[0]:.2f} at the end")
     finally:
-        if server is not None:
-            server.terminate()
-            server.wait()
         if args.keep is None:
             shutil.rmtree(tmp, ignore_errors=True)
     return 0

@@ -7,16 +7,16 @@ params.yaml, DVC config; a fresh MLflow DB each), one after the other, the
 variants taking turns `--repeats` times (medians are printed):
 
 - sequential: `dvc repro`;
-- JOBS=N cold: `aegan run --jobs N --cold` (every stage a fresh process);
-- JOBS=N: `aegan run --jobs N` (stages forked from a warm process).
+- JOBS=N: `aegan run --jobs N`.
 
-`--variants cold warm` times only those; `--against-workspace` also compares
+`--variants parallel` times only that one; `--against-workspace` also compares
 every run's outputs with the workspace's own (the committed run when `dvc
 status` is clean): how a refactor shows it changed no result.
 
 Prints each wall time and its ratio to the sequential one, then checks that
 every variant produced the same outputs as the sequential run: byte for byte,
-and JSON files less the keys that record time or MLflow run ids. Without
+and JSON files less the keys that record time or MLflow ids (the AE's
+snapshot files hold wall times: they differ from run to run). Without
 `--full` it runs a reduced matrix (the strategies, seeds and steps given).
 """
 
@@ -39,7 +39,7 @@ import yaml
 from _repo import copy_repo  # bench/ is on sys.path when this file runs as a script
 
 HERE = Path(__file__).resolve().parents[1]
-TIMING = ("seconds", "per_second", "mlflow_run_id", "git_commit", "commit")
+TIMING = ("seconds", "per_second", "mlflow_run_id", "mlflow_model_uri", "git_commit", "commit")
 # outputs that carry wall times or the commit in prose or pixels: the numbers behind them are compared in summary.json
 NOT_BYTE_EQUAL = ("reports/report.md", "reports/report.html", "reports/figures/")
 
@@ -93,7 +93,7 @@ def main() -> int:
     ap.add_argument("--full", action="store_true", help="the default pipeline of params.yaml, unchanged")
     ap.add_argument("--strategies", nargs="+", default=["dcgan", "ae_init"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
-    ap.add_argument("--variants", nargs="+", choices=["sequential", "cold", "warm"], default=["sequential", "cold", "warm"],
+    ap.add_argument("--variants", nargs="+", choices=["sequential", "parallel"], default=["sequential", "parallel"],
                     help="which runs to time (ratios are to the first)")
     ap.add_argument("--against-workspace", action="store_true", help="also compare every output with this workspace's "
                     "(with --full: the committed run, if `dvc status` is clean), e.g. to show a refactor changed none")
@@ -105,8 +105,7 @@ def main() -> int:
         pretrain_ae={"steps": 2 * args.steps}, train_scorer={"steps": 2 * args.steps})  # fmt: skip
     matrix = "the default matrix" if args.full else f"{args.strategies} x seeds {args.seeds}, {args.steps} steps"
     every = {"sequential": ("sequential (dvc repro)", ["dvc", "repro"]),
-             "cold": (f"JOBS={args.jobs} cold", ["aegan", "run", "--jobs", str(args.jobs), "--cold"]),
-             "warm": (f"JOBS={args.jobs}", ["aegan", "run", "--jobs", str(args.jobs)])}  # fmt: skip
+             "parallel": (f"JOBS={args.jobs}", ["aegan", "run", "--jobs", str(args.jobs)])}  # fmt: skip
     variants = dict(every[v] for v in args.variants)
     print(f"{matrix}; {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at start", flush=True)
     with tempfile.TemporaryDirectory(prefix="aegan-bench-") as tmp:

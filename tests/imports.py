@@ -4,7 +4,7 @@ A stage's computation is its module, `aegan.stages.<stage>`, and everything
 it imports, directly or transitively, less the plumbing: code that cannot
 change a number a stage writes (error messages, paths, atomic writes, MLflow
 tracking, the parsing and validation of params.yaml, provenance records). The
-`aegan` command (cli.py) and the runner (`aegan run`: parallel.py, warm.py,
+`aegan` command (cli.py) and the runner (`aegan run`: parallel.py,
 shutdown.py) only start stages and report what they return. Neither is part
 of a stage's identity: rewording an error re-runs nothing
 (tests/test_stage_identity.py edits each module and asks `dvc status`).
@@ -30,7 +30,8 @@ SAME_AS = {"decide_ae": "pretrain_ae", "decide_train": "train", "decide_evaluate
 # stages that import the strategy they run by name (a matrix over strategies: its module is a dep of its own)
 STRATEGY_STAGES = ("train", "study_train", "study_best")
 # code that runs stages, not code that computes them: no stage may import it (tests/test_stage_deps.py)
-RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.warm", "aegan.shutdown", "aegan.retrain", "aegan.decide")
+RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.shutdown", "aegan.retrain", "aegan.decide",
+          "aegan.promote")
 # code a stage imports that cannot change a number it writes: not in its identity (what it imports is not followed)
 PLUMBING = ("aegan.errors", "aegan.paths", "aegan.atomic", "aegan.tracking", "aegan.generator_model", "aegan.params",
             "aegan.params_base", "aegan.stage_params", "aegan.provenance")

@@ -26,6 +26,9 @@ def copy_repo(dest: Path) -> Path:
             (dest / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest / name)
     (dest / "data" / "raw").mkdir(parents=True, exist_ok=True)  # the prepare stage depends on it
+    # as in the repository, where git keeps the folder by this file (DVC's copies for queued experiments hold what
+    # git tracks)
+    shutil.copy2(REPO / "data" / "raw" / "README.md", dest / "data" / "raw" / "README.md")
     subprocess.run(["git", "init", "-q"], cwd=dest, check=True)
     return dest
 

@@ -117,8 +117,7 @@ def on_cluster(tmp_path_factory, cluster):
     killer = threading.Thread(target=_kill_the_worker_in_mid_training, args=(repo, workers, killed, stop))
     killer.start()
     try:
-        # --cold: each stage a fresh process, which only the worker's pid it was given can stop (shutdown.py)
-        r = subprocess.run(["aegan", "run", "--scheduler", address, "--cold"], cwd=repo, env=_env(repo), capture_output=True,
+        r = subprocess.run(["aegan", "run", "--scheduler", address], cwd=repo, env=_env(repo), capture_output=True,
                            text=True, timeout=900)  # fmt: skip
     finally:
         stop.set()

@@ -10,6 +10,7 @@ import os
 import subprocess
 import urllib.request
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from pipeline import TINY, copy_repo, edit_params, mlflow_service, run
 
 pytestmark = pytest.mark.e2e
 STRATEGIES, SEEDS = ["dcgan", "ae_manifold"], [0, 1]
+REPO_DOCS = Path(__file__).resolve().parents[1] / "docs"
 
 
 @pytest.fixture(scope="module")
@@ -104,8 +106,11 @@ def test_runs_last_as_long_as_their_stage_and_each_execution_is_one_id(ui):
     children = search(ui, f"tags.execution_id = '{tags(parent)['execution_id']}' and tags.stage != 'pipeline'")
     assert len(children) == 1 + 1 + len(SEEDS) * (1 + len(STRATEGIES)) + 1  # data, scorer, an AE and trains per seed, report
     assert {tags(r).get("mlflow.parentRunId") for r in children} == {parent["info"]["run_id"]}
-    lm1 = search(ui, "tags.dvc_exp = 'lm1'")
-    assert lm1 and all("mlflow.parentRunId" not in tags(r) for r in lm1)
+    # `dvc exp run`: the experiment's stages hang under one run named after it, which ends with them
+    (exp_run,) = search(ui, "tags.dvc_exp = 'lm1' and tags.stage = 'experiment'")
+    assert exp_run["info"]["run_name"] == "experiment lm1" and exp_run["info"]["status"] == "FINISHED"
+    lm1 = search(ui, "tags.dvc_exp = 'lm1' and tags.stage != 'experiment'")
+    assert lm1 and {tags(r).get("mlflow.parentRunId") for r in lm1} == {exp_run["info"]["run_id"]}
 
 
 def test_every_finished_generator_is_a_logged_model_and_the_winner_is_registered(experiments, ui):
@@ -156,3 +161,79 @@ def test_mlflow_has_the_reports_budget_axis_every_param_a_run_reads_and_its_data
         (dataset,) = runs[0]["inputs"]["dataset_inputs"]
         data_sha = json.loads((repo / "data/prepared/card.json").read_text())["sha256"]
         assert dataset["dataset"]["digest"] == data_sha[:12] and {"key": "sha256", "value": data_sha} in dataset["tags"]
+
+
+def test_the_documented_dvc_exp_show_puts_the_changed_param_beside_fid_in_200_columns(experiments):
+    """The command docs/pipeline.md gives, as a researcher runs it in a 200-column terminal: the experiment's changed
+    param and every strategy's FID are shown, nothing is hidden behind "…"."""
+    import re
+    import shlex
+
+    repo = experiments[0]
+    doc = (REPO_DOCS / "pipeline.md").read_text()
+    (command,) = {line.split("#")[0].strip() for line in doc.splitlines() if line.startswith("dvc exp show")}
+    env = dict(os.environ, COLUMNS="200", DVC_NO_ANALYTICS="1")
+    env["PATH"] = f"{os.path.dirname(__import__('sys').executable)}{os.pathsep}{env['PATH']}"
+    shown = subprocess.run(shlex.split(command) + ["--no-pager"], cwd=repo, env=env, capture_output=True, text=True,
+                           timeout=120)  # fmt: skip
+    assert shown.returncode == 0, shown.stderr
+    lines = shown.stdout.splitlines()
+    assert max(len(line) for line in lines) <= 200 and "…" not in shown.stdout, shown.stdout
+    header = " ".join(lines[:4])
+    # --only-changed: the FID that changed (ae_manifold's), beside the param that changed it
+    assert "ae_manifold.lambda_m" in header and "ae_manifold.fid" in header, shown.stdout
+    assert "dcgan.fid" not in header, shown.stdout
+    (row,) = [line for line in lines if re.search(r"\[lm1\]", line)]
+    assert re.search(r"\d+\.\d+\s+1\s*$", row), row  # lm1's FID, then lambda_m 1
+
+
+# ---- queued experiments (last: they add reports, and move `candidate`) ---------------------------------------
+QUEUED = {"q2": 2.0, "q3": 3.0}
+
+
+@pytest.fixture(scope="module")
+def queued(experiments):
+    """Two experiments queued and run two at a time, as DVC runs a sweep: each in its own copy of the workspace
+    under .dvc/tmp/exps/, which DVC deletes afterwards."""
+    repo = experiments[0]
+    for name, value in QUEUED.items():
+        r = run(["dvc", "exp", "run", "--queue", "-S", f"ae_manifold.lambda_m={value}", "-n", name], repo)
+        assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    env_free = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # as a user runs it: no URI set
+    full = dict(env_free, DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true")
+    full["PATH"] = f"{os.path.dirname(__import__('sys').executable)}{os.pathsep}{full['PATH']}"
+    r = subprocess.run(["dvc", "exp", "run", "--run-all", "-j", "2"], cwd=repo, env=full, capture_output=True,
+                       text=True, timeout=1200)  # fmt: skip
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    status = subprocess.run(["dvc", "queue", "status"], cwd=repo, env=full, capture_output=True, text=True)
+    logs = [subprocess.run(["dvc", "queue", "logs", name], cwd=repo, env=full, capture_output=True, text=True).stdout
+            for name in QUEUED]  # fmt: skip
+    assert status.stdout.count("Success") == len(QUEUED), status.stdout + "\n".join(logs)  # --run-all exits 0 anyway
+    shown = subprocess.run(["dvc", "exp", "show", "--json"], cwd=repo, env=full, capture_output=True, text=True)
+    assert shown.returncode == 0, shown.stderr
+    return repo, json.loads(shown.stdout)
+
+
+def test_queued_experiments_report_into_the_workspaces_store_under_their_own_parent(queued, ui):
+    repo, shown = queued
+    names = {e.get("name") for entry in shown for e in [entry] + [x for x in (entry.get("experiments") or [])]}
+    assert set(QUEUED) <= names, names
+    assert not any((repo / ".dvc" / "tmp" / "exps").glob("tmp*")), "DVC kept a copy: the test would prove nothing"
+    for name in QUEUED:
+        (exp_run,) = search(ui, f"tags.dvc_exp = '{name}' and tags.stage = 'experiment'")
+        assert exp_run["info"]["run_name"] == f"experiment {name}" and exp_run["info"]["status"] == "FINISHED"
+        runs = search(ui, f"tags.dvc_exp = '{name}' and tags.stage != 'experiment'")
+        stages = sorted(tags(r)["stage"] for r in runs)
+        assert stages == ["report"] + ["train"] * len(SEEDS), (name, stages)  # evaluate logs no run
+        assert {tags(r)["mlflow.parentRunId"] for r in runs} == {exp_run["info"]["run_id"]}
+        assert all(r["info"]["status"] == "FINISHED" for r in runs)
+        (report,) = [r for r in runs if tags(r)["stage"] == "report"]
+        # its artifacts outlived DVC's copy: served from the workspace
+        listed = ui(f"/api/2.0/mlflow/artifacts/list?run_id={report['info']['run_id']}")
+        assert {"report.md", "summary.json"} <= {f["path"] for f in listed.get("files", [])}, listed
+        md = ui(f"/get-artifact?path=report.md&run_uuid={report['info']['run_id']}", raw=True).decode()
+        assert md.startswith("#")
+        for r in runs:
+            if tags(r)["stage"] == "train":  # every logged generator of the experiment is still there
+                assert ui(f"/api/2.0/mlflow/artifacts/list?run_id={r['info']['run_id']}").get("files"), r["info"]
+    assert not (repo / ".dvc" / "tmp" / "exps" / "mlflow.db").exists()

@@ -137,6 +137,7 @@ def test_a_logged_generator_loads_back_and_generates_its_images(workspace):
     signature = model.metadata.signature
     assert tuple(signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == (-1, SHAPE.z_dim)
     assert client_for(workspace).get_run(run.run_id).info.status == "FINISHED"
+    assert mlflow.get_logged_model(uri.removeprefix("models:/")).name == "generator-dcgan-0"  # named after its run
 
     # it needs no aegan to load: a process where importing aegan fails still generates the same images
     script = textwrap.dedent(f"""
@@ -298,3 +299,48 @@ def test_a_dataset_another_stage_inserted_at_the_same_time_is_linked_not_an_erro
     run.end()
     (dataset,) = client_for(workspace).get_run(run.run_id).inputs.dataset_inputs
     assert len(calls) == 2 and dataset.dataset.digest == ("ab" * 32)[:12]
+
+
+def test_the_ui_opens_on_train_runs_grouped_by_strategy_ordered_by_final_fid(workspace):
+    """`aegan ui` (make ui) prints a URL whose share key names a view stored on the experiment, in the form the UI's
+    own "Share" button writes: MLflow's runs table reads it from there."""
+    from aegan.tracking import COMPARISON_VIEW_KEY, comparison_url
+
+    url = comparison_url("http://127.0.0.1:5001/")
+    client = client_for(workspace)
+    exp = client.get_experiment_by_name("aegan")
+    assert url == f"http://127.0.0.1:5001/#/experiments/{exp.experiment_id}?viewStateShareKey={COMPARISON_VIEW_KEY}"
+    view = json.loads(exp.tags[f"mlflow.sharedViewState.{COMPARISON_VIEW_KEY}"])
+    assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "strategy"}]
+    assert view["orderByKey"] == "metrics.`final_fid`" and "metrics.`final_fid`" in view["selectedColumns"]
+    # its filter is one the tracking API runs: the train runs, ordered as the table shows them
+    for s, fid in (("dcgan", 40.0), ("ae_init", 20.0)):
+        run = Run.start(f"{s}-0", {"stage": "train", "strategy": s})
+        run.log_metrics({"final_fid": fid})
+        run.end()
+    Run.start("report", {"stage": "report"}).end()
+    shown = client.search_runs([exp.experiment_id], view["searchFilter"], order_by=["metrics.final_fid ASC"])
+    assert [r.data.tags["strategy"] for r in shown] == ["ae_init", "dcgan"]
+    assert comparison_url("http://127.0.0.1:5001") == url  # stored once, the same again
+
+
+def test_in_dvcs_copy_of_the_workspace_runs_and_artifacts_go_to_the_workspace(tmp_path, monkeypatch):
+    """A queued or `--temp` experiment runs in a copy under .dvc/tmp/exps/ that DVC deletes afterwards, and names
+    the workspace in DVC_ROOT: the runs go to the workspace's DB, their artifacts to its mlruns/, and the copy's
+    `mlruns` is only a link (deleting the copy loses nothing)."""
+    import shutil
+
+    workspace, copy = tmp_path / "workspace", tmp_path / "workspace" / ".dvc" / "tmp" / "exps" / "tmpabc"
+    copy.mkdir(parents=True)
+    monkeypatch.chdir(copy)
+    monkeypatch.setenv("DVC_ROOT", str(workspace))
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    (copy / "report.md").write_text("# the report\n")
+    run = Run.start("report", {"stage": "report"})
+    run.log_artifact(copy / "report.md")
+    run.end()
+    assert (copy / "mlruns").is_symlink()
+    shutil.rmtree(copy)  # what DVC does once the experiment is done
+    (found,) = list((workspace / "mlruns").rglob("report.md"))
+    assert found.read_text() == "# the report\n"
+    assert client_for(workspace).get_run(run.run_id).info.status == "FINISHED"

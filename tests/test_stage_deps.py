@@ -91,7 +91,7 @@ def test_every_stage_has_its_module_and_dvc_runs_it():
 
 @pytest.mark.parametrize("stage", STAGES)
 def test_no_stage_imports_runner_code(stage):
-    """What computes a result cannot hide in the runner: editing cli.py, warm.py, parallel.py or shutdown.py
+    """What computes a result cannot hide in the runner: editing cli.py, parallel.py or shutdown.py
     re-runs no stage, because no stage's code imports them (nor the entry point)."""
     for strategy in STRATEGIES if stage in STRATEGY_STAGES else [None]:
         reached = stage_modules(stage, strategy, plumbing=True) & set(RUNNER)

@@ -1,4 +1,5 @@
-"""`aegan <command>`: one typer command per pipeline stage (the table STAGE_COMMANDS), plus `run`, `decide`, `retrain`, `check-params` and `preset`.
+"""`aegan <command>`: one typer command per pipeline stage (the table STAGE_COMMANDS), plus `run`, `decide`, `retrain`,
+`check-params`, `preset`, `promote` and `ui`.
 
 A stage's command only hands its arguments to the stage's `main` (stages/*.py),
 which reads params.yaml and computes: this module runs stages and reports
@@ -82,7 +83,7 @@ def _user_errors(fn):
                 _stage_params("forget_loaded")
                 result = fn(*args, **kwargs)
                 _stage_params("check_unchanged")  # params.yaml edited while the stage ran: its outputs not recorded
-            exit_now(0)  # a finished command skips the interpreter's slow clean-up (warm.py)
+            exit_now(0)  # a finished command skips the interpreter's slow clean-up (shutdown.py)
             return result
         except UserError as err:
             if type(err).__name__ != "StoreUnusable":  # a dead tracking server: no second wait to end its runs
@@ -236,14 +237,12 @@ def preset(
 def run_pipeline(
     jobs: str = typer.Option(None, "--jobs", "-j", help="stages at once [default: the machine's cores; on a cluster: its worker threads]"),
     scheduler: str = typer.Option(None, "--scheduler", help="an existing Dask scheduler, e.g. tcp://host:8786 (workers must see this folder)"),
-    cold: bool = typer.Option(False, "--cold", help="start every stage as a fresh process (no warm process to fork from)"),
 ) -> None:
     """`dvc repro` with independent stages in parallel: each out-of-date stage is a Dask task once its upstream stages are done."""
     from aegan.parallel import Stopped, failure_message, parse_jobs, run
 
-    # the warm process runs stage commands through this module's app (warm.py knows no command of its own)
     try:
-        outcome = run(parse_jobs(jobs), scheduler, warm=not cold, entry="aegan.cli:app")
+        outcome = run(parse_jobs(jobs), scheduler)
     except Stopped as err:
         _end_open_runs("KILLED")
         typer.echo(f"error: {err}", err=True)
@@ -259,7 +258,6 @@ def run_pipeline(
 def decide(
     jobs: str = typer.Option(None, "--jobs", "-j", help="stages at once [default: the machine's cores]"),
     scheduler: str = typer.Option(None, "--scheduler", help="an existing Dask scheduler, as for `aegan run`"),
-    cold: bool = typer.Option(False, "--cold", help="start every stage as a fresh process"),
     params: Path = ParamsOpt,
 ) -> None:
     """Run the pipeline, and add seeds (params.yaml decide.runs) until every primary verdict is decided (decide.py)."""
@@ -267,7 +265,7 @@ def decide(
     from aegan.parallel import Stopped, failure_message, parse_jobs, run
 
     def pipeline() -> str | None:
-        return failure_message(run(parse_jobs(jobs), scheduler, warm=not cold, entry="aegan.cli:app"))
+        return failure_message(run(parse_jobs(jobs), scheduler))
 
     try:
         result = run_decide(params, pipeline, typer.echo)
@@ -299,6 +297,27 @@ def retrain(
     if result.failure or result.push_failure:
         typer.echo(f"error: {result.failure or result.push_failure}", err=True)
         raise typer.Exit(1)
+
+
+@app.command()
+@_user_errors
+def ui(
+    port: int = typer.Option(5000, "--port", help="the port of MLflow's UI"),
+    host: str = typer.Option("127.0.0.1", "--host", help="the address it listens on (0.0.0.0: every interface)"),
+) -> None:
+    """MLflow's UI on this workspace's runs; prints the URL of the comparison: train runs grouped by strategy."""
+    import shutil
+
+    from aegan import tracking
+
+    uri = tracking.tracking_uri()
+    if tracking.sqlite_path(uri) is None:  # a tracking server: its own UI, where the view is stored too
+        typer.echo(f"open {tracking.comparison_url(uri)}")
+        return
+    typer.echo(f"open {tracking.comparison_url(f'http://{host}:{port}')}")
+    typer.echo("(train runs grouped by strategy, mean final FID first; every run: the Runs tab without the view)")
+    mlflow = shutil.which("mlflow", path=os.path.dirname(sys.executable)) or "mlflow"
+    os.execv(mlflow, [mlflow, "ui", "--backend-store-uri", uri, "--host", host, "--port", str(port)])
 
 
 @app.command()

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-MODEL_NAME = "generator"  # each finished train run's logged model
+MODEL_PREFIX = "generator"  # each finished train run's logged model: generator-<its run's name>, e.g. generator-ae_hybrid-2
 
 
 class GeneratorModel:
@@ -54,9 +54,10 @@ def python_model():
     return type("GeneratorModel", (GeneratorModel, mlflow.pyfunc.PythonModel), {"__module__": __name__})()
 
 
-def log_generator(run_id: str, generator_file: Path, z_dim: int | None = None) -> str:
+def log_generator(run_id: str, generator_file: Path, z_dim: int | None = None, name: str | None = None) -> str:
     """Log `generator_file` (aegan.generator format) as the run's MLflow model; returns its model URI. `z_dim`:
-    the file's own by default."""
+    the file's own by default; `name`: the model's, by default generator-<the run's name> (the UI's models list
+    then tells 24 generators apart)."""
     import cloudpickle
     import mlflow
     from mlflow.models import infer_signature
@@ -80,9 +81,10 @@ def log_generator(run_id: str, generator_file: Path, z_dim: int | None = None) -
         from aegan.tracking import fail_fast_http
 
         try:
-            with fail_fast_http(), mlflow.start_run(run_id=run_id):
+            with fail_fast_http(), mlflow.start_run(run_id=run_id) as run:
+                name = name or f"{MODEL_PREFIX}-{run.info.run_name}"
                 info = mlflow.pyfunc.log_model(
-                    name=MODEL_NAME, python_model=model, artifacts={"generator": str(program)},
+                    name=name, python_model=model, artifacts={"generator": str(program)},
                     signature=infer_signature(example.numpy(), output), input_example=example.numpy(),
                     pip_requirements=requirements,  # given: MLflow's inference would import and run the model again
                 )  # fmt: skip

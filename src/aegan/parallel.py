@@ -147,15 +147,10 @@ def log_path(root: Path, stage: str) -> Path:
     return root / LOG_DIR / (stage.replace("/", "_").replace(":", "_") + ".log")
 
 
-def run_stage(root: str, stage: str, log: str, env: dict[str, str], entry: str | None = None) -> dict:
-    """`dvc repro` of one stage on the worker, its output in `log`; returns its exit status (`rc`) and times.
-
-    `entry`: "module:attribute" of the command-line app; given, the stage's `aegan` command runs in this
-    worker's warm process (warm.py) serving that app, started on first use.
-    """
+def run_stage(root: str, stage: str, log: str, env: dict[str, str]) -> dict:
+    """`dvc repro` of one stage on the worker, its output in `log`; returns its exit status (`rc`) and times."""
     import socket
 
-    from aegan import warm as warm_process
     from aegan.shutdown import runner_env
 
     slots = 1
@@ -170,8 +165,6 @@ def run_stage(root: str, stage: str, log: str, env: dict[str, str], entry: str |
     # the stage stops when the process that started it dies, even by SIGKILL (shutdown.py): the runner with
     # a local cluster, this worker on a remote one (a lost worker leaves no stage running unattended)
     full_env |= runner_env()
-    if entry is not None:
-        full_env[warm_process.ENV] = warm_process.ensure_server(entry)
     full_env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + full_env.get("PATH", "")  # `aegan`, `dvc`
     Path(log).parent.mkdir(parents=True, exist_ok=True)
     cmd = [sys.executable, "-m", "dvc", "--wait-for-lock", "repro", "--single-item", stage]
@@ -347,16 +340,11 @@ def parse_jobs(text: str | None) -> int | None:
     return jobs
 
 
-def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], None] = print,
-        warm: bool = True, entry: str = "aegan.cli:app") -> Outcome:
-    """In the workspace at the working directory: connect, plan with DVC, check a tracking server, run the plan.
-
-    `warm`: stages start as children of a warm process (warm.py), serving the command-line app `entry`
-    ("module:attribute"), instead of importing everything again.
-    """
+def run(jobs: int | None, scheduler: str | None = None, echo: Callable[[str], None] = print) -> Outcome:
+    """In the workspace at the working directory: connect, plan with DVC, check a tracking server, run the plan."""
     root = Path.cwd().resolve()
     with workspace_lock(root):
-        return _run(root, jobs, scheduler, echo, warm, entry)
+        return _run(root, jobs, scheduler, echo)
 
 
 @contextlib.contextmanager
@@ -385,8 +373,7 @@ def workspace_lock(root: Path):
         lock.release()
 
 
-def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[str], None], warm: bool,
-         entry: str) -> Outcome:
+def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[str], None]) -> Outcome:
     from aegan import tracking
     from aegan.atomic import recover
 
@@ -398,10 +385,6 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
     client, cluster = connect(jobs or os.cpu_count() or 1, scheduler)
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if threading.current_thread() is threading.main_thread() else None
     try:
-        if warm and cluster is not None:
-            from aegan.warm import ensure_server
-
-            ensure_server(entry)  # its imports overlap with planning; remote workers start theirs with their first stage
         plan = plan_from_dvc(root)
         if not plan.order:
             echo(f"{len(plan.up_to_date)} stages, all up to date")
@@ -415,7 +398,7 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
         env |= {tracking.EXECUTION_ENV: parent.execution_id, tracking.PARENT_ENV: parent.run_id}
 
         def task(stage: str) -> tuple:
-            return run_stage, str(root), stage, str(log_path(root, stage)), env, entry if warm else None
+            return run_stage, str(root), stage, str(log_path(root, stage)), env
 
         outcome = None
         try:
@@ -430,9 +413,6 @@ def _run(root: Path, jobs: int | None, scheduler: str | None, echo: Callable[[st
         raise Stopped(str(err), running) from None
     finally:
         _stop_local_stages()
-        from aegan.warm import stop_server
-
-        stop_server()
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
         client.close()

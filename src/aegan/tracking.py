@@ -45,7 +45,23 @@ REGISTERED_MODEL = "aegan-generator"  # the report registers the winning strateg
 
 
 def repo_root() -> Path:
-    return Path.cwd().resolve()
+    """The workspace: where the tracking DB and artifacts live. DVC runs a queued or `--temp` experiment in a copy
+    under .dvc/tmp/exps/ that it deletes afterwards, and names the workspace in DVC_ROOT (its public contract for
+    tools that log); elsewhere DVC_ROOT is the working directory, or unset outside DVC."""
+    return Path(os.environ.get("DVC_ROOT") or Path.cwd()).resolve()
+
+
+def share_workspace_artifacts(uri: str) -> None:
+    """In DVC's copy of the workspace (a queued or `--temp` experiment), make `mlruns` a link to the workspace's:
+    MLflow resolves the stored relative artifact paths against the working directory, so the artifacts of the
+    experiment's runs land in the workspace and outlive the copy (deleting the copy removes only the link)."""
+    root, here = repo_root(), Path.cwd().resolve()
+    if root == here or sqlite_path(uri) is None:  # a tracking server keeps the artifacts itself
+        return
+    link = here / "mlruns"
+    if not link.exists() and not link.is_symlink():
+        (root / "mlruns").mkdir(parents=True, exist_ok=True)
+        link.symlink_to(root / "mlruns", target_is_directory=True)
 
 
 def tracking_uri() -> str:
@@ -81,6 +97,19 @@ EXPERIMENT_TAGS = {
     "mlflow.experimentKind": "custom_model_development",
     "mlflow.note.content": "aegan: one run per pipeline stage. Compare strategies by grouping train runs by the "
                            "`group` tag (strategy, experiment or execution, params hash); see docs/mlflow.md.",
+}
+# The view `aegan ui` (make ui) opens: MLflow's runs table as its "Share" button stores it, an experiment tag
+# `mlflow.sharedViewState.<key>` holding the view as JSON, opened by the URL's `?viewStateShareKey=<key>`
+COMPARISON_VIEW_KEY = "aegan-strategies"
+COMPARISON_VIEW = {
+    "searchFilter": "tags.stage = 'train'",
+    "orderByKey": "metrics.`final_fid`",
+    "orderByAsc": True,
+    "selectedColumns": ["tags.`strategy`", "tags.`seed`", "tags.`dvc_exp`", "metrics.`final_fid`",
+                        "metrics.`final_kid_mean`", "metrics.`final_recall`", "metrics.`final_precision`"],
+    "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "strategy"}]},
+    "runsHiddenMode": "SHOW_ALL",
+    "useGroupedValuesInCharts": True,
 }
 EXECUTION_ENV = "AEGAN_EXECUTION_ID"  # set by `aegan run` for every stage it runs
 PARENT_ENV = "AEGAN_PARENT_RUN_ID"  # the execution's parent run, opened by `aegan run`
@@ -284,6 +313,7 @@ def _client_for(uri: str):
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
+    share_workspace_artifacts(uri)
     path = sqlite_path(uri)
     if path is None:
         return MlflowClient(uri)
@@ -308,6 +338,15 @@ def store_lock(db: Path, timeout: float = 600):
 
     with FileLock(f"{db}.lock", timeout=timeout):
         yield
+
+
+def comparison_url(base: str) -> str:
+    """The URL of the comparison view (COMPARISON_VIEW) on the MLflow UI at `base`; the view is stored first."""
+    client = _client()
+    exp_id = _experiment_id(client)
+    view = json.dumps(COMPARISON_VIEW, sort_keys=True)
+    _call(client.set_experiment_tag, exp_id, f"mlflow.sharedViewState.{COMPARISON_VIEW_KEY}", view)
+    return f"{base.rstrip('/')}/#/experiments/{exp_id}?viewStateShareKey={COMPARISON_VIEW_KEY}"
 
 
 def _experiment_id(client) -> str:
@@ -420,6 +459,19 @@ def end_open_runs(status: str) -> None:
             pass
 
 
+def experiment_run(client, name: str) -> str:
+    """The parent run of DVC experiment `name` (`dvc exp run`, queued or not), named after it; created by its first
+    stage. The stages of one experiment run one after another, so no two create it at once."""
+    exp_id = _experiment_id(client)
+    found = _call(client.search_runs, [exp_id], f"tags.stage = 'experiment' and tags.dvc_exp = '{name}'", max_results=1)
+    if found:
+        return found[0].info.run_id
+    tags = {"stage": "experiment", "dvc_exp": name, "git_commit": git_commit(), "workspace": str(repo_root())}
+    if baseline := os.environ.get("DVC_EXP_BASELINE_REV"):
+        tags["baseline_rev"] = baseline
+    return _call(client.create_run, exp_id, run_name=f"experiment {name}", tags=tags).info.run_id
+
+
 class Run:
     """One MLflow run, with buffered metrics. Use `Run.start(...)` or `Run.resume(run_id)`."""
 
@@ -434,8 +486,13 @@ class Run:
     def start(cls, name: str, tags: dict[str, str], params: dict[str, Any] | None = None) -> "Run":
         client = _client()
         tags = {"git_commit": git_commit(), **run_identity(), **tags}
+        experiment = None
+        if "dvc_exp" in tags and "mlflow.parentRunId" not in tags:  # `dvc exp run`: the experiment is the parent
+            experiment = experiment_run(client, tags["dvc_exp"])
+            tags["mlflow.parentRunId"] = experiment
         run = _call(client.create_run, _experiment_id(client), run_name=name, tags=tags)
         self = cls(client, run.info.run_id)
+        self.experiment = experiment
         if params:
             self.log_params(params)
         return self
@@ -516,3 +573,5 @@ class Run:
         _OPEN.pop(self.run_id, None)
         self.flush()
         _call(self.client.set_terminated, self.run_id, status=status)
+        if getattr(self, "experiment", None):  # the experiment's run spans its stages: it ends with the last one
+            _call(self.client.set_terminated, self.experiment, status="FINISHED" if status == "FINISHED" else "FAILED")

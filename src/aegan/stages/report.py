@@ -122,7 +122,8 @@ def register_winner(winner: Winner, pick: dict, inputs, report_run_id: str, held
             "source_run_id": str(pick["mlflow_run_id"]), "report_run_id": report_run_id}  # fmt: skip
     model_uri = pick["mlflow_model_uri"]
     if pick["mlflow_run_id"] not in held:
-        model_uri = log_generator(report_run_id, paths.run_dir(winner.strategy, int(pick["seed"])) / "generator.pt")
+        model_uri = log_generator(report_run_id, paths.run_dir(winner.strategy, int(pick["seed"])) / "generator.pt",
+                                  name=f"generator-{winner.strategy}-{pick['seed']}")  # fmt: skip
         tags["logged_again_from"] = "generator.pt (its training run is not in this tracking store)"
     description = (f"`{winner.strategy}` seed {pick['seed']} (FID {pick['fid']:.4g}), the best seed of the strategy "
                    f"chosen by the report run {report_run_id} among {winner.strategies} strategies: {winner.words}.")  # fmt: skip
@@ -148,9 +149,9 @@ def write_curves(curves: dict[str, pd.DataFrame], out) -> None:
 
 
 def headline_metrics(summary: dict) -> dict:
-    """Per strategy: mean FID, KID (raw, x1) and recall over seeds (summary.json has the rest, the seeds
-    averaged and spreads among them): three columns per strategy in `dvc exp show`."""
-    return {s: {"fid": e["fid"]["mean"], "kid_x1": e["kid_mean"]["mean"], "recall": e["recall"]["mean"]}
+    """Per strategy its mean FID over seeds: one column per strategy in `dvc metrics show` and `dvc exp show`, so
+    that changed params fit beside them (summary.json has every other figure, spreads and tests)."""
+    return {s: {"fid": e["fid"]["mean"]}
             for s, e in summary.items() if isinstance(e, dict) and "fid" in e}  # strategies (not claims, decided, ...)
 
 
