@@ -358,3 +358,22 @@ def test_a_stage_waits_for_the_paths_another_dvc_still_holds(tmp_path):
         reader.wait(timeout=60)
     assert result["rc"] == 0, (repo / "logs" / "a.log").read_text()
     assert "is busy" in (repo / "logs" / "a.log").read_text()  # it was refused first, then waited
+
+
+def test_the_dvc_internals_the_runner_plans_with_are_still_there(tmp_path):
+    """DVC has no public call for its stage graph or for opening a repo that waits for the lock; plan_from_dvc uses
+    these, pyproject pins DVC's major version, and this test names what moved when an upgrade breaks them."""
+    import inspect
+
+    import networkx as nx
+    from dvc.repo import Repo
+
+    repo = fake_repo(tmp_path)
+    assert "_wait_for_lock" in inspect.signature(Repo.__init__).parameters, "dvc.repo.Repo(_wait_for_lock=) is gone"
+    with Repo(str(repo), _wait_for_lock=True) as dvc_repo:
+        graph = dvc_repo.index.graph
+        assert isinstance(graph, nx.DiGraph), "Repo.index.graph is no longer a networkx DiGraph"
+        stage = next(iter(graph.nodes))
+        assert isinstance(stage.addressing, str) and isinstance(stage.frozen, bool), "a stage's addressing/frozen moved"
+        assert isinstance(dvc_repo.status(), dict), "Repo.status() no longer returns {stage: changes}"
+        assert Path(dvc_repo.cache.local.path).is_absolute(), "Repo.cache.local.path moved"
