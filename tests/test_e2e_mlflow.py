@@ -187,6 +187,46 @@ def test_the_documented_dvc_exp_show_puts_the_changed_param_beside_fid_in_200_co
     assert re.search(r"\d+\.\d+\s+1\s*$", row), row  # lm1's FID, then lambda_m 1
 
 
+def test_aegan_ui_prints_a_url_that_opens_on_the_strategies_grouped_and_sorted_by_final_fid(experiments, tmp_path):
+    """`make ui` runs `aegan ui`: the URL it prints, opened in headless Chromium, shows MLflow's runs table with the
+    view applied (a shared view stored on the experiment): train runs grouped by strategy, sorted by final FID."""
+    import re
+    import signal
+    import time
+
+    from browser import chromium, headless
+    from pipeline import free_port
+
+    browser = chromium()
+    if browser is None:
+        pytest.skip("headless Chromium not installed (apt-get install chromium); CI installs it")
+    repo = experiments[0]
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # as `make ui`: the workspace's DB
+    env["PATH"] = f"{os.path.dirname(__import__('sys').executable)}{os.pathsep}{env['PATH']}"
+    port = free_port()
+    server = subprocess.Popen(["aegan", "ui", "--port", str(port)], cwd=repo, env=env, stdout=subprocess.PIPE,
+                              stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
+    try:
+        first = server.stdout.readline().strip()
+        assert first.startswith(f"open http://127.0.0.1:{port}/#/experiments/"), first
+        url = first.removeprefix("open ")
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
+                    break
+            except OSError:
+                assert server.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
+                time.sleep(0.5)
+        dom = headless(browser, tmp_path / "profile", "--window-size=1400,900", "--virtual-time-budget=25000",
+                       "--dump-dom", url)  # fmt: skip
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=60)
+    assert "Group by: strategy" in dom and "Sort: final_fid" in dom, dom[-2000:]
+    assert sorted(set(re.findall(r"Group: ([a-z_]+)", dom))) == sorted(STRATEGIES), dom[-2000:]
+
+
 # ---- queued experiments (last: they add reports, and move `candidate`) ---------------------------------------
 QUEUED = {"q2": 2.0, "q3": 3.0}
 

@@ -309,7 +309,8 @@ def test_the_ui_opens_on_train_runs_grouped_by_strategy_ordered_by_final_fid(wor
     url = comparison_url("http://127.0.0.1:5001/")
     client = client_for(workspace)
     exp = client.get_experiment_by_name("aegan")
-    assert url == f"http://127.0.0.1:5001/#/experiments/{exp.experiment_id}?viewStateShareKey={COMPARISON_VIEW_KEY}"
+    assert url == (f"http://127.0.0.1:5001/#/experiments/{exp.experiment_id}/runs?viewStateShareKey="
+                   f"{COMPARISON_VIEW_KEY}&workflowType=machine_learning")  # fmt: skip
     view = json.loads(exp.tags[f"mlflow.sharedViewState.{COMPARISON_VIEW_KEY}"])
     assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "strategy"}]
     assert view["orderByKey"] == "metrics.`final_fid`" and "metrics.`final_fid`" in view["selectedColumns"]

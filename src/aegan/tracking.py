@@ -346,7 +346,9 @@ def comparison_url(base: str) -> str:
     exp_id = _experiment_id(client)
     view = json.dumps(COMPARISON_VIEW, sort_keys=True)
     _call(client.set_experiment_tag, exp_id, f"mlflow.sharedViewState.{COMPARISON_VIEW_KEY}", view)
-    return f"{base.rstrip('/')}/#/experiments/{exp_id}?viewStateShareKey={COMPARISON_VIEW_KEY}"
+    # the runs tab, in the "Model training" UI (MLflow 3.17 opens an experiment on its GenAI overview otherwise)
+    return (f"{base.rstrip('/')}/#/experiments/{exp_id}/runs?viewStateShareKey={COMPARISON_VIEW_KEY}"
+            "&workflowType=machine_learning")  # fmt: skip
 
 
 def _experiment_id(client) -> str:
