@@ -228,7 +228,9 @@ def test_aegan_ui_prints_a_url_that_opens_on_the_strategies_grouped_and_sorted_b
 
 
 # ---- queued experiments (last: they add reports, and move `candidate`) ---------------------------------------
-QUEUED = {"q2": 2.0, "q3": 3.0}
+# one retrains a strategy, one changes only how the report judges (a report-only experiment: cheap)
+QUEUED = {"q2": ("ae_manifold.lambda_m=2.0", ["report"] + ["train"] * len(SEEDS)),
+          "q3": ("report.confidence=0.9", ["report"])}
 
 
 @pytest.fixture(scope="module")
@@ -236,8 +238,8 @@ def queued(experiments):
     """Two experiments queued and run two at a time, as DVC runs a sweep: each in its own copy of the workspace
     under .dvc/tmp/exps/, which DVC deletes afterwards."""
     repo = experiments[0]
-    for name, value in QUEUED.items():
-        r = run(["dvc", "exp", "run", "--queue", "-S", f"ae_manifold.lambda_m={value}", "-n", name], repo)
+    for name, (change, _) in QUEUED.items():
+        r = run(["dvc", "exp", "run", "--queue", "-S", change, "-n", name], repo)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
     env_free = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # as a user runs it: no URI set
     full = dict(env_free, DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true")
@@ -259,12 +261,12 @@ def test_queued_experiments_report_into_the_workspaces_store_under_their_own_par
     names = {e.get("name") for entry in shown for e in [entry] + [x for x in (entry.get("experiments") or [])]}
     assert set(QUEUED) <= names, names
     assert not any((repo / ".dvc" / "tmp" / "exps").glob("tmp*")), "DVC kept a copy: the test would prove nothing"
-    for name in QUEUED:
+    for name, (_, expected) in QUEUED.items():
         (exp_run,) = search(ui, f"tags.dvc_exp = '{name}' and tags.stage = 'experiment'")
         assert exp_run["info"]["run_name"] == f"experiment {name}" and exp_run["info"]["status"] == "FINISHED"
         runs = search(ui, f"tags.dvc_exp = '{name}' and tags.stage != 'experiment'")
         stages = sorted(tags(r)["stage"] for r in runs)
-        assert stages == ["report"] + ["train"] * len(SEEDS), (name, stages)  # evaluate logs no run
+        assert stages == expected, (name, stages)  # evaluate logs no run
         assert {tags(r)["mlflow.parentRunId"] for r in runs} == {exp_run["info"]["run_id"]}
         assert all(r["info"]["status"] == "FINISHED" for r in runs)
         (report,) = [r for r in runs if tags(r)["stage"] == "report"]
