@@ -46,14 +46,37 @@ def edit_params(repo: Path, **sections) -> dict:
     return params
 
 
+def tool_env(repo: Path | None = None, **extra: str) -> dict[str, str]:
+    """This environment with this interpreter's bin first on PATH (`aegan`, `dvc`, `dask`, `mlflow`), telemetry off,
+    and `repo`'s own MLflow DB named in MLFLOW_TRACKING_URI; without `repo` none is named (the workspace's default,
+    as a user's shell has it)."""
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
+    env |= {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", **extra}
+    if repo is not None:
+        env["MLFLOW_TRACKING_URI"] = f"sqlite:///{repo / 'mlflow.db'}"
+    return env
+
+
 def run(cmd: list[str], repo: Path, timeout: int = 600) -> subprocess.CompletedProcess:
     """Run a command in `repo` with this interpreter's bin first on PATH and a private MLflow DB."""
-    env = dict(os.environ)
-    env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env["MLFLOW_TRACKING_URI"] = f"sqlite:///{repo / 'mlflow.db'}"
-    env["MLFLOW_DISABLE_TELEMETRY"] = "true"
-    env["DVC_NO_ANALYTICS"] = "1"
-    return subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(cmd, cwd=repo, env=tool_env(repo), capture_output=True, text=True, timeout=timeout)
+
+
+def wait_healthy(url: str, server: subprocess.Popen, seconds: float) -> bool:
+    """Poll `url`/health until it answers (True), or until `server` exits or `seconds` pass (False)."""
+    import time
+    import urllib.request
+
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            with urllib.request.urlopen(f"{url}/health", timeout=2):
+                return True
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
 
 
 TINY = dict(
@@ -76,9 +99,6 @@ def free_port() -> int:
 @contextlib.contextmanager
 def mlflow_service(command: str, args: list[str], env: dict, cwd: Path | None = None):
     """`mlflow <command>` (server or ui) on a free port of 127.0.0.1: its URL once /health answers; stopped after."""
-    import time
-    import urllib.request
-
     import pytest
 
     port = free_port()
@@ -88,15 +108,8 @@ def mlflow_service(command: str, args: list[str], env: dict, cwd: Path | None = 
                               start_new_session=True)  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/health", timeout=2):
-                    break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"mlflow {command} did not start: {server.stderr.read()[-2000:]}")
-                time.sleep(0.5)
+        if not wait_healthy(url, server, 180):
+            pytest.fail(f"mlflow {command} did not start: {server.stderr.read()[-2000:]}")
         yield url
     finally:
         os.killpg(server.pid, 15)

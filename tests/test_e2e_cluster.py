@@ -11,12 +11,11 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 from pathlib import Path
 
 import pytest
 
-from pipeline import TINY, copy_repo, edit_params, free_port, run
+from pipeline import TINY, copy_repo, edit_params, free_port, run, tool_env
 
 pytestmark = pytest.mark.e2e
 STRATEGIES, SEEDS = ["dcgan"], [0]
@@ -26,12 +25,6 @@ PARAMS = dict(TINY, train={**TINY["train"], "budget": 200, "checkpoint_every": 2
 # results that must be equal byte for byte (run.json names its own MLflow run: compared by the generator's hash)
 SAME_BYTES = ["data/prepared/dataset.npz", "models/scorer.pt", "models/runs/dcgan-0/generator.pt",
               "models/runs/dcgan-0/history.csv", "models/runs/dcgan-0/samples.png"]  # fmt: skip
-
-
-def _env(repo: Path) -> dict:
-    bin_dir = str(Path(sys.executable).parent)
-    return dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""), MLFLOW_DISABLE_TELEMETRY="true",
-                DVC_NO_ANALYTICS="1", MLFLOW_TRACKING_URI=f"sqlite:///{repo / 'mlflow.db'}")  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -51,8 +44,7 @@ def cluster(tmp_path_factory):
     where = tmp_path_factory.mktemp("dask")
     bin_dir = Path(sys.executable).parent
     address = f"tcp://127.0.0.1:{free_port()}"
-    env = dict(os.environ, MLFLOW_DISABLE_TELEMETRY="true", DVC_NO_ANALYTICS="1",
-               PATH=str(bin_dir) + os.pathsep + os.environ.get("PATH", ""))  # fmt: skip
+    env = tool_env()
     logs = [open(where / f"{name}.log", "w") for name in ("scheduler", "worker-1", "worker-2")]
     procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
                                address.rsplit(":", 1)[1], "--no-dashboard"], env=env, stdout=logs[0],
@@ -117,7 +109,7 @@ def on_cluster(tmp_path_factory, cluster):
     killer = threading.Thread(target=_kill_the_worker_in_mid_training, args=(repo, workers, killed, stop))
     killer.start()
     try:
-        r = subprocess.run(["aegan", "run", "--scheduler", address], cwd=repo, env=_env(repo), capture_output=True,
+        r = subprocess.run(["aegan", "run", "--scheduler", address], cwd=repo, env=tool_env(repo), capture_output=True,
                            text=True, timeout=900)  # fmt: skip
     finally:
         stop.set()

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline import TINY, copy_repo, edit_params, mlflow_service, run
+from pipeline import TINY, copy_repo, edit_params, mlflow_service, run, tool_env
 
 pytestmark = pytest.mark.e2e
 STRATEGIES, SEEDS = ["dcgan", "ae_manifold"], [0, 1]
@@ -172,9 +172,7 @@ def test_the_documented_dvc_exp_show_puts_the_changed_param_beside_fid_in_200_co
     repo = experiments[0]
     doc = (REPO_DOCS / "pipeline.md").read_text()
     (command,) = {line.split("#")[0].strip() for line in doc.splitlines() if line.startswith("dvc exp show")}
-    env = dict(os.environ, COLUMNS="200", DVC_NO_ANALYTICS="1")
-    env["PATH"] = f"{os.path.dirname(__import__('sys').executable)}{os.pathsep}{env['PATH']}"
-    shown = subprocess.run(shlex.split(command) + ["--no-pager"], cwd=repo, env=env, capture_output=True, text=True,
+    shown = subprocess.run(shlex.split(command) + ["--no-pager"], cwd=repo, env=tool_env(COLUMNS="200"), capture_output=True, text=True,
                            timeout=120)  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     lines = shown.stdout.splitlines()
@@ -192,32 +190,23 @@ def test_aegan_ui_prints_a_url_that_opens_on_the_strategies_grouped_and_sorted_b
     view applied (a shared view stored on the experiment): train runs grouped by strategy, sorted by final FID."""
     import re
     import signal
-    import time
 
     from browser import chromium, headless
-    from pipeline import free_port
+    from pipeline import free_port, wait_healthy
 
     browser = chromium()
     if browser is None:
         pytest.skip("headless Chromium not installed (apt-get install chromium); CI installs it")
     repo = experiments[0]
-    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # as `make ui`: the workspace's DB
-    env["PATH"] = f"{os.path.dirname(__import__('sys').executable)}{os.pathsep}{env['PATH']}"
     port = free_port()
-    server = subprocess.Popen(["aegan", "ui", "--port", str(port)], cwd=repo, env=env, stdout=subprocess.PIPE,
+    # as `make ui` runs it: no MLFLOW_TRACKING_URI, so the workspace's own DB
+    server = subprocess.Popen(["aegan", "ui", "--port", str(port)], cwd=repo, env=tool_env(), stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True, start_new_session=True)  # fmt: skip
     try:
         first = server.stdout.readline().strip()
         assert first.startswith(f"open http://127.0.0.1:{port}/#/experiments/"), first
         url = first.removeprefix("open ")
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2):
-                    break
-            except OSError:
-                assert server.poll() is None and time.monotonic() < deadline, "mlflow ui did not start"
-                time.sleep(0.5)
+        assert wait_healthy(f"http://127.0.0.1:{port}", server, 120), "mlflow ui did not start"
         dom = headless(browser, tmp_path / "profile", "--window-size=1400,900", "--virtual-time-budget=25000",
                        "--dump-dom", url)  # fmt: skip
     finally:
@@ -241,9 +230,7 @@ def queued(experiments):
     for name, (change, _) in QUEUED.items():
         r = run(["dvc", "exp", "run", "--queue", "-S", change, "-n", name], repo)
         assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
-    env_free = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}  # as a user runs it: no URI set
-    full = dict(env_free, DVC_NO_ANALYTICS="1", MLFLOW_DISABLE_TELEMETRY="true")
-    full["PATH"] = f"{os.path.dirname(__import__('sys').executable)}{os.pathsep}{full['PATH']}"
+    full = tool_env()  # as a user runs it: no MLFLOW_TRACKING_URI set
     r = subprocess.run(["dvc", "exp", "run", "--run-all", "-j", "2"], cwd=repo, env=full, capture_output=True,
                        text=True, timeout=1200)  # fmt: skip
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
