@@ -80,9 +80,15 @@ def copying(strategy: str, seed: int) -> dict:
 
 
 def fabricate(repo: Path):
-    """Write the outputs of every stage but `report` under `repo` (the cwd); returns the validated params."""
+    """Write the outputs of every stage but `report` under `repo` (the cwd), beside the pipeline's dvc.yaml (which
+    names the params each stage is handed); returns the validated params."""
+    import shutil
+
     from aegan.params import validate_params
     from aegan.stages.prepare import run_prepare
+    from params_file import REPO
+
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
 
     params = validate_params(PARAMS)
     run_prepare(params, track=False)
@@ -103,9 +109,9 @@ def fabricate(repo: Path):
     })  # fmt: skip
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (69, 69, 3), dtype=np.uint8)).save(repo / "reports/eval/heldout_samples.png")
-    from aegan.provenance import declared_values, scored_files
-    from aegan.stages import evaluate, train
+    from aegan.provenance import scored_files
     from aegan.strategies import get_strategy
+    from params_file import stage_values
 
     for s in STRATEGIES:
         for seed in SEEDS:
@@ -113,7 +119,7 @@ def fabricate(repo: Path):
             finished = fid is not None
             # the run's record and generator as train writes them, so the evaluation's provenance holds (provenance.py)
             run_dir = repo / f"models/runs/{s}-{seed}"
-            _write(run_dir / "run.json", {"strategy": s, "seed": seed, "params": declared_values(params, train.PARAMS, s),
+            _write(run_dir / "run.json", {"strategy": s, "seed": seed, "params": stage_values(params, "train", s),
                                           "strategy_defaults": get_strategy(s).Params().model_dump()})  # fmt: skip
             if finished:
                 (run_dir / "generator.pt").write_bytes(f"{s}-{seed}".encode())
@@ -130,7 +136,7 @@ def fabricate(repo: Path):
                 "copying": copying(s, seed) if finished else None,
                 "fid_train": (fid / 3 if s == "ae_init" else fid - 1) if finished else None,
                 "wall_seconds": WALL, "train_wall_seconds": WALL,
-                "params": declared_values(params, evaluate.PARAMS), "scored": scored_files(run_dir),
+                "params": stage_values(params, "evaluate"), "scored": scored_files(run_dir),
             })  # fmt: skip
             (run_dir / "history.csv").write_text(history(s, seed))
             Image.fromarray(rng.integers(0, 256, (69, 69), dtype=np.uint8)).save(run_dir / "samples.png")
@@ -154,13 +160,11 @@ def in_repo(repo: Path):
 def reported(repo: Path, monkeypatch) -> None:
     """In `repo`: the fabricated outputs, their complete params.yaml, a tracking DB, and the report stage run on them
     as dvc.yaml runs it (strategy sections as params.yaml writes them)."""
-    import yaml
-
     from aegan.stages.report import main
-    from params_file import complete
+    from params_file import write_params
 
     monkeypatch.chdir(repo)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
     fabricate(repo)
-    (repo / "params.yaml").write_text(yaml.safe_dump(complete(PARAMS)))
+    write_params(repo, PARAMS)
     main("params.yaml")

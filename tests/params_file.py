@@ -6,7 +6,10 @@ changes a few values writes `complete({...})` instead of those values alone.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def merged(base: dict, overrides: dict) -> dict:
@@ -21,3 +24,22 @@ def complete(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     from aegan.params import ALL, validate_params
 
     return merged(validate_params({}, strategies=ALL).model_dump(mode="json"), overrides or {})
+
+
+def stage_values(params, stage: str, strategy: str | None = None) -> dict[str, Any]:
+    """What stage `stage` of the repository's dvc.yaml is handed of `params`, as run.json and evaluations record it."""
+    from aegan.stage_params import declared, handed, values
+
+    return values(handed(params, declared(stage, strategy, REPO / "dvc.yaml")))
+
+
+def write_params(folder: Path, overrides: dict[str, Any] | None = None) -> None:
+    """`folder` as a workspace for stage commands: a complete params.yaml with `overrides`, and the pipeline's
+    dvc.yaml (a stage is handed the params its stage there declares)."""
+    import shutil
+
+    import yaml
+
+    (folder / "params.yaml").write_text(yaml.safe_dump(complete(overrides)))
+    if not (folder / "dvc.yaml").exists():
+        shutil.copy(REPO / "dvc.yaml", folder / "dvc.yaml")

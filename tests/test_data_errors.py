@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from aegan.cli import app
 from test_data_sources import pattern_images, write_folder, write_idx
-from params_file import complete
+from params_file import complete, write_params
 
 RAW = Path("data/raw")
 SMALL_BATCHES = {"train": {"batch_size": 8}, "pretrain_ae": {"batch_size": 8}, "train_scorer": {"batch_size": 8},
@@ -37,7 +37,7 @@ def workdir(tmp_path, monkeypatch):
 def fails(workdir: Path, prepare: dict, extra: dict | None = None) -> str:
     """Run `aegan prepare` with these params; assert the error contract; return the message."""
     before = {p.name: p.read_bytes() for p in (workdir / "data" / "prepared").iterdir()}
-    (workdir / "params.yaml").write_text(yaml.safe_dump(complete({"prepare": prepare, **SMALL_BATCHES, **(extra or {})})))
+    write_params(workdir, {"prepare": prepare, **SMALL_BATCHES, **(extra or {})})
     result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
     assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
     assert result.stdout == ""
@@ -235,7 +235,7 @@ def test_more_generated_samples_than_held_out_images_is_fine(workdir):
     np.savez(workdir / RAW / "d.npz", images=pattern_images(100, 16, 16))
     params = {"prepare": {"source": "npz", "path": "data/raw/d.npz"}, **SMALL_BATCHES,
               "evaluate": {"num_samples": 2000, "kid_subset_size": 8}}  # fmt: skip
-    (workdir / "params.yaml").write_text(yaml.safe_dump(complete(params)))
+    write_params(workdir, params)
     result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
     assert result.exit_code == 0, result.output
 
@@ -271,8 +271,7 @@ def test_a_command_typed_in_a_subfolder_works_in_the_workspace_root(workdir, mon
     """`aegan prepare` from <workspace>/src/deeper: the outputs, mlflow.db and logs land in the workspace, none in the
     subfolder; --params given relative is relative to where it was typed."""
     monkeypatch.delenv("MLFLOW_TRACKING_URI")  # the default store: mlflow.db where the command runs
-    (workdir / "params.yaml").write_text(yaml.safe_dump(complete(SMALL_BATCHES)))
-    (workdir / "dvc.yaml").write_text("stages: {}\n")
+    write_params(workdir, SMALL_BATCHES)  # and the pipeline's dvc.yaml: the workspace root is the folder holding it
     deeper = workdir / "src" / "deeper"
     deeper.mkdir(parents=True)
     monkeypatch.chdir(deeper)
@@ -290,8 +289,8 @@ def test_params_edited_while_the_stage_runs_fail_it_in_one_line(workdir, monkeyp
     (here `git stash` of a split seed) must fail the stage, so DVC records nothing for outputs of the old value."""
     import aegan.stages.prepare as prepare_stage
 
+    write_params(workdir, SMALL_BATCHES)
     params = complete(SMALL_BATCHES)
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params))
     real = prepare_stage.run_prepare
 
     def edited_meanwhile(*args, **kwargs):
@@ -312,7 +311,7 @@ def test_params_edited_while_the_stage_runs_fail_it_in_one_line(workdir, monkeyp
     # an edit of a param the stage does not declare is no reason to fail (train.log_every: not prepare's)
     def other_edit(*args, **kwargs):
         out = real(*args, **kwargs)
-        (workdir / "params.yaml").write_text(yaml.safe_dump(complete({**SMALL_BATCHES, "train": {"batch_size": 8, "log_every": 7}})))
+        write_params(workdir, {**SMALL_BATCHES, "train": {"batch_size": 8, "log_every": 7}})
         return out
 
     (workdir / "params.yaml").write_text(yaml.safe_dump(params))
@@ -329,7 +328,7 @@ def test_a_held_out_split_too_small_to_score_is_refused_by_prepare_and_check_par
                    "and recall compare each with its evaluate.prc_neighborhood = 3 nearest others, so at least 4): "
                    "raise prepare.heldout_fraction or add images"), msg
     # a built-in source's split is known before anything runs: check-params says so too
-    (workdir / "params.yaml").write_text(yaml.safe_dump(complete({**SMALL_BATCHES, "prepare": {"heldout_fraction": 0.001}})))
+    write_params(workdir, {**SMALL_BATCHES, "prepare": {"heldout_fraction": 0.001}})
     result = CliRunner().invoke(app, ["check-params", "--params", "params.yaml"])
     assert result.exit_code == 2 and "1795 training / 2 held-out images, too few held-out images" in result.stderr, result.output
 
@@ -339,20 +338,20 @@ def test_check_params_refuses_a_model_that_cannot_fit_in_memory(workdir, monkeyp
     estimate builds the networks on the meta device, so it allocates nothing itself."""
     monkeypatch.setattr("aegan.fits.machine_memory", lambda: 8 * 2**30)  # the same answer on any CI machine
     big = {**SMALL_BATCHES, "prepare": {"image_size": 64}, "model": {"width": 1024}, "compute": {"device": "cpu"}}
-    (workdir / "params.yaml").write_text(yaml.safe_dump(complete(big)))
+    write_params(workdir, big)
     result = CliRunner().invoke(app, ["check-params", "--params", "params.yaml"])
     assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     (line,) = result.stderr.splitlines()
     assert "model.width 1024 at 64 px needs about" in line and "more than this machine's 8.0 GiB" in line, line
     assert "lower model.width or the batch sizes" in line
-    (workdir / "params.yaml").write_text(yaml.safe_dump(complete({**SMALL_BATCHES, "compute": {"device": "cpu"}})))
+    write_params(workdir, {**SMALL_BATCHES, "compute": {"device": "cpu"}})
     assert CliRunner().invoke(app, ["check-params", "--params", "params.yaml"]).exit_code == 0
 
 
 def test_a_stage_that_runs_out_of_memory_says_so_in_one_line(workdir, monkeypatch):
     import aegan.stages.prepare as prepare_stage
 
-    (workdir / "params.yaml").write_text(yaml.safe_dump(complete(SMALL_BATCHES)))
+    write_params(workdir, SMALL_BATCHES)
 
     def allocator(*args, **kwargs):
         raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] err == 0. DefaultCPUAllocator: can't allocate memory: "

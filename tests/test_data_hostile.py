@@ -24,12 +24,12 @@ from aegan.cli import app
 from perms import denied, file_modes_enforced
 from test_data_errors import RAW, SMALL_BATCHES, fails, workdir  # noqa: F401 (fixture)
 from test_data_sources import pattern_images, write_folder, write_idx
-from params_file import complete
+from params_file import complete, write_params
 
 
 def succeeds(workdir: Path, prepare: dict) -> tuple[str, dict]:
     """Run `aegan prepare`; assert exit 0; return its warnings (stderr less MLflow's log lines) and the data card."""
-    (workdir / "params.yaml").write_text(yaml.safe_dump(complete({"prepare": prepare, **SMALL_BATCHES})))
+    write_params(workdir, {"prepare": prepare, **SMALL_BATCHES})
     result = CliRunner().invoke(app, ["prepare", "--params", "params.yaml"])
     assert result.exit_code == 0, (result.output, result.exception)
     warnings = "".join(line for line in result.stderr.splitlines(keepends=True) if " INFO mlflow" not in line)

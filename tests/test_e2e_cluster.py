@@ -20,8 +20,8 @@ from pipeline import TINY, copy_repo, edit_params, free_port, run, tool_env
 pytestmark = pytest.mark.e2e
 STRATEGIES, SEEDS = ["dcgan"], [0]
 KILLED = "train@dcgan-0"
-# a training long enough to be killed in, with checkpoints to resume from
-PARAMS = dict(TINY, train={**TINY["train"], "budget": 200, "checkpoint_every": 20})
+# a training long enough to be killed in, with checkpoints to resume from (the workers checkpoint every 20 steps)
+PARAMS = dict(TINY, train={**TINY["train"], "budget": 200})
 # results that must be equal byte for byte (run.json names its own MLflow run: compared by the generator's hash)
 SAME_BYTES = ["data/prepared/dataset.npz", "models/scorer.pt", "models/runs/dcgan-0/generator.pt",
               "models/runs/dcgan-0/history.csv", "models/runs/dcgan-0/samples.png"]  # fmt: skip
@@ -44,7 +44,7 @@ def cluster(tmp_path_factory):
     where = tmp_path_factory.mktemp("dask")
     bin_dir = Path(sys.executable).parent
     address = f"tcp://127.0.0.1:{free_port()}"
-    env = tool_env()
+    env = tool_env(AEGAN_CHECKPOINT_EVERY="20")
     logs = [open(where / f"{name}.log", "w") for name in ("scheduler", "worker-1", "worker-2")]
     procs = [subprocess.Popen([str(bin_dir / "dask"), "scheduler", "--host", "127.0.0.1", "--port",
                                address.rsplit(":", 1)[1], "--no-dashboard"], env=env, stdout=logs[0],

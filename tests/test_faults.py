@@ -272,7 +272,8 @@ def test_train_does_not_start_when_the_tracking_db_cannot_be_written(tmp_path):
     made = subprocess.run([sys.executable, "-c", "from aegan.tracking import check_tracking; check_tracking()"],
                           cwd=tmp_path, env=env, capture_output=True, text=True)  # fmt: skip
     assert made.returncode == 0, made.stderr
-    shutil.copy(Path(__file__).parents[1] / "params.yaml", tmp_path / "params.yaml")
+    for name in ("params.yaml", "dvc.yaml"):
+        shutil.copy(Path(__file__).parents[1] / name, tmp_path / name)
     immutable(db)
     try:
         done = subprocess.run([sys.executable, "-m", "aegan", "train", "--strategy", "dcgan", "--seed", "0"],
@@ -362,11 +363,12 @@ def test_a_stage_command_refuses_an_empty_params_file_and_writes_nothing(tmp_pat
     from aegan.cli import app
 
     monkeypatch.chdir(tmp_path)
+    shutil.copy(Path(__file__).parents[1] / "dvc.yaml", "dvc.yaml")
     Path("params.yaml").write_text("")
     r = CliRunner().invoke(app, command)
     assert r.exit_code == 2, (r.output, r.exception)
     assert r.stderr.startswith("error: params.yaml: empty: state every key") and r.stderr.count("\n") == 1
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["params.yaml"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dvc.yaml", "params.yaml"]
 
 
 def test_a_stage_command_names_the_declared_key_its_file_leaves_out(tmp_path, monkeypatch):
@@ -375,6 +377,7 @@ def test_a_stage_command_names_the_declared_key_its_file_leaves_out(tmp_path, mo
     from aegan.cli import app
 
     monkeypatch.chdir(tmp_path)
+    shutil.copy(Path(__file__).parents[1] / "dvc.yaml", "dvc.yaml")
     Path("params.yaml").write_text(_without("train", "budget"))
     r = CliRunner().invoke(app, ["train", "--strategy", "dcgan", "--seed", "0"])
     assert r.exit_code == 2 and r.stderr.startswith("error: params.yaml: 1 key(s) missing (train.budget): "), r.stderr

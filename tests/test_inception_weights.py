@@ -11,13 +11,12 @@ from pathlib import Path
 
 import pytest
 import torch
-import yaml
 from typer.testing import CliRunner
 
 from aegan.cli import app
 from aegan.errors import UserError
 from aegan.metrics import INCEPTION, check_inception_file, inception_layout
-from params_file import complete
+from params_file import write_params
 
 
 class Payload:
@@ -37,8 +36,7 @@ def _run_reference(tmp_path: Path, weights: str) -> tuple[int, str]:
     from aegan.stages.prepare import run_prepare
 
     run_prepare(validate_params({}), track=False)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(complete({"evaluate": {
-        "feature_extractor": "inception", "feature_extractor_weights_path": weights}})))  # fmt: skip
+    write_params(tmp_path, {"evaluate": {"feature_extractor": "inception", "feature_extractor_weights_path": weights}})
     result = CliRunner().invoke(app, ["reference", "--params", str(tmp_path / "params.yaml")])
     assert result.stdout == "" and "Traceback" not in result.output
     return result.exit_code, result.stderr

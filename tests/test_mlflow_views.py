@@ -159,14 +159,12 @@ def test_a_logged_generator_loads_back_and_generates_its_images(workspace):
 def reported_with_runs(workspace, monkeypatch):
     """Fabricated outputs whose (strategy, seed) runs are real MLflow runs, ae_init's with a logged generator;
     then the report stage, as dvc.yaml runs it."""
-    import yaml
-
     from aegan.generator_model import log_generator
     from aegan.stages.report import main
-    from params_file import complete
+    from params_file import write_params
 
     F.fabricate(workspace)
-    (workspace / "params.yaml").write_text(yaml.safe_dump(complete(F.PARAMS)))
+    write_params(workspace, F.PARAMS)
     runs = {}
     for s in F.STRATEGIES:
         for seed in F.SEEDS:

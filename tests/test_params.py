@@ -152,7 +152,7 @@ def test_floats_take_integers_and_the_seed_range_ends_are_valid():
     p = validate_params({"train": {"optimizer": {"lr": 1}}, "ae_manifold": {"lambda_m": 3},
                          "seeds": [0, 2**32 - 1], "evaluate": {"sample_seed": 2**32 - 1}})  # fmt: skip
     assert p.train.optimizer.lr == 1.0 and isinstance(p.train.optimizer.lr, float)
-    assert p.strategy_params("ae_manifold").lambda_m == 3.0 and p.seeds == [0, 2**32 - 1]
+    assert p.ae_manifold.lambda_m == 3.0 and p.seeds == [0, 2**32 - 1]
 
 
 def _params_file(tmp_path, data: bytes) -> Path:

@@ -22,14 +22,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 from typer.testing import CliRunner
 
 from aegan.cli import app
-from params_file import complete
+from params_file import write_params
 
 MAX_INPUT_MIB = 4
 PEAK_BOUND = 48 << 20  # a few times max_input_mib: the input, a converted copy, the packed arrays
@@ -77,7 +76,7 @@ def prepare_outcome(files: dict[str, bytes], prepare: dict, bound: int | None = 
                 path.write_bytes(data)
         (root / "data" / "raw").mkdir(parents=True, exist_ok=True)
         params = PARAMS | {"prepare": prepare | {"max_input_mib": MAX_INPUT_MIB, "heldout_fraction": 0.5}}
-        (root / "params.yaml").write_text(yaml.safe_dump(complete(params)))
+        write_params(root, params)
         cwd = os.getcwd()
         os.chdir(root)
         tracemalloc.start()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 
 import pytest
-import yaml
 
 from fabricate import PARAMS, SEEDS, STRATEGIES, fabricate
 
@@ -24,12 +23,12 @@ def pulled(tmp_path, monkeypatch):
     from aegan.nets import NetShape
     from aegan.provenance import scored_files
     from aegan.strategies import get_strategy
-    from params_file import complete
+    from params_file import write_params
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'mlflow.db'}")
     params = fabricate(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(complete(PARAMS)))
+    write_params(tmp_path, PARAMS)
     shape = NetShape.for_data(params.model, load_packed(paths.DATASET_FILE).shape)
     dcgan = get_strategy("dcgan")
     for i, (s, seed) in enumerate((s, seed) for s in STRATEGIES for seed in SEEDS):

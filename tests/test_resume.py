@@ -34,7 +34,7 @@ STEPS, CKPT_EVERY, AE_STEPS = 30, 10, 30  # ae_manifold uses the AE: it trains b
 def _env(**extra) -> dict:
     env = dict(os.environ)
     env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-    env.update(MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1", **extra)
+    env.update(MLFLOW_DISABLE_TELEMETRY="true", OMP_NUM_THREADS="1", AEGAN_CHECKPOINT_EVERY=str(CKPT_EVERY), **extra)
     return env
 
 
@@ -51,7 +51,7 @@ def repo(tmp_path_factory) -> Path:
     in reference/: one subprocess for the four stages (each start costs ~10 s of imports on a small machine)."""
     repo = copy_repo(tmp_path_factory.mktemp("resume") / "repo")
     edit_params(repo, **TINY)
-    edit_params(repo, train={"budget": AE_STEPS + STEPS, "checkpoint_every": CKPT_EVERY, "log_every": 4, "eval_every": 10},
+    edit_params(repo, train={"budget": AE_STEPS + STEPS, "log_every": 4, "eval_every": 10},
                 pretrain_ae={"steps": AE_STEPS}, ae_manifold={"warmup_steps": 15})  # fmt: skip
     code = ("from aegan.params import load_params; from aegan.stages import prepare, pretrain_ae, train, train_scorer; "
             "p = load_params(); prepare.run_prepare(p); train_scorer.run_train_scorer(p, progress=False); "

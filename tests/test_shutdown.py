@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from aegan.cli import app
 from perms import file_modes_enforced
-from params_file import complete
+from params_file import write_params
 
 LONG = {"train_scorer": {"steps": 100_000, "batch_size": 32, "width": 4, "feature_dim": 8}}
 
@@ -41,7 +41,7 @@ def _prepared_repo(repo: Path, params: dict) -> Path:
     from aegan.stages.prepare import run_prepare
 
     repo.mkdir(parents=True, exist_ok=True)
-    (repo / "params.yaml").write_text(yaml.safe_dump(complete(params)))
+    write_params(repo, params)
     cwd = os.getcwd()
     os.chdir(repo)
     try:

@@ -1,41 +1,85 @@
-"""dvc.yaml's params are true: every stage reads exactly the params it declares, read from the running code.
+"""dvc.yaml's params are true: every stage is handed exactly the params it declares there, and reads them all.
 
-Each stage runs here in-process on a tiny workspace with its params reads
-recorded (aegan.stage_params.recording). A read of an undeclared param fails
-inside the stage (the view a stage is handed refuses it); a declared param
-that no code reads would re-run the stage for nothing, and fails here.
+A stage command is handed a copy of the validated params that holds only the
+sections and keys its dvc.yaml stage declares (aegan.stage_params.handed), so
+reading anything else fails by construction. Here each stage runs in-process
+on a tiny workspace, once, with what it reads recorded: it must run (no
+undeclared read), and a declared param that no code reads would re-run the
+stage for nothing, so it fails here.
 """
 
 from __future__ import annotations
 
-import importlib
+import contextlib
+import shutil
 
 import pytest
 import yaml
+from pydantic import BaseModel
 
 from imports import REPO, STAGES
 from pipeline import TINY
 
+from aegan import stage_params
+from aegan.stage_params import EVERYTHING, allowed_keys, declared, handed, values
 from aegan.strategies import get_strategy
-from aegan.stage_params import EVERYTHING, STRATEGY, UndeclaredParams, allowed_keys, recording, stage_view
 
-DVC = yaml.safe_load((REPO / "dvc.yaml").read_text())["stages"]
 STRATEGIES = sorted(p.stem for p in (REPO / "src/aegan/strategies").glob("*.py") if p.stem not in ("__init__", "base"))
-
+# `aegan decide`'s stages run the pipeline's own commands: they must declare what those commands are handed
+SAME_COMMAND = {"decide_ae": "pretrain_ae", "decide_train": "train", "decide_evaluate": "evaluate"}
 
 # declared keys that the tiny pipeline here cannot read: the code path that reads them needs other settings
 READ_ELSEWHERE = {"evaluate.feature_extractor_weights_path": "read only with evaluate.feature_extractor: inception"}
 
 
-def dvc_params(stage: str) -> list[str]:
-    """The stage's params as dvc.yaml names them (`params.yaml:` with no keys: every param)."""
-    return [p if isinstance(p, str) else EVERYTHING for p in DVC[stage].get("params", [])]
+class Recorded:
+    """A stage's params with every field it reads added to `seen` (`section.key`; a dump reads every field)."""
+
+    def __init__(self, model: BaseModel, seen: set[str], where: str = ""):
+        self._model, self._seen, self._where = model, seen, where
+
+    def __getattr__(self, name: str):
+        value = getattr(self._model, name)
+        if name not in type(self._model).model_fields:
+            if name == "model_dump":
+                self._seen.update(f"{self._where}{k}" for k in values(self._model))
+            return value
+        self._seen.add(f"{self._where}{name}")
+        return Recorded(value, self._seen, f"{self._where}{name}.") if isinstance(value, BaseModel) else value
 
 
-@pytest.mark.parametrize("stage", STAGES)
-def test_each_stage_module_declares_what_dvc_yaml_declares(stage):
-    module = importlib.import_module(f"aegan.stages.{stage}")
-    assert list(module.PARAMS) == dvc_params(stage)
+@pytest.mark.parametrize("stage, command", SAME_COMMAND.items())
+def test_a_decide_stage_declares_what_its_command_reads(monkeypatch, stage, command):
+    monkeypatch.chdir(REPO)
+    assert declared(stage, "ae_disc") == declared(command, "ae_disc")
+
+
+def test_a_stage_is_handed_its_declared_params_and_nothing_else():
+    from aegan.params import validate_params
+
+    params = validate_params(yaml.safe_load((REPO / "params.yaml").read_text()), strategies=["ae_disc"])
+    given = handed(params, ["compute", "train.budget", "train.match_budget", "ae_disc"])
+    assert given.train.budget == params.train.budget and given.ae_disc == params.ae_disc
+    assert set(values(given)) == {f"compute.{k}" for k in params.compute.model_fields} | {
+        "train.budget", "train.match_budget"} | {f"ae_disc.{k}" for k in params.ae_disc.model_fields}  # fmt: skip
+    with pytest.raises(AttributeError):
+        given.evaluate
+    with pytest.raises(AttributeError):
+        given.train.batch_size
+    with pytest.raises(Exception):  # frozen, as the validated params are
+        given.train.budget = 3
+    assert handed(params, [EVERYTHING]) is params
+
+
+def test_a_stage_missing_from_dvc_yaml_is_one_line(tmp_path, monkeypatch):
+    from aegan.errors import UserError
+
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(UserError, match="dvc.yaml: not found"):
+        declared("train")
+    (tmp_path / "dvc.yaml").write_text("stages:\n  prepare:\n    cmd: aegan prepare\n")
+    with pytest.raises(UserError, match="no stage 'train'"):
+        declared("train")
 
 
 @pytest.fixture(scope="module")
@@ -47,20 +91,31 @@ def reads(tmp_path_factory):
     doc = yaml.safe_load((REPO / "params.yaml").read_text())
     for key, value in TINY.items():
         doc[key] = {**doc[key], **value}
-    doc["train"]["checkpoint_every"] = 20  # the checkpoint path runs too (an untracked read)
+    mp.setenv("AEGAN_CHECKPOINT_EVERY", "20")  # the checkpoint path runs too
     doc["strategies"], doc["seeds"] = STRATEGIES, [0]
     (repo / "params.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
     mp.chdir(repo)
     mp.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{repo / 'mlflow.db'}")
     from aegan.stages import (evaluate, prepare, pretrain_ae, reference, report, study_best, study_best_evaluate,
                               study_evaluate, study_own, study_train, train, train_scorer)
 
+    for module in (stage_params, study_train):  # study_train hands the train stage's params on to train.run_train
+        mp.setattr(module, "handed", lambda params, names: Recorded(handed(params, names), seen))
+
     out: dict[str, set[str]] = {}
+    seen: set[str] = set()
+
+    @contextlib.contextmanager
+    def recording():
+        seen.clear()
+        yield seen
+        seen.clear()
 
     def record(name: str, fn, *args, **kwargs):
-        with recording() as seen:
+        with recording():
             fn("params.yaml", *args, **kwargs)
-        out[name] = seen
+            out[name] = set(seen)
 
     try:
         record("prepare", prepare.main)
@@ -81,18 +136,18 @@ def reads(tmp_path_factory):
         mp.setattr(study_best, "best_setting", lambda scores: 1)
         for s in STRATEGIES:
             record(f"study_own@{s}", study_own.main, s, 0)
-            with recording() as seen:
+            with recording():
                 study_train.main("study.yaml", s, 1, 0, progress=False)
-            out[f"study_train@{s}"] = seen
-            with recording() as seen:
+                out[f"study_train@{s}"] = set(seen)
+            with recording():
                 study_evaluate.main("study.yaml", s, 1, 0)
-            out[f"study_evaluate@{s}"] = seen
-            with recording() as seen:
+                out[f"study_evaluate@{s}"] = set(seen)
+            with recording():
                 study_best.main("study.yaml", s, 1, progress=False)
-            out[f"study_best@{s}"] = seen
-            with recording() as seen:
+                out[f"study_best@{s}"] = set(seen)
+            with recording():
                 study_best_evaluate.main("study.yaml", s, 1)
-            out[f"study_best_evaluate@{s}"] = seen
+                out[f"study_best_evaluate@{s}"] = set(seen)
     finally:
         mp.undo()
     return out
@@ -104,16 +159,16 @@ def _stage_runs(stage: str) -> list[tuple[str, str | None]]:
 
 
 @pytest.mark.parametrize("stage", STAGES)
-def test_every_declared_param_is_read(reads, stage):
-    """Whole sections: some key of it is read; single keys: that key is read; the untracked keys: read too."""
-    module = importlib.import_module(f"aegan.stages.{stage}")
-    if EVERYTHING in module.PARAMS:
+def test_every_declared_param_is_read(reads, stage, monkeypatch):
+    """Whole sections: some key of it is read; single keys: that key is read."""
+    monkeypatch.chdir(REPO)
+    if EVERYTHING in declared(stage):
         assert reads[stage], "the report reads no params at all?"
         return
     for name, strategy in _stage_runs(stage):
         seen = reads[name]
         sections = {r.split(".")[0] for r in seen}
-        for section, keys in allowed_keys([*module.PARAMS, *getattr(module, "UNTRACKED", ())], strategy).items():
+        for section, keys in allowed_keys(declared(stage, strategy)).items():
             if keys is None:
                 if strategy == section and not get_strategy(strategy).Params.model_fields:
                     continue  # a strategy without knobs (dcgan): an empty section, nothing to read
@@ -121,40 +176,3 @@ def test_every_declared_param_is_read(reads, stage):
             else:
                 unread = sorted(k for k in keys if f"{section}.{k}" not in seen | set(READ_ELSEWHERE))
                 assert not unread, f"{name} declares {section}.{unread} but does not read them"
-
-
-@pytest.mark.parametrize("stage", STAGES)
-def test_every_read_param_is_declared(reads, stage):
-    """What the views let through is what dvc.yaml declares (plus the stage's UNTRACKED keys, none of them in dvc.yaml)."""
-    module = importlib.import_module(f"aegan.stages.{stage}")
-    untracked = set(getattr(module, "UNTRACKED", ()))
-    assert not untracked & set(dvc_params(stage))
-    for name, strategy in _stage_runs(stage):
-        declared = allowed_keys([*module.PARAMS, *untracked], strategy)
-        if EVERYTHING in module.PARAMS:
-            continue
-        for read in reads[name]:
-            section, _, key = read.partition(".")
-            assert section in declared and (declared[section] is None or key in declared[section]), (name, read)
-
-
-def test_a_view_refuses_what_is_not_declared_and_methods_read_through_it():
-    """The view itself: an undeclared section or key raises; a method's reads are checked and recorded."""
-    from aegan.params import validate_params
-
-    params = validate_params({}, strategies=["ae_disc"])
-    view = stage_view(params, ["compute", "train.budget", "train.match_budget", STRATEGY], strategy="ae_disc")
-    with pytest.raises(UndeclaredParams, match="section 'evaluate'"):
-        view.evaluate
-    with pytest.raises(UndeclaredParams, match="train.batch_size"):
-        view.train.batch_size
-    with recording() as seen:
-        assert view.train.budget == params.train.budget
-        assert view.strategy_params("ae_disc").model_dump() == params.ae_disc.model_dump()
-    assert "train.budget" in seen and any(r.startswith("ae_disc.") for r in seen)
-    assert set(view.train.model_dump()) == {"budget", "match_budget"}
-    narrow = stage_view(params, ["train.budget"])
-    with pytest.raises(UndeclaredParams, match="train.match_budget"):
-        narrow.train.match_budget
-    with pytest.raises(TypeError):
-        view.train.budget = 3

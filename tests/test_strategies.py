@@ -117,7 +117,7 @@ def test_a_new_strategy_is_one_module_and_its_params_section(tmp_path, monkeypat
     try:
         assert "toy" in package.names() and get_strategy("toy").name == "toy"
         params = validate_params({"strategies": ["dcgan", "toy"], "toy": {"knob": 5}}, strategies=["toy"])
-        assert params.strategy_params("toy").knob == 5 and params.strategies == ["dcgan", "toy"]
+        assert params.toy.knob == 5 and params.strategies == ["dcgan", "toy"]
         with pytest.raises(UserError, match="unknown key 'toy.nob'"):
             validate_params({"toy": {"nob": 5}}, strategies=["toy"])
     finally:

@@ -30,8 +30,6 @@ from aegan.errors import UserError
 FORMAT = "aegan-checkpoint/2"
 HEADER = b"aegan-checkpoint sha256="  # then the payload's sha256 in hex, a newline, and torch.save's bytes
 CHECKPOINT_DIR = Path("checkpoints")
-# knobs that change how a run is checkpointed, not what it computes
-NOT_IN_FINGERPRINT = ("checkpoint_every",)
 
 
 def checkpoint_path(strategy: str, seed: int) -> Path:
@@ -41,15 +39,13 @@ def checkpoint_path(strategy: str, seed: int) -> Path:
 def fingerprint(strategy: str, seed: int, params, inputs: dict[str, str]) -> str:
     """What defines a run: a checkpoint continues it only when all of it is unchanged.
 
-    `params`: the train stage's view (the params it declares); `inputs`: the sha256 of each file it trains from.
+    `params`: what the train stage was handed (the params it declares); `inputs`: the sha256 of each file it trains
+    from.
     """
+    from aegan.stage_params import values
     from aegan.tracking import params_hash
 
-    train = {k: v for k, v in params.train.model_dump().items() if k not in NOT_IN_FINGERPRINT}
-    section = {"strategy": strategy, "seed": seed, "model": params.model.model_dump(), "train": train,
-               "pretrain_ae": params.pretrain_ae.model_dump(), strategy: params.strategy_params(strategy).model_dump(),
-               **inputs}  # fmt: skip
-    return params_hash(section)
+    return params_hash({"strategy": strategy, "seed": seed, **values(params), **inputs})
 
 
 class CorruptCheckpoint(ValueError):

@@ -121,7 +121,6 @@ class TrainParams(StrictModel):
     eval_samples: int = Field(512, ge=16)
     grid_samples: int = Field(64, ge=1, le=1024)
     grid_seed: Seed = Field(1234, description="seed of the fixed latent batch shared by all sample grids")
-    checkpoint_every: int = Field(200, ge=0, description="resumable checkpoint every N steps (0: only after the last step)")
     divergence_bound: float = Field(1e4, gt=0.0, description="a logged loss above this magnitude (or non-finite) ends the run as diverged")
 
 
@@ -319,12 +318,6 @@ class StageParams(StrictModel):
                              "0) and the AEs of `seeds`; add it there or pick the study's seeds from them")  # fmt: skip
         return self
 
-    def strategy_params(self, name: str):
-        """The validated section of strategy `name` (load the params with `strategies=[name]` or ALL)."""
-        section = getattr(self, name)
-        if isinstance(section, dict):
-            raise RuntimeError(f"the {name!r} section was not validated: load the params with strategies=[{name!r}]")
-        return section
 
 
 @functools.lru_cache(maxsize=None)
@@ -461,7 +454,7 @@ def differences_from_defaults(params: StageParams) -> list[tuple[str, Any, Any]]
 
     Sections of strategies that were not validated (`strategies=` at load time) are left out.
     """
-    dump = params.model_dump()  # also through a stage's view (stage_params.StageView), which has no __iter__
+    dump = params.model_dump()
     skipped = {name for name in dump if isinstance(getattr(params, name), dict)}
     ours = flatten({k: v for k, v in dump.items() if k not in skipped})
     defaults = flatten({k: v for k, v in params.model_validate({}).model_dump().items() if k not in skipped})

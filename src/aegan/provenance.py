@@ -13,24 +13,11 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Collection
+from typing import Any
 
 from aegan import paths
 from aegan.data.packed import file_sha256
 from aegan.params import flatten
-from aegan.stage_params import allowed_keys
-
-
-def declared_values(params, declared: Collection[str], strategy: str | None = None) -> dict[str, Any]:
-    """The values of the params a stage declares (dvc.yaml's names), as dotted keys (JSON types: what run.json keeps)."""
-    dump = params.model_dump(mode="json")
-    out: dict[str, Any] = {}
-    for section, keys in allowed_keys(declared, strategy).items():
-        value = dump[section]
-        if isinstance(value, dict) and keys is not None:
-            value = {k: value[k] for k in keys}
-        out |= flatten({section: value}) if isinstance(value, dict) else {section: value}
-    return out
 
 
 def scored_files(run_dir: Path) -> dict[str, str | None]:

@@ -147,7 +147,8 @@ def stage_process() -> Iterator[None]:
 
 def invoked_as_command() -> bool:
     """Whether this process is an `aegan` command (not aegan called in-process, e.g. by tests)."""
-    return Path(sys.argv[0]).name in ("aegan", "cli.py", "__main__.py")
+    started = Path(sys.argv[0])  # the `aegan` script, or `python -m aegan` (aegan/__main__.py), not `python -m pytest`
+    return started.name == "aegan" or started.parent.name == "aegan"
 
 
 def exit_now(code: int = 0) -> None:

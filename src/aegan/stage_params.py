@@ -1,60 +1,52 @@
 """The params a stage declares in dvc.yaml, and nothing else: what DVC hashes is all a stage can read.
 
-Each stage module names its params as dvc.yaml does (`PARAMS`, matched by
-tests/test_stage_params.py). Its command loads and validates params.yaml as
-usual, then hands the stage a view of those sections and keys only. Reading
-anything else raises `UndeclaredParams`, a bug with its traceback, the first
-time that code runs, instead of leaving results in DVC's cache that a change
-of the undeclared value would not re-run. The test runs every stage with its
-reads recorded (`recording`) and compares them with dvc.yaml both ways.
-
-`untracked`: keys a stage reads that cannot change its outputs (how often a
-checkpoint is written); allowed, not declared, each named with its reason.
+dvc.yaml's `params:` of a stage is the one declaration (`declared`). A stage
+command validates params.yaml as usual, then is handed a copy that holds the
+declared sections and keys only (`handed`): reading anything else is an
+AttributeError the first time that code runs, instead of results in DVC's
+cache that a change of the undeclared value would not re-run.
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
-import inspect
-from typing import Any, Collection, Iterator
+import functools
+from pathlib import Path
+from typing import Any, Collection
 
-from pydantic import BaseModel
+from pydantic import BaseModel, create_model
 
 STRATEGY = "${item.strategy}"  # the strategy's own section, as dvc.yaml's matrix names it
-EVERYTHING = "params.yaml"  # the report: every section (it lists what differs from the defaults)
+EVERYTHING = "params.yaml"  # `- params.yaml:` with no keys (the report): every section
+DVC_FILE = Path("dvc.yaml")
 
-# what each stage command of this process read (params file, declared names, strategy, values), checked as it ends
-_LOADED: list[tuple[Any, tuple[str, ...], str | None, dict[str, Any]]] = []
-_reads: contextvars.ContextVar[set[str] | None] = contextvars.ContextVar("aegan_param_reads", default=None)
-
-
-class UndeclaredParams(AttributeError):
-    """A stage read a param it does not declare in dvc.yaml (an AttributeError, so hasattr() stays truthful)."""
+# what each stage command of this process was handed (params file, stage, strategy, values), checked as it ends
+_LOADED: list[tuple[Any, str, str | None, dict[str, Any]]] = []
 
 
-@contextlib.contextmanager
-def recording() -> Iterator[set[str]]:
-    """Within: every `section.key` (and top-level value) a stage view hands out is added to the yielded set."""
-    reads: set[str] = set()
-    token = _reads.set(reads)
-    try:
-        yield reads
-    finally:
-        _reads.reset(token)
+def declared(stage: str, strategy: str | None = None, dvc_file: Path = DVC_FILE) -> tuple[str, ...]:
+    """dvc.yaml's params of `stage` (a foreach stage: of its `do:`), `${item.strategy}` replaced by `strategy`."""
+    from aegan.errors import UserError
+    from aegan.params import read_yaml
+
+    restore = "restore it (git checkout dvc.yaml) and run the command in the workspace (the folder holding dvc.yaml)"
+    if not dvc_file.is_file():
+        raise UserError(f"{dvc_file}: not found: {restore}")
+    entry = ((read_yaml(dvc_file) or {}).get("stages") or {}).get(stage)
+    if not isinstance(entry, dict):
+        raise UserError(f"{dvc_file}: no stage {stage!r}: {restore}")
+    names: list[str] = []
+    for item in entry.get("do", entry).get("params") or []:
+        if isinstance(item, dict):  # `- params.yaml:` (no keys): the whole file
+            names += [EVERYTHING] if list(item) == [EVERYTHING] and not item[EVERYTHING] else []
+        else:
+            names.append(item.replace(STRATEGY, strategy) if strategy is not None else item)
+    return tuple(names)
 
 
-def _note(name: str) -> None:
-    reads = _reads.get()
-    if reads is not None:
-        reads.add(name)
-
-
-def allowed_keys(declared: Collection[str], strategy: str | None = None) -> dict[str, set[str] | None]:
+def allowed_keys(names: Collection[str]) -> dict[str, set[str] | None]:
     """`{"compute": None, "train": {"budget", ...}}` from dvc.yaml-style names: None means the whole section."""
     out: dict[str, set[str] | None] = {}
-    for name in declared:
-        name = name.replace(STRATEGY, strategy) if strategy is not None else name
+    for name in names:
         section, _, key = name.partition(".")
         if not key:
             out[section] = None
@@ -63,96 +55,54 @@ def allowed_keys(declared: Collection[str], strategy: str | None = None) -> dict
     return out
 
 
-class _View:
-    """Attribute access to a pydantic model through an allow-list, reads recorded; methods run on the view."""
-
-    __slots__ = ("_model", "_where", "_keys")
-
-    def __init__(self, model: BaseModel, where: str, keys: dict[str, Any]):
-        object.__setattr__(self, "_model", model)
-        object.__setattr__(self, "_where", where)
-        object.__setattr__(self, "_keys", keys)
-
-    def _allowed(self, name: str) -> bool:
-        return self._keys is None or name in self._keys
-
-    def __getattr__(self, name: str):
-        model = self._model
-        member = inspect.getattr_static(type(model), name, None)
-        if isinstance(member, property):  # computed from fields: let its reads go through the view
-            return member.fget(self)
-        if callable(member) and name not in type(model).model_fields and not name.startswith("model_"):
-            return member.__get__(self, type(self))  # a method of ours: its `self.x` reads are checked too
-        if name not in type(model).model_fields:
-            return getattr(model, name)  # pydantic's own API (model_fields, ...)
-        if not self._allowed(name):
-            raise UndeclaredParams(f"{self._where}.{name} is read but not declared: add it to the stage's params "
-                                   "in dvc.yaml and to PARAMS in its stage module")  # fmt: skip
-        _note(f"{self._where}.{name}")
-        return getattr(model, name)
-
-    def __setattr__(self, name, value):
-        raise TypeError("params are read-only")
-
-    def model_dump(self, **kwargs) -> dict[str, Any]:
-        """The fields this view may read (all of a whole declared section)."""
-        dump = self._model.model_dump(**kwargs)
-        keep = [k for k in dump if self._allowed(k)]
-        for k in keep:
-            _note(f"{self._where}.{k}")
-        return {k: dump[k] for k in keep}
-
-    def __repr__(self) -> str:
-        return f"<params {self._where}: {self.model_dump()!r}>"
+@functools.lru_cache(maxsize=None)
+def _narrowed(cls: type[BaseModel], keys: frozenset[str]) -> type[BaseModel]:
+    """`cls` with the fields in `keys` only (its config and validators kept: values are validated already)."""
+    fields = {k: (f.annotation, f) for k, f in cls.model_fields.items() if k in keys}
+    return create_model(cls.__name__, __config__=cls.model_config, **fields)
 
 
-class StageView(_View):
-    """The whole params object as one stage may read it: declared sections (views) and declared top-level values."""
-
-    def __getattr__(self, name: str):
-        model = self._model
-        if name in type(model).model_fields:
-            if name not in self._keys:
-                raise UndeclaredParams(f"params section {name!r} is read but not declared: add it to the stage's "
-                                       "params in dvc.yaml and to PARAMS in its stage module")  # fmt: skip
-            value = getattr(model, name)
-            if isinstance(value, BaseModel):
-                return _View(value, name, self._keys[name])
-            _note(name)
-            return value
-        return super().__getattr__(name)
-
-    def model_dump(self, **kwargs) -> dict[str, Any]:
-        return {name: getattr(self, name).model_dump(**kwargs) if isinstance(getattr(self._model, name), BaseModel)
-                else getattr(self, name) for name in self._keys}  # fmt: skip
+def handed(params: BaseModel, names: Collection[str]) -> BaseModel:
+    """`params` as a stage that declares `names` gets it: declared sections whole, of the others the declared keys."""
+    if EVERYTHING in names:
+        return params
+    values: dict[str, Any] = {}
+    for section, keys in allowed_keys(names).items():
+        value = getattr(params, section)
+        if keys is not None:
+            value = _narrowed(type(value), frozenset(keys)).model_construct(**{k: getattr(value, k) for k in keys})
+        values[section] = value
+    cls = _narrowed_top(tuple((k, type(v)) for k, v in values.items()))
+    return cls.model_construct(**values)
 
 
-def stage_view(params: BaseModel, declared: Collection[str], untracked: Collection[str] = (),
-               strategy: str | None = None) -> StageView:
-    """`params` as the stage that declares `declared` (and reads `untracked`) may read it."""
-    if EVERYTHING in declared:
-        keys = {name: None for name in type(params).model_fields}
-    else:
-        keys = allowed_keys([*declared, *untracked], strategy)
-    return StageView(params, "params", keys)
+@functools.lru_cache(maxsize=None)
+def _narrowed_top(fields: tuple[tuple[str, type], ...]) -> type[BaseModel]:
+    return create_model("Params", __config__=BaseModel.model_config | {"frozen": True},
+                        **{name: (kind, ...) for name, kind in fields})  # fmt: skip
 
 
-def load(path, declared: Collection[str], untracked: Collection[str] = (), strategy: str | None = None) -> StageView:
-    """params.yaml at `path`, validated (the stage sections and `strategy`'s), as the stage may read it.
+def values(params: BaseModel) -> dict[str, Any]:
+    """What a stage was handed, as dotted keys in JSON types (run.json and evaluations keep it: provenance)."""
+    from aegan.params import flatten
+
+    return flatten(params.model_dump(mode="json"))
+
+
+def load(path, stage: str, strategy: str | None = None) -> BaseModel:
+    """params.yaml at `path`, validated (the stage sections and `strategy`'s), as stage `stage` of dvc.yaml gets it.
 
     Every declared key must be stated in the file, as `dvc repro` requires too: run directly, a stage must not
     compute from defaults DVC does not track (`aegan check-params` requires the whole file).
     """
     from aegan.params import check_complete, load_params_and_text, required_names
 
+    names = declared(stage, strategy)
     params, raw = load_params_and_text(path, [strategy] if strategy else [])
-    if EVERYTHING in declared:
-        names = required_names(params)
-    else:
-        names = required_names(params, [n.replace(STRATEGY, strategy) if strategy else n for n in declared])
-    check_complete(raw, names, str(path))
-    _LOADED.append((path, tuple(declared), strategy, stage_view(params, declared, (), strategy).model_dump(mode="json")))
-    return stage_view(params, declared, untracked, strategy)
+    check_complete(raw, required_names(params, None if EVERYTHING in names else names), str(path))
+    given = handed(params, names)
+    _LOADED.append((path, stage, strategy, given.model_dump(mode="json")))
+    return given
 
 
 def forget_loaded() -> None:
@@ -171,13 +121,13 @@ def check_unchanged() -> None:
 
     loaded = list(_LOADED)
     _LOADED.clear()
-    for path, declared, strategy, before in loaded:
+    for path, stage, strategy, before in loaded:
         try:
             params, _ = load_params_and_text(path, [strategy] if strategy else [])
         except UserError as err:
             raise UserError(f"{path} changed while this stage ran and no longer validates ({err}); its outputs are "
                             "not recorded: fix the file, then run the stage again (`aegan run` or `dvc repro`)") from None
-        now = stage_view(params, declared, (), strategy).model_dump(mode="json")
+        now = handed(params, declared(stage, strategy)).model_dump(mode="json")
         if now != before:
             a, b = flatten(before), flatten(now)
             diffs = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]

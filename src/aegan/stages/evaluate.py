@@ -25,12 +25,11 @@ from aegan.generator import load_generator, sample_uint8
 from aegan.images import to_unit_range
 from aegan.metrics import heldout_evaluator
 from aegan.nets import NetShape
-from aegan.provenance import declared_values, scored_files
+from aegan.provenance import scored_files
 from aegan.scorer import load_scorer
-from aegan.stage_params import check_seed, load
+from aegan.stage_params import check_seed, load, values
 from aegan.strategies import names
 
-PARAMS = ("compute", "model", "evaluate")  # dvc.yaml's params of this stage
 
 KEPT = ("strategy", "seed", "status", "steps", "ae_steps_charged", "budget", "train_seconds", "images_per_second",
         "generator_parameters", "uses_ae", "diverged_at", "mlflow_run_id", "mlflow_model_uri",
@@ -39,7 +38,7 @@ KEPT = ("strategy", "seed", "status", "steps", "ae_steps_charged", "budget", "tr
 
 def main(params_file, strategy_name: str, seed: int) -> dict:
     seed = check_seed(seed)  # the command line first: no need to read params.yaml for that
-    return run_evaluate(load(params_file, PARAMS), strategy_name, seed)
+    return run_evaluate(load(params_file, "evaluate"), strategy_name, seed)
 
 
 def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, how: str | None = None) -> dict:
@@ -78,7 +77,7 @@ def run_evaluate(params, strategy_name: str, seed: int, run_dir=None, out=None, 
     result["feature_extractor"] = evaluator.extractor
     result["num_samples"], result["num_reference"] = params.evaluate.num_samples, len(evaluator.reference)
     # provenance: what the report checks against params.yaml and the run's files (aegan.provenance)
-    result["params"], result["scored"] = declared_values(params, PARAMS), scored
+    result["params"], result["scored"] = values(params), scored
     result["train_wall_seconds"] = info.get("wall_seconds")
     result["wall_seconds"] = wall_seconds()
     write_json(out or paths.eval_file(strategy_name, seed), result)

@@ -20,12 +20,9 @@ from aegan.errors import UserError
 from aegan.params import PrepareParams, check_inside_raw, too_few_for_a_batch, too_few_to_score
 from aegan.stage_params import load
 
-# dvc.yaml's params of this stage; the batch sizes only to refuse a training split smaller than one batch
-PARAMS = ("prepare", "train.batch_size", "pretrain_ae.batch_size", "train_scorer.batch_size", "evaluate.prc_neighborhood")
-
 
 def main(params_file: Path) -> dict:
-    return run_prepare(load(params_file, PARAMS))
+    return run_prepare(load(params_file, "prepare"))
 
 
 def run_prepare(params, track: bool = True) -> dict:

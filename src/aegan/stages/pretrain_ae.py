@@ -21,16 +21,14 @@ from aegan.data.packed import load_packed
 from aegan.images import to_unit_range
 from aegan.loop import seed_everything, train_loop
 from aegan.nets import AutoEncoder, NetShape, set_autocast
-from aegan.provenance import declared_values
-from aegan.stage_params import check_seed, load
+from aegan.stage_params import check_seed, load, values
 from aegan.tracking import Run, stage_tags
 
-PARAMS = ("compute", "model", "pretrain_ae", "train.eval_every")  # dvc.yaml's params of this stage
 
 
 def main(params_file, seed: int, progress: bool = True) -> dict:
     seed = check_seed(seed)  # the command line first: no need to read params.yaml for that
-    return run_pretrain_ae(load(params_file, PARAMS), seed, progress)
+    return run_pretrain_ae(load(params_file, "pretrain_ae"), seed, progress)
 
 
 def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
@@ -44,7 +42,7 @@ def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
     ae = AutoEncoder(shape).to(device)
     set_autocast(ae, "cuda" if params.compute.amp and device.type == "cuda" else None)
     trainer = AETrainer(ae, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2))
-    declared = declared_values(params, PARAMS)
+    declared = values(params)
     tags = stage_tags("pretrain_ae", data.sha256, declared, "ae") | {"seed": str(seed)}
     run = Run.start(f"ae-{seed}", tags, declared | {"seed": seed})
     every, snapshots, started = params.train.eval_every, [], time.perf_counter()

@@ -33,11 +33,10 @@ from aegan.metrics import Evaluator, heldout_evaluator, inception_weights
 from aegan.nets import Decoder, NetShape
 from aegan.stage_params import load
 
-PARAMS = ("compute", "model", "evaluate", "train.grid_samples")  # dvc.yaml's params of this stage
 
 
 def main(params_file) -> dict:
-    return run_reference(load(params_file, PARAMS))
+    return run_reference(load(params_file, "reference"))
 
 
 def run_reference(params) -> dict:

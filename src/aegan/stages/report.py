@@ -35,15 +35,14 @@ from aegan.report.render import to_html, to_markdown
 from aegan.report.study import summary_entries as study_entries
 from aegan.report.tables import summary_json
 from aegan.report.winner import Winner, choose
-from aegan.stage_params import EVERYTHING, load
+from aegan.stage_params import load
 from aegan.generator_model import log_generator
 from aegan.tracking import REGISTERED_MODEL, Run, check_tracking, register_model, runs_in_store
 
-PARAMS = (EVERYTHING,)  # dvc.yaml's params of this stage: all of them (the report lists those not at their defaults)
 
 
 def main(params_file) -> dict:
-    return run_report(load(params_file, PARAMS))
+    return run_report(load(params_file, "report"))
 
 
 REPORT_SET = ("report.md", "report.html", "summary.json", "metrics.json", "figures", "fid_curves.csv")  # replaced as one

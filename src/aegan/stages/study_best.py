@@ -23,15 +23,11 @@ from aegan.stage_params import check_seed, load
 from aegan.stages import study_own, study_train
 from aegan.strategies import get_strategy
 
-# which evaluations to compare (study.settings x study.seeds), then study_train's params for the chosen setting
-PARAMS = (*study_train.PARAMS, "study.settings", "study.seeds")
-UNTRACKED = study_train.UNTRACKED
-
 
 def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> dict:
     get_strategy(strategy_name)
     seed = check_seed(seed)
-    params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
+    params = load(params_file, "study_best", strategy_name)
     scores = setting_scores(strategy_name, [0, *params.study.settings], params.study.seeds)
     out = paths.study_best_dir(strategy_name, seed)
     best = best_setting(scores)
@@ -43,8 +39,8 @@ def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> d
     chosen = study_train.setting_of(params, strategy_name, best)
     if best == 0:
         return copy_own_run(strategy_name, seed, out, chosen)
-    return study_train.run_setting(params, chosen, seed, out, f"{strategy_name}-best-{seed}", "study_best", PARAMS,
-                                   progress, extra={"study_best": True})  # fmt: skip
+    return study_train.run_setting(params, chosen, seed, out, f"{strategy_name}-best-{seed}", "study_best", progress,
+                                   extra={"study_best": True})  # fmt: skip
 
 
 def copy_own_run(strategy: str, seed: int, out, chosen) -> dict:

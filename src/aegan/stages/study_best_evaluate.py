@@ -6,11 +6,10 @@ from aegan import paths
 from aegan.stage_params import check_seed, load
 from aegan.stages import evaluate
 
-PARAMS = evaluate.PARAMS  # dvc.yaml's params of this stage: the evaluation protocol, as for every run
 
 
 def main(params_file, strategy_name: str, seed: int) -> dict:
     seed = check_seed(seed)
     how = f"aegan study-best --strategy {strategy_name} --seed {seed}"
-    return evaluate.run_evaluate(load(params_file, PARAMS), strategy_name, seed, paths.study_best_dir(strategy_name, seed),
+    return evaluate.run_evaluate(load(params_file, "study_best_evaluate"), strategy_name, seed, paths.study_best_dir(strategy_name, seed),
                                  paths.study_best_eval_file(strategy_name, seed), how)  # fmt: skip

@@ -17,8 +17,6 @@ from aegan.errors import UserError
 from aegan.stage_params import check_seed
 from aegan.strategies import names
 
-PARAMS: tuple[str, ...] = ()  # dvc.yaml's params of this stage: none (what it copies already depends on them)
-
 
 def main(params_file, strategy_name: str, seed: int) -> dict:
     seed = check_seed(seed)

@@ -10,15 +10,10 @@ from __future__ import annotations
 from aegan import paths
 from aegan.checkpoint import CHECKPOINT_DIR
 from aegan.errors import UserError
-from aegan.provenance import declared_values
-from aegan.stage_params import STRATEGY, check_seed, load, stage_view
+from aegan.stage_params import check_seed, declared, handed, load, values
 from aegan.stages import train
 from aegan.strategies import get_strategy
 from aegan.study import Setting, setting
-
-# dvc.yaml's params: the train stage's, and the ranges setting k >= 1 is drawn from (aegan.study)
-PARAMS = (*train.PARAMS, "study.draw_seed", "study.lr", "study.beta1", f"study.{STRATEGY}")
-UNTRACKED = train.UNTRACKED
 
 
 def main(params_file, strategy_name: str, index: int, seed: int, progress: bool = True) -> dict:
@@ -27,26 +22,24 @@ def main(params_file, strategy_name: str, index: int, seed: int, progress: bool 
     if index < 1:
         raise UserError(f"--setting {index}: give a drawn setting id >= 1 (setting 0, the strategy's own, is the "
                         f"pipeline's own run: `aegan train`, `aegan evaluate`)")
-    params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
+    params = load(params_file, "study_train", strategy_name)
     chosen = setting_of(params, strategy_name, index)
     out = paths.study_run_dir(strategy_name, index, seed)
-    return run_setting(params, chosen, seed, out, f"{strategy_name}-s{index}-{seed}", "study_train", PARAMS, progress)
+    return run_setting(params, chosen, seed, out, f"{strategy_name}-s{index}-{seed}", "study_train", progress)
 
 
 def setting_of(params, strategy_name: str, index: int) -> Setting:
-    return setting(params.study, strategy_name, index, params.train.optimizer, params.strategy_params(strategy_name))
+    return setting(params.study, strategy_name, index, params.train.optimizer, getattr(params, strategy_name))
 
 
-def run_setting(params, chosen: Setting, seed: int, out_dir, label: str, stage: str, declared_names,
-                progress: bool = True, extra: dict | None = None) -> dict:
+def run_setting(params, chosen: Setting, seed: int, out_dir, label: str, stage: str, progress: bool = True,
+                extra: dict | None = None) -> dict:
     """Train `chosen` under `seed` into `out_dir`: the train stage's computation with the setting in place."""
     name = chosen.strategy
-    model = params._model  # the validated params behind the stage's view; the view over the edited copy checks reads
-    edited = model.model_copy(update={
-        "train": model.train.model_copy(update={"optimizer": chosen.optimizer}), name: chosen.knobs})  # fmt: skip
-    view = stage_view(edited, train.PARAMS, train.UNTRACKED, name)
-    values = {f"setting.{k}": v for k, v in chosen.values().items()}
-    target = train.Target(out_dir, CHECKPOINT_DIR / f"{label}.pt", label, declared_values(params, declared_names, name),
-                          stage=stage, group=f"{name} s{chosen.index}",
-                          extra={"study_setting": chosen.index, **values, **(extra or {})})  # fmt: skip
-    return train.run_train(view, name, seed, target, progress)
+    edited = params.model_copy(update={
+        "train": params.train.model_copy(update={"optimizer": chosen.optimizer}), name: chosen.knobs})  # fmt: skip
+    setting_values = {f"setting.{k}": v for k, v in chosen.values().items()}
+    target = train.Target(out_dir, CHECKPOINT_DIR / f"{label}.pt", label, values(params), stage=stage,
+                          group=f"{name} s{chosen.index}",
+                          extra={"study_setting": chosen.index, **setting_values, **(extra or {})})  # fmt: skip
+    return train.run_train(handed(edited, declared("train", name)), name, seed, target, progress)

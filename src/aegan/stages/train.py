@@ -11,6 +11,7 @@ built on the AE's snapshot, before any update of its own), at own steps `step - 
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -25,6 +26,7 @@ from aegan.atomic import atomic_path, remove_stale_temps, write_json
 from aegan.checkpoint import Resumable, checkpoint_path, fingerprint
 from aegan.compute import accelerate, setup as setup_compute
 from aegan.data.packed import file_sha256, load_packed
+from aegan.errors import UserError
 from aegan.generator import fixed_latents, sample_uint8, save_generator
 from aegan.generator_model import log_generator
 from aegan.images import image_grid, save_png, to_uint8, to_unit_range
@@ -32,20 +34,12 @@ from aegan.loop import seed_everything, train_loop
 from aegan.matched_budget import own_steps
 from aegan.metrics import Evaluator, check_feature_extractor
 from aegan.nets import NetShape, count_parameters, set_autocast
-from aegan.params import flatten
-from aegan.provenance import declared_values
 from aegan.strategies import get_strategy
-from aegan.stage_params import STRATEGY, check_seed, load
+from aegan.stage_params import check_seed, load, values
 from aegan.tracking import Run, check_tracking, stage_tags
 
-# dvc.yaml's params of this stage: every train key but checkpoint_every, which cannot change the result
-PARAMS = ("compute", "model", "train.budget", "train.match_budget", "pretrain_ae.steps", "train.batch_size",
-          "train.optimizer", "train.log_every", "train.eval_every", "train.eval_samples", "train.grid_samples",
-          "train.grid_seed", "train.divergence_bound",
-          # the small-sample FID along the budget
-          "evaluate.feature_extractor", "evaluate.feature_extractor_weights_path", "evaluate.batch_size",
-          "evaluate.sample_seed", STRATEGY)  # fmt: skip
-UNTRACKED = ("train.checkpoint_every",)  # when checkpoints are written; a resumed run equals an uninterrupted one
+# steps between resumable checkpoints: not a param (a resumed run equals an uninterrupted one, so DVC need not see it)
+CHECKPOINT_EVERY, CHECKPOINT_EVERY_UNSET = "AEGAN_CHECKPOINT_EVERY", 200
 
 OUTPUTS = ("generator.pt", "history.csv", "samples.png", "run.json")
 
@@ -66,16 +60,16 @@ class Target:
 def main(params_file, strategy_name: str, seed: int, progress: bool = True) -> dict:
     get_strategy(strategy_name)  # an unknown name or seed: one line before params.yaml is read
     seed = check_seed(seed)
-    params = load(params_file, PARAMS, UNTRACKED, strategy=strategy_name)
+    params = load(params_file, "train", strategy_name)
     target = Target(paths.run_dir(strategy_name, seed), checkpoint_path(strategy_name, seed), f"{strategy_name}-{seed}",
-                    declared_values(params, PARAMS, strategy_name))  # fmt: skip
+                    values(params))  # fmt: skip
     return run_train(params, strategy_name, seed, target, progress)
 
 
 def run_train(params, strategy_name: str, seed: int, target: Target, progress: bool = True) -> dict:
     # ---- build
     cls = get_strategy(strategy_name)
-    strategy_params = params.strategy_params(strategy_name)
+    strategy_params = getattr(params, strategy_name)
     check_feature_extractor(params.evaluate)
     check_tracking()
     tp = params.train
@@ -117,7 +111,7 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
     train_step = accelerate(strategy, params.compute, device)  # today's step unless compute.* says otherwise
     if run is None:
         declared = target.declared  # compute.* and evaluate.* too: all it reads
-        logged = declared | flatten({"train": tp.model_dump()}) | {
+        logged = declared | {
             "strategy": strategy_name, "seed": seed, "steps": steps, "ae_steps_charged": ae_steps,
             "generator_parameters": count_parameters(strategy.generator)} | target.extra  # fmt: skip
         tags = stage_tags(target.stage, data.sha256, declared | target.extra, target.group or strategy_name) | {
@@ -127,7 +121,7 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
         for row in charged:
             run.log_metrics({"fid_small_vs_budget": row["fid_small"]}, ae_steps + row["step"])
 
-    # ---- the loop: small-sample FID and a grid every eval_every steps, a checkpoint every checkpoint_every
+    # ---- the loop: small-sample FID and a grid every eval_every steps, a checkpoint every AEGAN_CHECKPOINT_EVERY steps
     def on_eval(step: int) -> dict[str, float]:
         samples = sample_uint8(strategy.generate, tp.eval_samples, shape.z_dim, seed=step, device=device)
         fid = evaluator.fid(samples)
@@ -144,7 +138,7 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
     result = train_loop(train_step, [x], steps=steps, batch_size=tp.batch_size, seed=seed, batch_key="train.batch_size",
                         log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
                         on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
-                        checkpoint_every=tp.checkpoint_every, on_checkpoint=on_checkpoint,
+                        checkpoint_every=checkpoint_every(), on_checkpoint=on_checkpoint,
                         state=ckpt["loop_state"] if ckpt else None, desc=target.label,
                         progress=progress)  # fmt: skip
 
@@ -198,6 +192,15 @@ def charged_curve(cls, strategy_params, params, shape: NetShape, seed: int, x: t
         samples = sample_uint8(would_be.generate, tp.eval_samples, shape.z_dim, seed=step, device=x.device)
         rows.append({"step": step - ae_steps, "fid_small": evaluator.fid(samples)})
     return rows
+
+
+def checkpoint_every() -> int:
+    """Steps between checkpoints, from AEGAN_CHECKPOINT_EVERY (0: only after the last step)."""
+    raw = os.environ.get(CHECKPOINT_EVERY, str(CHECKPOINT_EVERY_UNSET))
+    if not raw.strip().isdigit():
+        raise UserError(f"{CHECKPOINT_EVERY}={raw!r} is not a number of steps: give a whole number >= 0 (0: a "
+                        f"checkpoint only after the last step), or unset it for every {CHECKPOINT_EVERY_UNSET} steps")
+    return int(raw)
 
 
 def resume_run(ckpt: dict, where: Path) -> Run | None:

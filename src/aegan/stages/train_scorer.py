@@ -11,17 +11,15 @@ from aegan.data.packed import load_packed
 from aegan.images import to_unit_range
 from aegan.loop import seed_everything, train_loop
 from aegan.modes import CHANNELS, DIGITS
-from aegan.provenance import declared_values
 from aegan.scorer import (CHANNEL_TASK, ChannelScorer, ScorerNet, ScorerTrainer, channel_accuracy, heldout_accuracy,
                            save_scorer)
-from aegan.stage_params import load
+from aegan.stage_params import load, values
 from aegan.tracking import Run, stage_tags
 
-PARAMS = ("compute", "train_scorer")  # dvc.yaml's params of this stage
 
 
 def main(params_file, progress: bool = True) -> dict:
-    return run_train_scorer(load(params_file, PARAMS), progress)
+    return run_train_scorer(load(params_file, "train_scorer"), progress)
 
 
 def run_train_scorer(params, progress: bool = True) -> dict:
@@ -33,7 +31,7 @@ def run_train_scorer(params, progress: bool = True) -> dict:
     seed_everything(p.seed)
     net = ScorerNet(channels, data.shape[1], p.width, p.feature_dim, outputs).to(device)
     trainer = ScorerTrainer(net, p.optimizer.lr, (p.optimizer.beta1, p.optimizer.beta2), p.seed)
-    declared = declared_values(params, PARAMS)
+    declared = values(params)
     tags = stage_tags("train_scorer", data.sha256, declared, "scorer")
     run = Run.start("scorer", tags, declared)
     result = train_loop(trainer, tensors, steps=p.steps, batch_size=p.batch_size, seed=p.seed,
