@@ -23,3 +23,14 @@ def test_run_logs_tags_params_and_every_metric(tmp_tracking):
     history = run.client.get_metric_history(run.run_id, "loss_g")
     assert len(history) == 1200
     assert sorted(m.step for m in history) == list(range(1, 1201))
+
+
+def test_the_training_loops_logs_are_their_own_chart_section(tmp_tracking):
+    """MLflow's charts make one section per name prefix before "/": the losses and diagnostics of every strategy go
+    under train/, apart from the FID curves (fid/) and final scores (final/) a researcher looks at first."""
+    run = Run.start("began-0", {"stage": "train"})
+    run.log_train({"loss_d": 0.5, "k_t": 0.01}, 3)
+    run.end()
+    got = run.client.get_run(run.run_id).data.metrics
+    assert {k for k in got if not k.startswith("system/")} == {"train/loss_d", "train/k_t"}
+    assert [m.step for m in run.client.get_metric_history(run.run_id, "train/k_t")] == [3]

@@ -3,7 +3,8 @@
 Tracking URI: $MLFLOW_TRACKING_URI if set, else an absolute sqlite:///<repo>/mlflow.db;
 artifacts under <repo>/mlruns, stored in the DB as the relative path `mlruns/...` so a copied or moved workspace
 finds them in the copy (MLflow resolves it against the working directory: stages and `make ui` run at the repo
-root). Metrics are buffered and sent with log_batch.
+root). Metrics are buffered and sent with log_batch. Their names group MLflow's charts (docs/mlflow.md, "Metrics"):
+`fid/...`, `final/...`, `heldout/...` and `train/...` (the training loop's).
 
 Run identity (docs/mlflow.md, "Which run is which"): every run carries `execution_id` (one pipeline
 execution: `aegan run` sets it and opens a parent run that every stage's run is a child of; under plain
@@ -103,10 +104,10 @@ EXPERIMENT_TAGS = {
 COMPARISON_VIEW_KEY = "aegan-strategies"
 COMPARISON_VIEW = {
     "searchFilter": "tags.stage = 'train'",
-    "orderByKey": "metrics.`final_fid`",
+    "orderByKey": "metrics.`final/fid`",
     "orderByAsc": True,
-    "selectedColumns": ["tags.`strategy`", "tags.`seed`", "tags.`dvc_exp`", "metrics.`final_fid`",
-                        "metrics.`final_kid_mean`", "metrics.`final_recall`", "metrics.`final_precision`"],
+    "selectedColumns": ["tags.`strategy`", "tags.`seed`", "tags.`dvc_exp`", "metrics.`final/fid`",
+                        "metrics.`final/kid_mean`", "metrics.`final/recall`", "metrics.`final/precision`"],
     "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "strategy"}]},
     "runsHiddenMode": "SHOW_ALL",
     "useGroupedValuesInCharts": True,
@@ -529,6 +530,10 @@ class Run:
         self._buffer += [Metric(k, float(v), ts, step) for k, v in metrics.items()]
         if len(self._buffer) >= self.flush_every:
             self.flush()
+
+    def log_train(self, metrics: dict[str, float], step: int) -> None:
+        """The training loop's `on_log`: its losses and diagnostics, as `train/<name>` (their own chart section)."""
+        self.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
 
     def flush(self) -> None:
         while self._buffer:
