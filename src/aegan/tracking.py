@@ -314,8 +314,9 @@ def _client_for(uri: str):
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # per model logged: "Validating input example", and a caution about pickled models (ours is our own code)
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
-    # the system metrics monitor says at INFO that it starts and stops, with every run
-    logging.getLogger("mlflow.system_metrics").setLevel(logging.WARNING)
+    # the system metrics monitor says that it starts and stops with every run, and when the store fails it stops with
+    # a warning holding the store's error (often many lines): the stage's own call to the store says it in one line
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
