@@ -88,7 +88,7 @@ def test_grouping_by_the_group_tag_never_mixes_experiments_and_gives_each_report
     assert len(by_exp["lm1"]) == 1 and len(by_exp["-"]) == 2
     for exp, report in (("-", base), ("lm1", lm1)):
         (key,) = [k for k in by_exp[exp] if k.startswith("ae_manifold ")]
-        grouped = sum(metrics(r)["final_fid"] for r in groups[key]) / len(groups[key])  # the UI's grouped mean
+        grouped = sum(metrics(r)["final/fid"] for r in groups[key]) / len(groups[key])  # the UI's grouped mean
         assert grouped == pytest.approx(report["ae_manifold"]["fid"], rel=1e-9), (exp, key)
 
 
@@ -150,7 +150,7 @@ def test_mlflow_has_the_reports_budget_axis_every_param_a_run_reads_and_its_data
         runs = [r for r in search(ui, f"tags.strategy = '{s}'") if tags(r).get("dvc_exp") == "lm1" or s == "dcgan"]
         history = defaultdict(list)
         for r in runs:
-            got = ui(f"/api/2.0/mlflow/metrics/get-history?run_id={r['info']['run_id']}&metric_key=fid_small_vs_budget")
+            got = ui(f"/api/2.0/mlflow/metrics/get-history?run_id={r['info']['run_id']}&metric_key=fid/small_vs_budget")
             for m in got["metrics"]:
                 history[int(m["step"])].append(m["value"])
         curve = curves[curves["strategy"] == s]
@@ -212,7 +212,7 @@ def test_aegan_ui_prints_a_url_that_opens_on_the_strategies_grouped_and_sorted_b
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
-    assert "Group by: strategy" in dom and "Sort: final_fid" in dom, dom[-2000:]
+    assert "Group by: strategy" in dom and "Sort: final/fid" in dom, dom[-2000:]
     assert sorted(set(re.findall(r"Group: ([a-z_]+)", dom))) == sorted(STRATEGIES), dom[-2000:]
 
 

@@ -150,11 +150,14 @@ def test_mlflow_has_one_run_per_strategy_and_seed(repro):
         "c = MlflowClient();"
         "e = c.get_experiment_by_name('aegan');"
         "runs = c.search_runs([e.experiment_id], \"tags.stage = 'train'\");"
-        "print(sorted((r.data.tags['strategy'], r.data.tags['seed'], r.info.status, 'final_fid' in r.data.metrics, "
-        "'fid_small' in r.data.metrics) for r in runs))"
+        "print(sorted((r.data.tags['strategy'], r.data.tags['seed'], r.info.status, 'final/fid' in r.data.metrics, "
+        "'fid/small' in r.data.metrics, 'fid/small_vs_budget' in r.data.metrics, "
+        "any(k.startswith('train/loss') for k in r.data.metrics)) for r in runs));"
+        "held = lambda stage, key: all(key in r.data.metrics for r in c.search_runs([e.experiment_id], f\"tags.stage = '{stage}'\"));"
+        "print(held('pretrain_ae', 'heldout/mse'), held('train_scorer', 'heldout/accuracy'))"
     )], repo)  # fmt: skip
-    expected = sorted((s, "0", "FINISHED", True, True) for s in params["strategies"])
-    assert r.stdout.strip() == str(expected), r.stdout + r.stderr
+    expected = sorted((s, "0", "FINISHED", True, True, True, True) for s in params["strategies"])
+    assert r.stdout.strip().splitlines() == [str(expected), "True True"], r.stdout + r.stderr
 
 
 def test_changing_one_strategy_param_reruns_only_that_strategy(repro):

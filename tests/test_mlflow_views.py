@@ -189,7 +189,7 @@ def test_the_report_adds_final_scores_without_reopening_a_training_run(reported_
         assert (got.info.status, got.info.start_time, got.info.end_time) == (
             before[(s, seed)].status, before[(s, seed)].start_time, before[(s, seed)].end_time)
         if F.FID[s][seed] is not None:
-            assert got.data.metrics["final_fid"] == F.FID[s][seed]
+            assert got.data.metrics["final/fid"] == F.FID[s][seed]
 
 
 def test_the_report_registers_the_winners_best_seed_generator_as_candidate_only(reported_with_runs):
@@ -311,14 +311,14 @@ def test_the_ui_opens_on_train_runs_grouped_by_strategy_ordered_by_final_fid(wor
                    f"{COMPARISON_VIEW_KEY}&workflowType=machine_learning")  # fmt: skip
     view = json.loads(exp.tags[f"mlflow.sharedViewState.{COMPARISON_VIEW_KEY}"])
     assert view["groupBy"]["groupByKeys"] == [{"mode": "tag", "groupByData": "strategy"}]
-    assert view["orderByKey"] == "metrics.`final_fid`" and "metrics.`final_fid`" in view["selectedColumns"]
+    assert view["orderByKey"] == "metrics.`final/fid`" and "metrics.`final/fid`" in view["selectedColumns"]
     # its filter is one the tracking API runs: the train runs, ordered as the table shows them
     for s, fid in (("dcgan", 40.0), ("ae_init", 20.0)):
         run = Run.start(f"{s}-0", {"stage": "train", "strategy": s})
-        run.log_metrics({"final_fid": fid})
+        run.log_metrics({"final/fid": fid})
         run.end()
     Run.start("report", {"stage": "report"}).end()
-    shown = client.search_runs([exp.experiment_id], view["searchFilter"], order_by=["metrics.final_fid ASC"])
+    shown = client.search_runs([exp.experiment_id], view["searchFilter"], order_by=["metrics.`final/fid` ASC"])
     assert [r.data.tags["strategy"] for r in shown] == ["ae_init", "dcgan"]
     assert comparison_url("http://127.0.0.1:5001") == url  # stored once, the same again
 

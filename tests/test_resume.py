@@ -207,7 +207,7 @@ def test_diverged_run_is_recorded_evaluated_and_counted(repo, monkeypatch):
     assert info["status"] == "diverged" and info["diverged_at"] == 4  # first log window (log_every 4) holding the NaN
     on_disk = json.loads(Path("models/runs/dcgan-7/run.json").read_text())
     assert on_disk["status"] == "diverged"
-    mlflow_run = Run.resume(info["mlflow_run_id"]).client.get_run(info["mlflow_run_id"])
+    mlflow_run = Run.finished(info["mlflow_run_id"]).client.get_run(info["mlflow_run_id"])
     assert mlflow_run.data.tags["diverged"] == "true"
     assert not Path("checkpoints/dcgan-7.pt").exists()
 

@@ -58,8 +58,8 @@ def check_nothing_lost(repo: Path, uri: str) -> None:
         run_dir = repo / "models/runs" / f"dcgan-{seed}"
         run_id = json.loads((run_dir / "run.json").read_text())["mlflow_run_id"]
         history = pd.read_csv(run_dir / "history.csv")
-        for key in history.columns.drop("step"):
-            logged = client.get_metric_history(run_id, key)
+        for key in history.columns.drop("step"):  # MLflow's name: the FID curve under fid/, the loop's logs under train/
+            logged = client.get_metric_history(run_id, "fid/small" if key == "fid_small" else f"train/{key}")
             expected = history.loc[history[key].notna(), "step"].tolist()
             assert sorted(m.step for m in logged) == expected, (seed, key)
 

@@ -81,7 +81,7 @@ def log_generator(run_id: str, generator_file: Path, z_dim: int | None = None, n
         from aegan.tracking import fail_fast_http
 
         try:
-            with fail_fast_http(), mlflow.start_run(run_id=run_id) as run:
+            with fail_fast_http(), mlflow.start_run(run_id=run_id, log_system_metrics=False) as run:
                 name = name or f"{MODEL_PREFIX}-{run.info.run_name}"
                 info = mlflow.pyfunc.log_model(
                     name=name, python_model=model, artifacts={"generator": str(program)},

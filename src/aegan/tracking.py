@@ -3,7 +3,9 @@
 Tracking URI: $MLFLOW_TRACKING_URI if set, else an absolute sqlite:///<repo>/mlflow.db;
 artifacts under <repo>/mlruns, stored in the DB as the relative path `mlruns/...` so a copied or moved workspace
 finds them in the copy (MLflow resolves it against the working directory: stages and `make ui` run at the repo
-root). Metrics are buffered and sent with log_batch.
+root). Metrics are buffered and sent with log_batch. Their names group MLflow's charts (docs/mlflow.md, "Metrics"):
+`fid/...`, `final/...`, `heldout/...`, `train/...` (the training loop's), and `system/...` (MLflow's system metrics
+monitor, started with each run this process opens unless MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING is false).
 
 Run identity (docs/mlflow.md, "Which run is which"): every run carries `execution_id` (one pipeline
 execution: `aegan run` sets it and opens a parent run that every stage's run is a child of; under plain
@@ -30,6 +32,8 @@ import os
 import random
 import sqlite3
 import subprocess
+import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, TypeVar
@@ -103,10 +107,10 @@ EXPERIMENT_TAGS = {
 COMPARISON_VIEW_KEY = "aegan-strategies"
 COMPARISON_VIEW = {
     "searchFilter": "tags.stage = 'train'",
-    "orderByKey": "metrics.`final_fid`",
+    "orderByKey": "metrics.`final/fid`",
     "orderByAsc": True,
-    "selectedColumns": ["tags.`strategy`", "tags.`seed`", "tags.`dvc_exp`", "metrics.`final_fid`",
-                        "metrics.`final_kid_mean`", "metrics.`final_recall`", "metrics.`final_precision`"],
+    "selectedColumns": ["tags.`strategy`", "tags.`seed`", "tags.`dvc_exp`", "metrics.`final/fid`",
+                        "metrics.`final/kid_mean`", "metrics.`final/recall`", "metrics.`final/precision`"],
     "groupBy": {"aggregateFunction": "average", "groupByKeys": [{"mode": "tag", "groupByData": "strategy"}]},
     "runsHiddenMode": "SHOW_ALL",
     "useGroupedValuesInCharts": True,
@@ -310,6 +314,9 @@ def _client_for(uri: str):
     logging.getLogger("mlflow.store.db.utils").setLevel(logging.CRITICAL)
     # per model logged: "Validating input example", and a caution about pickled models (ours is our own code)
     logging.getLogger("mlflow.pyfunc").setLevel(logging.ERROR)
+    # the system metrics monitor says that it starts and stops with every run, and when the store fails it stops with
+    # a warning holding the store's error (often many lines): the stage's own call to the store says it in one line
+    logging.getLogger("mlflow.system_metrics").setLevel(logging.ERROR)
     from mlflow.tracking import MlflowClient
 
     mlflow.set_tracking_uri(uri)
@@ -474,14 +481,37 @@ def experiment_run(client, name: str) -> str:
     return _call(client.create_run, exp_id, run_name=f"experiment {name}", tags=tags).info.run_id
 
 
+SYSTEM_METRICS_ENV = "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING"  # MLflow's own switch: on here unless set to false
+
+
+def system_metrics_monitor(run_id: str, uri: str, resume: bool):
+    """MLflow's system metrics monitor (`system/...`: CPU, memory, disk, network; GPU where nvidia-ml-py is
+    installed, the `gpu` extra) logging to the run every MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL seconds (10), from
+    a daemon thread; None when the user turned it off, or, said in one line, when it cannot start."""
+    if os.environ.get(SYSTEM_METRICS_ENV, "").strip().lower() in ("false", "0", "no", "off"):
+        return None
+    try:
+        from mlflow.system_metrics.system_metrics_monitor import SystemMetricsMonitor
+
+        monitor = SystemMetricsMonitor(run_id, tracking_uri=uri, resume_logging=resume)
+        monitor.start()
+        return monitor
+    except Exception as err:  # never a reason to fail a stage
+        print(f"MLflow: system metrics not logged for run {run_id} ({type(err).__name__}: {one_line(err, 200)})",
+              file=sys.stderr)  # fmt: skip
+        return None
+
+
 class Run:
-    """One MLflow run, with buffered metrics. Use `Run.start(...)` or `Run.resume(run_id)`."""
+    """One MLflow run, with buffered metrics. Use `Run.start(...)` or `Run.resume(run_id)`: both log system
+    metrics while the run is open, until `end()`."""
 
     def __init__(self, client, run_id: str, flush_every: int = 500):
         self.client = client
         self.run_id = run_id
         self.flush_every = flush_every
         self._buffer: list = []
+        self._monitor = None
         _OPEN[run_id] = self
 
     @classmethod
@@ -495,6 +525,7 @@ class Run:
         run = _call(client.create_run, _experiment_id(client), run_name=name, tags=tags)
         self = cls(client, run.info.run_id)
         self.experiment = experiment
+        self._monitor = system_metrics_monitor(self.run_id, client.tracking_uri, resume=False)
         if params:
             self.log_params(params)
         return self
@@ -513,7 +544,9 @@ class Run:
     def resume(cls, run_id: str) -> "Run":
         client = _client()
         _call(client.update_run, run_id, status="RUNNING")
-        return cls(client, run_id)
+        self = cls(client, run_id)
+        self._monitor = system_metrics_monitor(run_id, client.tracking_uri, resume=True)  # its steps continue
+        return self
 
     def log_params(self, params: dict[str, Any]) -> None:
         from mlflow.entities import Param
@@ -529,6 +562,10 @@ class Run:
         self._buffer += [Metric(k, float(v), ts, step) for k, v in metrics.items()]
         if len(self._buffer) >= self.flush_every:
             self.flush()
+
+    def log_train(self, metrics: dict[str, float], step: int) -> None:
+        """The training loop's `on_log`: its losses and diagnostics, as `train/<name>` (their own chart section)."""
+        self.log_metrics({f"train/{k}": v for k, v in metrics.items()}, step)
 
     def flush(self) -> None:
         while self._buffer:
@@ -571,8 +608,17 @@ class Run:
         """`image`: HxWxC uint8 numpy array; stored as an artifact per step."""
         _call(self.client.log_image, self.run_id, image, key=key, step=step)
 
+    def stop_system_metrics(self, timeout: float = 10.0) -> None:
+        """Stop the monitor; its last call, to a store that stopped answering, is not waited for beyond `timeout`."""
+        monitor, self._monitor = self._monitor, None
+        if monitor is not None:
+            stopper = threading.Thread(target=monitor.finish, daemon=True, name="SystemMetricsStop")
+            stopper.start()
+            stopper.join(timeout)
+
     def end(self, status: str = "FINISHED") -> None:
         _OPEN.pop(self.run_id, None)
+        self.stop_system_metrics()
         self.flush()
         _call(self.client.set_terminated, self.run_id, status=status)
         if getattr(self, "experiment", None):  # the experiment's run spans its stages: it ends with the last one

@@ -52,7 +52,7 @@ def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
             snapshots.append((trainer.steps, time.perf_counter() - started, copy.deepcopy(ae.state_dict())))
         return trainer(batch)
 
-    result = train_loop(step, [x], steps=p.steps, batch_size=p.batch_size, seed=seed, on_log=run.log_metrics,
+    result = train_loop(step, [x], steps=p.steps, batch_size=p.batch_size, seed=seed, on_log=run.log_train,
                         batch_key="pretrain_ae.batch_size",
                         desc="autoencoder", progress=progress)  # fmt: skip
 
@@ -65,6 +65,6 @@ def run_pretrain_ae(params, seed: int, progress: bool = True) -> dict:
             # training seconds at each snapshot: the wall-clock axis of the strategies charged these steps
             "snapshot_seconds": {str(k): t for k, t, _ in snapshots}, "wall_seconds": wall_seconds()}  # fmt: skip
     write_json(paths.ae_info_file(seed), info)
-    run.log_metrics({"heldout_mse": heldout_mse})
+    run.log_metrics({"heldout/mse": heldout_mse})
     run.end()
     return info

@@ -166,7 +166,7 @@ def log_final_metrics(runs: pd.DataFrame, held: set[str]) -> None:
             elsewhere.append(f"{r.strategy}-{r.seed}")
             continue
         run = Run.finished(run_id)
-        finals = {f"final_{m}": v for m, v in (r.all_metrics or {}).items()}
+        finals = {f"final/{m}": v for m, v in (r.all_metrics or {}).items()}
         run.log_metrics({k: float(v) for k, v in finals.items() if v is not None and math.isfinite(v)})
         run.set_tags({"feature_extractor": str(r.feature_extractor)})
         run.flush()

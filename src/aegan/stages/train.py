@@ -119,14 +119,14 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
         run = Run.start(target.label, tags, logged)
         run.log_dataset(paths.DATASET_FILE, data.sha256, "training", {"shape": "x".join(map(str, data.shape))})
         for row in charged:
-            run.log_metrics({"fid_small_vs_budget": row["fid_small"]}, ae_steps + row["step"])
+            run.log_metrics({"fid/small_vs_budget": row["fid_small"]}, ae_steps + row["step"])
 
     # ---- the loop: small-sample FID and a grid every eval_every steps, a checkpoint every AEGAN_CHECKPOINT_EVERY steps
     def on_eval(step: int) -> dict[str, float]:
         samples = sample_uint8(strategy.generate, tp.eval_samples, shape.z_dim, seed=step, device=device)
         fid = evaluator.fid(samples)
-        run.log_metrics({"fid_small": fid}, step)
-        run.log_metrics({"fid_small_vs_budget": fid}, ae_steps + step)  # the report's x axis: AE pretraining charged
+        run.log_metrics({"fid/small": fid}, step)
+        run.log_metrics({"fid/small_vs_budget": fid}, ae_steps + step)  # the report's x axis: AE pretraining charged
         run.log_image(image_grid(to_uint8(strategy.generate(grid_eps))), key="samples", step=step)
         return {"fid_small": fid}
 
@@ -136,7 +136,7 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
 
     # a run left open by an error or a signal is ended FAILED or KILLED by the command (cli.py)
     result = train_loop(train_step, [x], steps=steps, batch_size=tp.batch_size, seed=seed, batch_key="train.batch_size",
-                        log_every=tp.log_every, on_log=run.log_metrics, eval_every=tp.eval_every,
+                        log_every=tp.log_every, on_log=run.log_train, eval_every=tp.eval_every,
                         on_eval=on_eval if evaluator else None, divergence_bound=tp.divergence_bound,
                         checkpoint_every=checkpoint_every(), on_checkpoint=on_checkpoint,
                         state=ckpt["loop_state"] if ckpt else None, desc=target.label,

@@ -36,14 +36,14 @@ def run_train_scorer(params, progress: bool = True) -> dict:
     run = Run.start("scorer", tags, declared)
     result = train_loop(trainer, tensors, steps=p.steps, batch_size=p.batch_size, seed=p.seed,
                         batch_key="train_scorer.batch_size",
-                        on_log=run.log_metrics, desc="scorer", progress=progress)  # fmt: skip
+                        on_log=run.log_train, desc="scorer", progress=progress)  # fmt: skip
 
     accuracy = heldout_scores(net, task, data, p.seed, device)
     digest = save_scorer(net.cpu(), task, paths.SCORER_FILE)
     info = {"task": task, **accuracy, "hash": digest, "train_seconds": result.seconds,
             "steps": result.steps_done, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds()}  # fmt: skip
     write_json(paths.SCORER_INFO_FILE, info)
-    run.log_metrics({"heldout_accuracy": accuracy["heldout_accuracy"]})
+    run.log_metrics({"heldout/accuracy": accuracy["heldout_accuracy"]})
     run.set_tags({"scorer_hash": digest, "task": task})
     run.end()
     return info
