@@ -116,13 +116,13 @@ def test_killing_the_dvc_parent_stops_the_stage(tmp_path, shell):
     if not Path(shell).exists():
         pytest.skip(f"{shell} is not on this machine")
     repo = _prepared_repo(tmp_path / "repo", LONG)
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"scorer": {
-        "cmd": "aegan train-scorer", "deps": ["data/prepared/dataset.npz"], "params": ["train_scorer"],
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train_scorer": {
+        "cmd": "aegan train-scorer", "deps": ["data/prepared/dataset.npz"], "params": ["compute", "train_scorer"],
         "outs": ["models/scorer.pt", {"models/scorer.json": {"cache": False}}]}}}))  # fmt: skip
     env = _env(repo) | {"SHELL": shell}
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=repo, env=env, check=True)
-    dvc = subprocess.Popen(["dvc", "repro", "scorer"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
+    dvc = subprocess.Popen(["dvc", "repro", "train_scorer"], cwd=repo, env=env, stdout=subprocess.DEVNULL,
                            stderr=subprocess.DEVNULL, start_new_session=True)  # fmt: skip
     try:
         _wait(lambda: _run_statuses(repo) == ["RUNNING"], 120, "the stage's MLflow run")
@@ -182,8 +182,8 @@ def test_a_user_error_during_training_ends_the_mlflow_run_failed_not_killed(tmp_
 
 def _scorer_repo(tmp_path: Path) -> Path:
     repo = _prepared_repo(tmp_path / "repo", LONG)
-    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"scorer": {
-        "cmd": "aegan train-scorer", "deps": ["data/prepared/dataset.npz"], "params": ["train_scorer"],
+    (repo / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"train_scorer": {
+        "cmd": "aegan train-scorer", "deps": ["data/prepared/dataset.npz"], "params": ["compute", "train_scorer"],
         "outs": ["models/scorer.pt", {"models/scorer.json": {"cache": False}}]}}}))  # fmt: skip
     subprocess.run(["git", "init", "-q"], cwd=repo, check=True)
     subprocess.run(["dvc", "init", "-q"], cwd=repo, env=_env(repo), check=True)
@@ -228,15 +228,15 @@ def test_a_second_aegan_run_in_one_workspace_is_refused_in_one_line_and_its_logs
 
     repo = tmp_path / "repo"
     (repo / "logs").mkdir(parents=True)
-    (repo / "logs" / "scorer.log").write_text("the first run's log\n")
+    (repo / "logs" / "train_scorer.log").write_text("the first run's log\n")
     with workspace_lock(repo.resolve()):  # the first run, still going
         done = subprocess.run(["aegan", "run", "--jobs", "1"], cwd=repo, env=_env(repo), capture_output=True,
                               text=True, timeout=120)  # fmt: skip
     assert done.returncode == 2 and done.stdout == "", done.stderr
     assert done.stderr == (f"error: another aegan run (pid {os.getpid()}) is running in {repo.resolve()}: let it "
                            f"finish or stop it (kill {os.getpid()}), then run again; its logs are in logs/\n")
-    assert (repo / "logs" / "scorer.log").read_text() == "the first run's log\n"
-    assert sorted(p.name for p in (repo / "logs").iterdir()) == [".aegan-run.lock", "scorer.log"]
+    assert (repo / "logs" / "train_scorer.log").read_text() == "the first run's log\n"
+    assert sorted(p.name for p in (repo / "logs").iterdir()) == [".aegan-run.lock", "train_scorer.log"]
 
 
 def test_a_process_is_known_by_its_start_in_ticks_not_by_the_wall_clock(monkeypatch):
@@ -270,7 +270,7 @@ def test_sigterm_to_aegan_run_ends_with_one_line_naming_what_stopped_and_how_to_
         runner.kill()
     assert runner.returncode == 143, err[-2000:]
     last = err.strip().splitlines()[-1]
-    assert last == ("error: stopped by SIGTERM: 1 running stage(s) stopped (scorer), their outputs not written; "
+    assert last == ("error: stopped by SIGTERM: 1 running stage(s) stopped (train_scorer), their outputs not written; "
                     "finished stages are kept: run `aegan run` again to continue"), err[-2000:]
     assert "Traceback" not in err
     assert not (repo / "models" / "scorer.pt").exists()
