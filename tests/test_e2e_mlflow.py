@@ -26,7 +26,9 @@ def experiments(tmp_path_factory):
     """The pipeline (`aegan run`), committed, then `dvc exp run -S ae_manifold.lambda_m=1.0 -n lm1` (plain DVC)."""
     repo = copy_repo(tmp_path_factory.mktemp("e2e-mlflow") / "repo")
     edit_params(repo, strategies=STRATEGIES, seeds=SEEDS, **TINY)
-    r = run(["aegan", "run", "--jobs", "2"], repo, timeout=900)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MLFLOW_SYSTEM_METRICS_SAMPLING_INTERVAL", "1")  # stages of seconds: system metrics sampled within
+        r = run(["aegan", "run", "--jobs", "2"], repo, timeout=900)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
     base = json.loads((repo / "reports/metrics.json").read_text())
     (repo / ".gitignore").write_text("/mlflow.db*\n/mlruns/\n/logs/\n")  # as the repo's own: results stay out of git
@@ -209,11 +211,19 @@ def test_aegan_ui_prints_a_url_that_opens_on_the_strategies_grouped_and_sorted_b
         assert wait_healthy(f"http://127.0.0.1:{port}", server, 120), "mlflow ui did not start"
         dom = headless(browser, tmp_path / "profile", "--window-size=1400,900", "--virtual-time-budget=25000",
                        "--dump-dom", url)  # fmt: skip
+        charts = headless(browser, tmp_path / "profile-charts", "--window-size=1400,900",
+                          "--virtual-time-budget=25000", "--dump-dom", url + "&compareRunsMode=CHART")  # fmt: skip
     finally:
         os.killpg(server.pid, signal.SIGTERM)
         server.wait(timeout=60)
     assert "Group by: strategy" in dom and "Sort: final/fid" in dom, dom[-2000:]
     assert sorted(set(re.findall(r"Group: ([a-z_]+)", dom))) == sorted(STRATEGIES), dom[-2000:]
+    # the chart view: one section per metric prefix, FID curves first, then final scores, then the training loop's
+    # losses, then MLflow's system metrics (CPU, memory)
+    text = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", charts))
+    sections = re.findall(r"(fid|final|train|Model metrics|System metrics) \((\d+)\) Add chart", text)
+    assert [name for name, _ in sections if name != "Model metrics"] == ["fid", "final", "train", "System metrics"], sections
+    assert dict(sections)["fid"] == "2" and int(dict(sections)["System metrics"]) >= 2, sections
 
 
 # ---- queued experiments (last: they add reports, and move `candidate`) ---------------------------------------
