@@ -283,3 +283,17 @@ def test_snapshots_of_another_kind_or_shape_are_refused_in_one_line(repo):
         load_snapshots(snapshots, other)
     with pytest.raises(UserError, match=r"autoencoder snapshots not found: run `aegan pretrain-ae"):
         load_snapshots(repo / "nothing.pt", shape)
+
+
+def test_the_checkpoint_cadence_comes_from_the_environment_and_a_bad_one_is_one_line(monkeypatch):
+    from aegan.errors import UserError
+    from aegan.stages.train import CHECKPOINT_EVERY, CHECKPOINT_EVERY_UNSET, checkpoint_every
+
+    monkeypatch.delenv(CHECKPOINT_EVERY, raising=False)
+    assert checkpoint_every() == CHECKPOINT_EVERY_UNSET
+    monkeypatch.setenv(CHECKPOINT_EVERY, "0")
+    assert checkpoint_every() == 0
+    for bad in ("-5", "ten", "2.5", ""):
+        monkeypatch.setenv(CHECKPOINT_EVERY, bad)
+        with pytest.raises(UserError, match=rf"^AEGAN_CHECKPOINT_EVERY={bad!r} is not a number of steps: give a whole"):
+            checkpoint_every()
