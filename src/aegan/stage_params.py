@@ -19,8 +19,8 @@ STRATEGY = "${item.strategy}"  # the strategy's own section, as dvc.yaml's matri
 EVERYTHING = "params.yaml"  # `- params.yaml:` with no keys (the report): every section
 DVC_FILE = Path("dvc.yaml")
 
-# what each stage command of this process was handed (params file, stage, strategy, values), checked as it ends
-_LOADED: list[tuple[Any, str, str | None, dict[str, Any]]] = []
+# what each stage command of this process was handed (params file, declared names, strategy, values), checked as it ends
+_LOADED: list[tuple[Any, tuple[str, ...], str | None, dict[str, Any]]] = []
 
 
 def declared(stage: str, strategy: str | None = None, dvc_file: Path = DVC_FILE) -> tuple[str, ...]:
@@ -57,7 +57,7 @@ def allowed_keys(names: Collection[str]) -> dict[str, set[str] | None]:
 
 @functools.lru_cache(maxsize=None)
 def _narrowed(cls: type[BaseModel], keys: frozenset[str]) -> type[BaseModel]:
-    """`cls` with the fields in `keys` only (its config and validators kept: values are validated already)."""
+    """`cls` with the fields in `keys` only, its config kept (no validators: the values are validated already)."""
     fields = {k: (f.annotation, f) for k, f in cls.model_fields.items() if k in keys}
     return create_model(cls.__name__, __config__=cls.model_config, **fields)
 
@@ -101,7 +101,7 @@ def load(path, stage: str, strategy: str | None = None) -> BaseModel:
     params, raw = load_params_and_text(path, [strategy] if strategy else [])
     check_complete(raw, required_names(params, None if EVERYTHING in names else names), str(path))
     given = handed(params, names)
-    _LOADED.append((path, stage, strategy, given.model_dump(mode="json")))
+    _LOADED.append((path, names, strategy, given.model_dump(mode="json")))
     return given
 
 
@@ -121,13 +121,13 @@ def check_unchanged() -> None:
 
     loaded = list(_LOADED)
     _LOADED.clear()
-    for path, stage, strategy, before in loaded:
+    for path, names, strategy, before in loaded:
         try:
             params, _ = load_params_and_text(path, [strategy] if strategy else [])
         except UserError as err:
             raise UserError(f"{path} changed while this stage ran and no longer validates ({err}); its outputs are "
                             "not recorded: fix the file, then run the stage again (`aegan run` or `dvc repro`)") from None
-        now = handed(params, declared(stage, strategy)).model_dump(mode="json")
+        now = handed(params, names).model_dump(mode="json")
         if now != before:
             a, b = flatten(before), flatten(now)
             diffs = [k for k in sorted(a.keys() | b.keys()) if a.get(k) != b.get(k)]
