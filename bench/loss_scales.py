@@ -62,7 +62,7 @@ def main() -> int:
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--params", default="params.yaml")
     args = ap.parse_args()
-    params = load_params(args.params, list(PROBES))
+    params = load_params(args.params)
     size = params.prepare.image_size
     data = to_unit_range(resize_images(load_digits_source()[0], size))
     shape = NetShape(size, 1, params.model.z_dim, params.model.width)

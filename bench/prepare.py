@@ -45,7 +45,8 @@ def main() -> int:
     ap.add_argument("--channels", type=int, default=1, choices=(1, 3))
     args = ap.parse_args()
 
-    from aegan.params import PrepareParams
+    from aegan.params import load_params
+    from aegan.params_sections import PrepareParams
     from aegan.stages.prepare import build_dataset, write_prepared
 
     def prepare(params, out: Path, card: Path) -> dict:
@@ -56,9 +57,9 @@ def main() -> int:
         images, labels = synthetic_digits(args.n)
         write_idx_gz(tmp / "train-images-idx3-ubyte.gz", images)
         write_idx_gz(tmp / "train-labels-idx1-ubyte.gz", labels)
-        params = PrepareParams(source="idx", path=str(tmp / "train-images-idx3-ubyte.gz"),
-                               labels_path=str(tmp / "train-labels-idx1-ubyte.gz"),
-                               image_size=args.size, channels=args.channels)  # fmt: skip
+        params = PrepareParams.model_validate(load_params().prepare.model_dump() | dict(
+            source="idx", path=str(tmp / "train-images-idx3-ubyte.gz"), labels_path=str(tmp / "train-labels-idx1-ubyte.gz"),
+            image_size=args.size, channels=args.channels))  # fmt: skip
         prepare(params, tmp / "warm" / "dataset.npz", tmp / "warm" / "card.json")  # imports, allocator warm-up
         t0 = time.perf_counter()
         card = prepare(params, tmp / "out" / "dataset.npz", tmp / "out" / "card.json")

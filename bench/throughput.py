@@ -34,7 +34,7 @@ from aegan.errors import UserError  # noqa: E402
 from aegan.loop import seed_everything, train_loop  # noqa: E402
 from aegan.losses import bce  # noqa: E402
 from aegan.nets import AutoEncoder, NetShape, set_autocast  # noqa: E402
-from aegan.params import ComputeParams, load_params  # noqa: E402
+from aegan.params import load_params  # noqa: E402
 from aegan.strategies import registry  # noqa: E402
 from aegan.tracking import Run  # noqa: E402
 
@@ -93,7 +93,7 @@ def shared(step, data: torch.Tensor, steps: int, batch_size: int, run: Run, log_
 
 def build(cls, params, shape, ae, data, device, path: str):
     """The strategy under one compute path, its step function and its set-up seconds (first 5 steps); None: n/a."""
-    compute = ComputeParams(device=device.type, **PATHS[path])
+    compute = params.compute.model_copy(update={"device": device.type, **PATHS[path]})
     seed_everything(0)
     s = cls(getattr(params, cls.name), shape, params.train.optimizer, ae).to(device)
     set_autocast(s, "cuda" if compute.amp and device.type == "cuda" else None)

@@ -30,9 +30,9 @@ def small_shape():
 
 @pytest.fixture(scope="session")
 def optim():
-    from aegan.params import OptimizerParams
+    from params_file import validated
 
-    return OptimizerParams()
+    return validated().train.optimizer
 
 
 @pytest.fixture(scope="session")

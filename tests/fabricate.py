@@ -84,13 +84,12 @@ def fabricate(repo: Path):
     names the params each stage is handed); returns the validated params."""
     import shutil
 
-    from aegan.params import validate_params
     from aegan.stages.prepare import run_prepare
-    from params_file import REPO
+    from params_file import REPO, validated
 
     shutil.copy(REPO / "dvc.yaml", repo / "dvc.yaml")
 
-    params = validate_params(PARAMS)
+    params = validated(PARAMS)
     run_prepare(params, track=False)
     _write(repo / "models/scorer.json", {"task": "classes", "heldout_accuracy": 0.99, "hash": "0" * 12,
                                          "train_seconds": 1.0, "steps": 10, "wall_seconds": WALL})  # fmt: skip
@@ -110,7 +109,6 @@ def fabricate(repo: Path):
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 256, (69, 69, 3), dtype=np.uint8)).save(repo / "reports/eval/heldout_samples.png")
     from aegan.provenance import scored_files
-    from aegan.strategies import get_strategy
     from params_file import stage_values
 
     for s in STRATEGIES:
@@ -120,7 +118,7 @@ def fabricate(repo: Path):
             # the run's record and generator as train writes them, so the evaluation's provenance holds (provenance.py)
             run_dir = repo / f"models/runs/{s}-{seed}"
             _write(run_dir / "run.json", {"strategy": s, "seed": seed, "params": stage_values(params, "train", s),
-                                          "strategy_defaults": get_strategy(s).Params().model_dump()})  # fmt: skip
+                                          "strategy_params": getattr(params, s).model_dump()})  # fmt: skip
             if finished:
                 (run_dir / "generator.pt").write_bytes(f"{s}-{seed}".encode())
             metrics = {"fid": fid, "kid_mean": (fid or 0) / 2, "is_mean": IS[s], "precision": PRECISION[s], "recall": RECALL[s]}

@@ -34,7 +34,8 @@ RUNNER = ("aegan.__main__", "aegan.cli", "aegan.parallel", "aegan.shutdown", "ae
           "aegan.promote")
 # code a stage imports that cannot change a number it writes: not in its identity (what it imports is not followed)
 PLUMBING = ("aegan.errors", "aegan.paths", "aegan.atomic", "aegan.tracking", "aegan.generator_model", "aegan.params",
-            "aegan.params_base", "aegan.stage_params", "aegan.provenance")
+            "aegan.params_base", "aegan.params_sections", "aegan.params_strategies", "aegan.stage_params", "aegan.provenance", "aegan.runnable",
+            "aegan.yaml_file")
 STRATEGIES = sorted(p.stem for p in (SRC / PACKAGE / "strategies").glob("*.py") if p.stem not in ("__init__", "base"))
 
 

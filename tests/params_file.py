@@ -1,7 +1,7 @@
-"""A complete params.yaml for tests: every key at its default (= the committed file), with a test's overrides.
+"""A complete params.yaml for tests: the committed file (the default comparison), with a test's overrides.
 
-Stage commands refuse a params file that leaves a declared key unstated (stage_params.load), so a test that
-changes a few values writes `complete({...})` instead of those values alone.
+The code holds no defaults: a params file states every key, so a test that changes a few values writes
+`complete({...})`, or validates it with `validated({...})`, instead of those values alone.
 """
 
 from __future__ import annotations
@@ -21,9 +21,17 @@ def merged(base: dict, overrides: dict) -> dict:
 
 
 def complete(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
-    from aegan.params import ALL, validate_params
+    """The committed params.yaml's data with `overrides` merged in."""
+    from aegan.yaml_file import read_yaml
 
-    return merged(validate_params({}, strategies=ALL).model_dump(mode="json"), overrides or {})
+    return merged(read_yaml(REPO / "params.yaml"), overrides or {})
+
+
+def validated(overrides: dict[str, Any] | None = None):
+    """`complete(overrides)`, validated: the params a command would read from such a file."""
+    from aegan.params import validate_params
+
+    return validate_params(complete(overrides), "params.yaml")
 
 
 def stage_values(params, stage: str, strategy: str | None = None) -> dict[str, Any]:

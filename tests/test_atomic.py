@@ -26,9 +26,10 @@ def test_two_saves_of_the_same_weights_are_byte_identical(tmp_path, small_shape,
     from aegan.nets import AutoEncoder
     from aegan.scorer import ScorerNet, save_scorer
     from aegan.strategies.dcgan import DCGAN
+    from params_file import validated
 
     seed_everything(0)
-    strategy, ae, scorer = DCGAN(DCGAN.Params(), small_shape, optim), AutoEncoder(small_shape), ScorerNet(1, 16, 4, 8, 10)
+    strategy, ae, scorer = DCGAN(validated().dcgan, small_shape, optim), AutoEncoder(small_shape), ScorerNet(1, 16, 4, 8, 10)
     for name, save in [("generator", lambda p: save_generator(strategy, p)), ("ae", lambda p: save_ae(ae, p)),
                        ("scorer", lambda p: save_scorer(scorer, "classes", p)),
                        ("checkpoint", lambda p: save_checkpoint(p, {"step": 3, "state": strategy.checkpoint_state()}))]:

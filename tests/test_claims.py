@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from aegan.params import validate_params
 from aegan.report.claims import claims, failure_tests, log_area, oscillation, reached_at
+from params_file import validated
 
 BUDGETS = np.arange(0, 1001, 25)
 ALPHA = 0.05
 
 
 def params_for(strategies, **report):
-    return validate_params({"strategies": strategies, "seeds": [0, 1], "train": {"budget": 1000, "eval_every": 25},
-                            "report": report})  # fmt: skip
+    return validated({"strategies": strategies, "seeds": [0, 1], "train": {"budget": 1000, "eval_every": 25},
+                      "report": report})  # fmt: skip
 
 
 def synthetic(rng, strategies: dict[str, dict], seeds: int):

@@ -13,10 +13,15 @@ import torch
 from aegan.compute import GraphedStep, accelerate, check, configure_adam, setup
 from aegan.errors import UserError
 from aegan.loop import seed_everything, train_loop
-from aegan.params import ComputeParams, OptimizerParams
 from aegan.strategies import get_strategy
+from params_file import validated
 
 STEPS = 12
+
+
+def compute(**overrides):
+    """params.yaml's compute section with `overrides`, validated."""
+    return validated({"compute": overrides}).compute
 
 
 @pytest.fixture()
@@ -27,18 +32,19 @@ def threads():
 
 
 def test_cpu_threads_are_fixed_by_params_or_follow_the_stages_at_once(threads, monkeypatch):
-    assert setup(ComputeParams(device="cpu", cpu_threads=1)).type == "cpu" and torch.get_num_threads() == 1
+    assert setup(compute(device="cpu", cpu_threads=1)).type == "cpu" and torch.get_num_threads() == 1
     monkeypatch.setenv("OMP_NUM_THREADS", "2")  # what `aegan run --jobs` sets: cores / stages at once
-    setup(ComputeParams(device="cpu", cpu_threads=0))
+    setup(compute(device="cpu", cpu_threads=0))
     assert torch.get_num_threads() == 2
-    setup(ComputeParams(device="cpu", cpu_threads=3))
+    setup(compute(device="cpu", cpu_threads=3))
     assert torch.get_num_threads() == 3
 
 
 def build(name: str, small_shape, pretrained_ae):
     cls = get_strategy(name)
     seed_everything(0)
-    return cls(cls.Params(), small_shape, OptimizerParams(), pretrained_ae if cls.uses_ae else None)
+    params = validated()
+    return cls(getattr(params, name), small_shape, params.train.optimizer, pretrained_ae if cls.uses_ae else None)
 
 
 def train(step, digits16, steps: int = STEPS):
@@ -54,9 +60,9 @@ def weights(strategy) -> list[torch.Tensor]:
 def test_each_switch_trains_like_todays_step(name, switch, digits16, small_shape, pretrained_ae, threads):
     torch.set_num_threads(1)
     today = build(name, small_shape, pretrained_ae)
-    train(accelerate(today, ComputeParams(), torch.device("cpu")), digits16)
+    train(accelerate(today, compute(), torch.device("cpu")), digits16)
     fast = build(name, small_shape, pretrained_ae)
-    step = accelerate(fast, ComputeParams(**{switch: True}), torch.device("cpu"))
+    step = accelerate(fast, compute(**{switch: True}), torch.device("cpu"))
     train(step, digits16)
     if switch == "fused_optimizer":
         assert all(g["fused"] for o in fast.optimizers().values() for g in o.param_groups)
@@ -69,7 +75,7 @@ def test_todays_step_is_unchanged_by_default(digits16, small_shape, pretrained_a
     a = build("dcgan", small_shape, pretrained_ae)
     train(a.train_step, digits16)
     b = build("dcgan", small_shape, pretrained_ae)
-    step = accelerate(b, ComputeParams(), torch.device("cpu"))
+    step = accelerate(b, compute(), torch.device("cpu"))
     assert step == b.train_step
     train(step, digits16)
     assert all(torch.equal(x, y) for x, y in zip(weights(a), weights(b)))
@@ -140,12 +146,12 @@ def test_switches_that_cannot_work_here_are_one_line_errors(small_shape, pretrai
     dcgan, manifold = build("dcgan", small_shape, pretrained_ae), build("ae_manifold", small_shape, pretrained_ae)
     cuda = torch.device("cuda")  # only named: nothing runs on it
     with pytest.raises(UserError, match="needs CUDA"):
-        check(ComputeParams(cuda_graphs=True), dcgan, torch.device("cpu"))
+        check(compute(cuda_graphs=True), dcgan, torch.device("cpu"))
     with pytest.raises(UserError, match="compute.amp"):
-        check(ComputeParams(cuda_graphs=True, amp=True), dcgan, cuda)
+        check(compute(cuda_graphs=True, amp=True), dcgan, cuda)
     with pytest.raises(UserError, match="'ae_manifold' does not declare"):
-        check(ComputeParams(cuda_graphs=True), manifold, cuda)
-    check(ComputeParams(cuda_graphs=True), dcgan, cuda)
+        check(compute(cuda_graphs=True), manifold, cuda)
+    check(compute(cuda_graphs=True), dcgan, cuda)
 
 
 @pytest.mark.e2e
@@ -155,7 +161,7 @@ def test_compiled_networks_train_like_todays_step(digits16, small_shape, pretrai
     today = build("dcgan", small_shape, pretrained_ae)
     train(today.train_step, digits16, steps=6)
     compiled = build("dcgan", small_shape, pretrained_ae)
-    train(accelerate(compiled, ComputeParams(compile=True), torch.device("cpu")), digits16, steps=6)
+    train(accelerate(compiled, compute(compile=True), torch.device("cpu")), digits16, steps=6)
     for a, b in zip(weights(today), weights(compiled)):
         assert torch.allclose(a, b, atol=1e-4)
     assert set(compiled.state_dict()) == set(today.state_dict()), "compiling renamed the saved weights"

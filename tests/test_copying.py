@@ -181,24 +181,24 @@ def evaluated(tmp_path_factory):
     from aegan.data.packed import load_packed
     from aegan.generator import save_generator
     from aegan.nets import NetShape
-    from aegan.params import validate_params
     from aegan.scorer import ScorerNet, save_scorer
     from aegan.stages.evaluate import run_evaluate
     from aegan.stages.prepare import run_prepare
     from aegan.strategies import get_strategy
+    from params_file import validated
 
     repo = tmp_path_factory.mktemp("copying_eval")
     mp = pytest.MonkeyPatch()
     mp.chdir(repo)
     try:
-        params = validate_params({"evaluate": {"num_samples": 64, "kid_subset_size": 32}})
+        params = validated({"evaluate": {"num_samples": 64, "kid_subset_size": 32}})
         run_prepare(params, track=False)
         data = load_packed(paths.DATASET_FILE)
         torch.manual_seed(0)
         net = ScorerNet(data.shape[0], data.shape[1], 8, 16, data.num_classes)
         save_scorer(net.eval(), "classes", paths.SCORER_FILE)
         dcgan = get_strategy("dcgan")
-        strategy = dcgan(dcgan.Params(), NetShape.for_data(params.model, data.shape), params.train.optimizer)
+        strategy = dcgan(params.dcgan, NetShape.for_data(params.model, data.shape), params.train.optimizer)
         run_dir = paths.run_dir("dcgan", 0)
         run_dir.mkdir(parents=True)
         save_generator(strategy, run_dir / "generator.pt")

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from aegan.cli import app
 from test_data_sources import pattern_images, write_folder, write_idx
-from params_file import complete, write_params
+from params_file import complete, validated, write_params
 
 RAW = Path("data/raw")
 SMALL_BATCHES = {"train": {"batch_size": 8}, "pretrain_ae": {"batch_size": 8}, "train_scorer": {"batch_size": 8},
@@ -135,11 +135,10 @@ def test_loose_images_next_to_class_folders(workdir):
 def test_not_an_image_is_skipped_with_a_count_not_refused(workdir):
     """The documented policy (data.py): a file with an image extension that is not an image is skipped."""
     from aegan.stages.prepare import build_dataset
-    from aegan.params import PrepareParams
 
     root = write_folder(workdir / RAW / "imgs", pattern_images(5, 16, 16))
     (root / "fake.webp").write_text("<html>a web page saved as .webp</html>")
-    card = build_dataset(PrepareParams(source="folder", path="data/raw/imgs")).card
+    card = build_dataset(validated({"prepare": {"source": "folder", "path": "data/raw/imgs"}}).prepare).card
     assert card["num_images"] == 5 and card["input"]["skipped_files"] == 1
 
 

@@ -24,7 +24,7 @@ from aegan.cli import app
 from perms import denied, file_modes_enforced
 from test_data_errors import RAW, SMALL_BATCHES, fails, workdir  # noqa: F401 (fixture)
 from test_data_sources import pattern_images, write_folder, write_idx
-from params_file import complete, write_params
+from params_file import complete, validated, write_params
 
 
 def succeeds(workdir: Path, prepare: dict) -> tuple[str, dict]:
@@ -117,16 +117,15 @@ def setup_markdown(card: dict) -> str:
     """The report's Setup section for this data card (the other inputs as small as the section allows)."""
     import pandas as pd
 
-    from aegan.params import validate_params
     from aegan.report.compose import setup_section
-    from aegan.report.inputs import ReportInputs, WallTime
+    from aegan.report.inputs import Differences, ReportInputs, WallTime
     from aegan.report.render import Document, to_markdown
 
     doc = Document("report")
     inputs = ReportInputs(
         card=card | {"sha256": "0" * 64}, scorer={"task": "classes", "heldout_accuracy": 1.0},
-        ae={0: {"train_seconds": 1.0, "heldout_mse": 0.1}}, reference={"num_samples": 16}, params=validate_params({}),
-        differences=[], commit="abc",
+        ae={0: {"train_seconds": 1.0, "heldout_mse": 0.1}}, reference={"num_samples": 16}, params=validated(),
+        differences=Differences(None, []), commit="abc",
         # the runs and what is derived from them: not read by the Setup section
         runs=pd.DataFrame(), histories={}, table=pd.DataFrame(), comparisons=[], stability=pd.DataFrame(), curves={},
         plateau=None, rankings={},

@@ -20,9 +20,15 @@ from aegan.data.packed import file_sha256, load_packed
 from aegan.data.sources import SOURCES
 from aegan.stages.prepare import build_dataset, write_prepared
 from aegan.params import PrepareParams
+from params_file import validated
 
 
 # ---------------------------------------------------------------- writers the tests share
+def prepare_params(**overrides) -> PrepareParams:
+    """The committed prepare section with `overrides`: what a params.yaml stating them gives prepare."""
+    return validated({"prepare": overrides}).prepare
+
+
 def write_idx(path: Path, arr: np.ndarray, compress: bool = False) -> Path:
     """The IDX format MNIST ships in: 00 00 <type> <ndim>, big-endian dims, the raw body."""
     codes = {np.dtype(np.uint8): 0x08, np.dtype(np.int8): 0x09, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D}
@@ -63,13 +69,13 @@ def test_every_params_source_has_a_loader():
 
 # ---------------------------------------------------------------- digits
 def test_digits_default_and_rgb_conversion(tmp_path):
-    card, f = pack(PrepareParams(), tmp_path / "a")
+    card, f = pack(prepare_params(), tmp_path / "a")
     d = load_packed(f)
     assert d.images.shape == (1797, 1, 16, 16) and d.images.dtype == np.uint8
     assert card["num_classes"] == 10 and sum(card["class_counts"].values()) == 1797
     assert card["num_heldout"] == round(1797 * 0.25) and card["num_train"] == 1797 - card["num_heldout"]
     assert json.loads((tmp_path / "a" / "card.json").read_text())["sha256"] == file_sha256(f)
-    rgb = build_dataset(PrepareParams(channels=3, image_size=32)).arrays["images"]
+    rgb = build_dataset(prepare_params(channels=3, image_size=32)).arrays["images"]
     assert rgb.shape == (1797, 3, 32, 32)
     assert (rgb[:, 0] == rgb[:, 1]).all() and (rgb[:, 1] == rgb[:, 2]).all()
 
@@ -82,7 +88,7 @@ def test_idx_pair(tmp_path, compress):
     labels = (np.arange(40) % 4).astype(np.uint8)
     ip = write_idx(tmp_path / "images-idx3-ubyte", imgs, compress)
     lp = write_idx(tmp_path / "labels-idx1-ubyte", labels, compress)
-    card, f = pack(PrepareParams(source="idx", path=str(ip), labels_path=str(lp), image_size=16), tmp_path / "out")
+    card, f = pack(prepare_params(source="idx", path=str(ip), labels_path=str(lp), image_size=16), tmp_path / "out")
     d = load_packed(f)
     assert d.images.shape == (40, 1, 16, 16) and d.images.dtype == np.uint8
     assert (d.images[0] == 200).all()
@@ -95,14 +101,14 @@ def test_idx_pair(tmp_path, compress):
 
 def test_idx_gzip_and_raw_give_the_same_packed_file(tmp_path):
     imgs = pattern_images(24)
-    a = pack(PrepareParams(source="idx", path=str(write_idx(tmp_path / "raw", imgs))), tmp_path / "a")[1]
-    b = pack(PrepareParams(source="idx", path=str(write_idx(tmp_path / "gz", imgs, compress=True))), tmp_path / "b")[1]
+    a = pack(prepare_params(source="idx", path=str(write_idx(tmp_path / "raw", imgs))), tmp_path / "a")[1]
+    b = pack(prepare_params(source="idx", path=str(write_idx(tmp_path / "gz", imgs, compress=True))), tmp_path / "b")[1]
     assert a.read_bytes() == b.read_bytes()
 
 
 def test_idx_without_labels_and_with_colour(tmp_path):
     imgs = pattern_images(20, 32, 32, c=3)
-    card, f = pack(PrepareParams(source="idx", path=str(write_idx(tmp_path / "x", imgs)), channels=3, image_size=32), tmp_path / "o")
+    card, f = pack(prepare_params(source="idx", path=str(write_idx(tmp_path / "x", imgs)), channels=3, image_size=32), tmp_path / "o")
     d = load_packed(f)
     assert d.labels is None and card["labels"] is False and card["class_counts"] == {}
     np.testing.assert_array_equal(d.images, imgs.transpose(0, 3, 1, 2))  # right size already: untouched
@@ -119,7 +125,7 @@ def test_npz_layouts_and_dtypes_agree(tmp_path):
     packed = {}
     for name, arr in variants.items():
         np.savez(tmp_path / f"{name}.npz", images=arr)
-        packed[name] = build_dataset(PrepareParams(source="npz", path=str(tmp_path / f"{name}.npz"), channels=3)).arrays["images"]
+        packed[name] = build_dataset(prepare_params(source="npz", path=str(tmp_path / f"{name}.npz"), channels=3)).arrays["images"]
     assert packed["nhwc"].shape == (16, 3, 16, 16)
     np.testing.assert_array_equal(packed["nhwc"], packed["nchw"])
     np.testing.assert_array_equal(packed["nhwc"], packed["float"])
@@ -129,7 +135,7 @@ def test_npz_grey_with_string_labels(tmp_path):
     imgs = pattern_images(12, 16, 16)
     labels = np.array(["cat", "dog", "dog"] * 4)
     np.savez(tmp_path / "d.npz", images=imgs, labels=labels)
-    card, f = pack(PrepareParams(source="npz", path=str(tmp_path / "d.npz"), heldout_fraction=0.5), tmp_path / "o")
+    card, f = pack(prepare_params(source="npz", path=str(tmp_path / "d.npz"), heldout_fraction=0.5), tmp_path / "o")
     d = load_packed(f)
     np.testing.assert_array_equal(d.images[:, 0], imgs)
     assert card["class_counts"] == {"cat": 4, "dog": 8}
@@ -141,7 +147,7 @@ def test_npz_rgba_alpha_goes_onto_white(tmp_path):
     imgs = np.zeros((4, 16, 16, 4), dtype=np.uint8)  # black, fully transparent
     imgs[:, :8, :, 3] = 255  # top half opaque black
     np.savez(tmp_path / "d.npz", images=imgs)
-    x = build_dataset(PrepareParams(source="npz", path=str(tmp_path / "d.npz"), channels=3)).arrays["images"]
+    x = build_dataset(prepare_params(source="npz", path=str(tmp_path / "d.npz"), channels=3)).arrays["images"]
     assert (x[:, :, :8] == 0).all() and (x[:, :, 8:] == 255).all()
 
 
@@ -158,7 +164,7 @@ def test_folder_flat_rgb_any_format_and_size(tmp_path):
     Image.fromarray(rng.integers(0, 256, (20, 20, 4), dtype=np.uint8), "RGBA").save(root / "alpha.png")
     (root / "notes.txt").write_text("ignored: not an image extension")
     (root / ".hidden.png").write_text("ignored: hidden")
-    card, f = pack(PrepareParams(source="folder", path=str(root), channels=3, image_size=16), tmp_path / "o")
+    card, f = pack(prepare_params(source="folder", path=str(root), channels=3, image_size=16), tmp_path / "o")
     d = load_packed(f)
     assert d.images.shape == (8, 3, 16, 16) and d.images.dtype == np.uint8
     assert d.labels is None and card["labels"] is False
@@ -170,16 +176,16 @@ def test_folder_flat_rgb_any_format_and_size(tmp_path):
 def test_folder_class_subfolders_give_labels(tmp_path):
     imgs = pattern_images(12, 20, 20)
     root = write_folder(tmp_path / "imgs", imgs, classes=["zebra", "ant", "moth"])
-    card = build_dataset(PrepareParams(source="folder", path=str(root))).card
+    card = build_dataset(prepare_params(source="folder", path=str(root))).card
     assert card["labels"] and card["class_counts"] == {"ant": 4, "moth": 4, "zebra": 4}  # sorted folder names
-    prepared = build_dataset(PrepareParams(source="folder", path=str(root)))
+    prepared = build_dataset(prepare_params(source="folder", path=str(root)))
     # files are taken class by class (sorted), then by sorted name: ant first
     np.testing.assert_array_equal(prepared.arrays["labels"], np.repeat([0, 1, 2], 4))
 
 
 def test_folder_one_class_is_unlabelled(tmp_path):
     root = write_folder(tmp_path / "imgs", pattern_images(8, 16, 16), classes=["all"])
-    card = build_dataset(PrepareParams(source="folder", path=str(root))).card
+    card = build_dataset(prepare_params(source="folder", path=str(root))).card
     assert card["labels"] is False and "one class only" in card["notes"][0]
 
 
@@ -188,8 +194,8 @@ def test_folder_matches_npz_of_the_same_images(tmp_path):
     root = write_folder(tmp_path / "imgs", imgs)
     np.savez(tmp_path / "same.npz", images=imgs)
     for channels in (1, 3):
-        a = build_dataset(PrepareParams(source="folder", path=str(root), channels=channels)).arrays["images"]
-        b = build_dataset(PrepareParams(source="npz", path=str(tmp_path / "same.npz"), channels=channels)).arrays["images"]
+        a = build_dataset(prepare_params(source="folder", path=str(root), channels=channels)).arrays["images"]
+        b = build_dataset(prepare_params(source="npz", path=str(tmp_path / "same.npz"), channels=channels)).arrays["images"]
         np.testing.assert_array_equal(a, b)
 
 
@@ -200,7 +206,7 @@ def test_folder_rgb_to_grey_is_luma_and_crop_is_central(tmp_path):
     a[:, 8:24] = (255, 0, 0)  # the centre square is pure red, the sides black
     for i in range(4):
         Image.fromarray(a).save(root / f"{i}.png")
-    x = build_dataset(PrepareParams(source="folder", path=str(root), channels=1)).arrays["images"]
+    x = build_dataset(prepare_params(source="folder", path=str(root), channels=1)).arrays["images"]
     assert x.shape == (4, 1, 16, 16)
     assert (x == round(0.299 * 255)).all()
 
@@ -214,22 +220,22 @@ def test_folder_exif_orientation_and_16_bit_grey(tmp_path):
     for i in range(4):
         Image.fromarray(a).save(root / f"{i}.png", exif=exif)
     np.savez(tmp_path / "upright.npz", images=np.repeat(np.rot90(a, k=-1)[None], 4, axis=0))
-    x = build_dataset(PrepareParams(source="folder", path=str(root), channels=3)).arrays["images"]
-    y = build_dataset(PrepareParams(source="npz", path=str(tmp_path / "upright.npz"), channels=3)).arrays["images"]
+    x = build_dataset(prepare_params(source="folder", path=str(root), channels=3)).arrays["images"]
+    y = build_dataset(prepare_params(source="npz", path=str(tmp_path / "upright.npz"), channels=3)).arrays["images"]
     np.testing.assert_array_equal(x, y)
 
     grey16 = tmp_path / "grey16"
     grey16.mkdir()
     for i in range(4):
         Image.fromarray(np.full((16, 16), 257 * 200, dtype=np.uint16)).save(grey16 / f"{i}.png")
-    assert (build_dataset(PrepareParams(source="folder", path=str(grey16))).arrays["images"] == 200).all()
+    assert (build_dataset(prepare_params(source="folder", path=str(grey16))).arrays["images"] == 200).all()
 
 
 def test_unreadable_image_is_skipped_and_counted(tmp_path, capsys):
     root = write_folder(tmp_path / "imgs", pattern_images(6, 16, 16))
     (root / "broken.png").write_bytes(b"this is not a png")
     (root / "cut.jpg").write_bytes(b"\xff\xd8\xff\xe0" + b"\x00" * 10)
-    card = build_dataset(PrepareParams(source="folder", path=str(root))).card
+    card = build_dataset(prepare_params(source="folder", path=str(root))).card
     assert card["num_images"] == 6
     assert card["input"]["skipped_files"] == 2
     assert [n.split(" ")[0] for n in card["input"]["skipped"]] == ["broken.png", "cut.jpg"]
@@ -247,7 +253,7 @@ def test_mnist_style_from_a_local_copy(tmp_path, source, sub):
     write_idx(raw / "train-labels-idx1-ubyte", (np.arange(12) % 10).astype(np.uint8))
     write_idx(raw / "t10k-images-idx3-ubyte", test)
     write_idx(raw / "t10k-labels-idx1-ubyte", np.array([9, 8, 7, 6], dtype=np.uint8))
-    p = PrepareParams(source=source, root=str(tmp_path), download=False, heldout_fraction=0.5)
+    p = prepare_params(source=source, root=str(tmp_path), download=False, heldout_fraction=0.5)
     card, f = pack(p, tmp_path / "o")
     d = load_packed(f)
     assert d.images.shape == (16, 1, 16, 16)
@@ -269,7 +275,7 @@ def test_cifar10_through_torchvision(tmp_path, monkeypatch):
             self.classes = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", FakeCIFAR10)
-    prepared = build_dataset(PrepareParams(source="cifar10", channels=3, image_size=32))
+    prepared = build_dataset(prepare_params(source="cifar10", channels=3, image_size=32))
     x = prepared.arrays["images"]
     assert x.shape == (16, 3, 32, 32) and x.dtype == np.uint8
     assert prepared.card["class_counts"]["airplane"] == 2 and prepared.card["class_counts"]["truck"] == 1
@@ -278,7 +284,7 @@ def test_cifar10_through_torchvision(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- determinism and the split
 def test_same_inputs_same_bytes_and_seeded_split(tmp_path):
     root = write_folder(tmp_path / "imgs", pattern_images(20, 20, 20, c=3), classes=["a", "b"])
-    p = PrepareParams(source="folder", path=str(root), channels=3)
+    p = prepare_params(source="folder", path=str(root), channels=3)
     a = pack(p, tmp_path / "a")[1].read_bytes()
     b = pack(p, tmp_path / "b")[1].read_bytes()
     assert a == b
@@ -290,12 +296,11 @@ def test_same_inputs_same_bytes_and_seeded_split(tmp_path):
 def test_run_prepare_logs_the_card_to_mlflow(tmp_path, tmp_tracking, monkeypatch):
     from mlflow.tracking import MlflowClient
 
-    from aegan.params import validate_params
     from aegan.stages.prepare import run_prepare
     from aegan.tracking import EXPERIMENT
 
     monkeypatch.chdir(tmp_path)
-    card = run_prepare(validate_params({}))
+    card = run_prepare(validated())
     client = MlflowClient()
     exp = client.get_experiment_by_name(EXPERIMENT)
     (run,) = client.search_runs([exp.experiment_id], "tags.stage = 'prepare'")

@@ -15,7 +15,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from aegan.params import validate_params
+from params_file import complete
 from pipeline import copy_repo, run
 
 PARAMS = {
@@ -49,9 +49,7 @@ def colour_shapes(folder: Path, n: int = 80) -> None:
 @pytest.mark.e2e
 def test_dvc_repro_on_rgb_folder_without_labels(tmp_path):
     repo = copy_repo(tmp_path / "repo")
-    # every section written out in full: dvc reads the params each stage declares from the file itself
-    full = validate_params(PARAMS).model_dump(mode="json")
-    (repo / "params.yaml").write_text(yaml.safe_dump(full, sort_keys=False))
+    (repo / "params.yaml").write_text(yaml.safe_dump(complete(PARAMS), sort_keys=False))
     colour_shapes(repo / "data" / "raw" / "shapes")
     out = run(["dvc", "repro"], repo, timeout=600)
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]

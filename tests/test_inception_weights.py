@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 from aegan.cli import app
 from aegan.errors import UserError
 from aegan.metrics import INCEPTION, check_inception_file, inception_layout
-from params_file import write_params
+from params_file import validated, write_params
 
 
 class Payload:
@@ -32,10 +32,9 @@ class Payload:
 def _run_reference(tmp_path: Path, weights: str) -> tuple[int, str]:
     """`aegan reference` with Inception features, on prepared digits: without the check, torch-fidelity would load
     the weights in the first `score` call."""
-    from aegan.params import validate_params
     from aegan.stages.prepare import run_prepare
 
-    run_prepare(validate_params({}), track=False)
+    run_prepare(validated(), track=False)
     write_params(tmp_path, {"evaluate": {"feature_extractor": "inception", "feature_extractor_weights_path": weights}})
     result = CliRunner().invoke(app, ["reference", "--params", str(tmp_path / "params.yaml")])
     assert result.stdout == "" and "Traceback" not in result.output

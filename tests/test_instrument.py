@@ -88,12 +88,12 @@ def workspace(tmp_path_factory):
     from aegan.data.packed import load_packed
     from aegan.images import to_unit_range
     from aegan.loop import seed_everything, train_loop
-    from aegan.params import validate_params
     from aegan.scorer import ScorerNet, ScorerTrainer, save_scorer
     from aegan.stages.prepare import run_prepare
+    from params_file import validated
 
     root = tmp_path_factory.mktemp("instrument")
-    params = validate_params({"evaluate": {"num_samples": 600}})
+    params = validated({"evaluate": {"num_samples": 600}})
     with inside(root):
         run_prepare(params, track=False)
         data = load_packed(paths.DATASET_FILE)

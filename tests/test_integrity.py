@@ -60,14 +60,14 @@ def trained_run(tmp_path, monkeypatch, small_shape):
     from aegan import paths
     from aegan.data.packed import file_sha256
     from aegan.generator import save_generator
-    from aegan.params import validate_params
     from aegan.strategies import get_strategy
+    from params_file import validated
 
     monkeypatch.chdir(tmp_path)
-    params = validate_params({})
+    params = validated()
     dcgan = get_strategy("dcgan")
     torch.manual_seed(0)
-    strategy = dcgan(dcgan.Params(), small_shape, params.train.optimizer)
+    strategy = dcgan(params.dcgan, small_shape, params.train.optimizer)
     run_dir = paths.run_dir("dcgan", 0)
     run_dir.mkdir(parents=True)
     save_generator(strategy, run_dir / "generator.pt")

@@ -12,6 +12,7 @@ from aegan.errors import UserError
 from aegan.loop import seed_everything, train_loop
 from aegan.nets import AutoEncoder
 from aegan.strategies.dcgan import DCGAN
+from params_file import validated
 
 
 def test_a_few_steps_lower_the_reconstruction_loss(digits16, small_shape):
@@ -26,7 +27,7 @@ def test_a_few_steps_lower_the_reconstruction_loss(digits16, small_shape):
 
 def _train_dcgan(digits, shape, optim, seed, steps=15):
     seed_everything(seed)
-    s = DCGAN(DCGAN.Params(), shape, optim)
+    s = DCGAN(validated().dcgan, shape, optim)
     train_loop(s.train_step, [digits], steps=steps, batch_size=32, seed=seed, progress=False)
     return {k: v.clone() for k, v in s.state_dict().items()}
 

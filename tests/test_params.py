@@ -1,4 +1,5 @@
-"""params.yaml validation: wrong types, unknown keys and impossible values stop at once, in one line."""
+"""params.yaml validation: a missing key, a wrong type, an unknown key or an impossible value stops at once, in one
+line; the committed file is the default comparison and the models hold no defaults."""
 
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ import pytest
 import yaml
 
 from aegan.errors import UserError
-from aegan.params import load_params, validate_params
+from aegan.params import Params, load_params, validate_params
+from params_file import complete
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,22 +30,49 @@ def test_repo_params_are_valid():
     assert "dcgan" in shipped.strategies and shipped.seeds == [0, 1, 2, 3]
 
 
-def test_code_defaults_are_the_shipped_params():
-    """The report lists what differs from the defaults: that only means something if both agree."""
-    from aegan.params import differences_from_defaults
+def required_everywhere(model: type, prefix: str = "") -> list[str]:
+    """Every field of `model` and of the models inside it that has a default (none should)."""
+    from pydantic import BaseModel
 
-    assert differences_from_defaults(validate_params(shipped_params())) == [], (
-        "params.yaml and the defaults in src/aegan/params.py (or a strategy's Params) disagree: change both together"
-    )
-    changed = validate_params({"train": {"budget": 700}, "ae_manifold": {"lambda_m": 2.5}, "seeds": [4]})
-    assert differences_from_defaults(changed) == [("ae_manifold.lambda_m", 2.5, 10.0), ("seeds", [4], [0, 1, 2, 3]),
-                                                  ("train.budget", 700, 1000)]  # fmt: skip
+    out = []
+    for name, field in model.model_fields.items():
+        out += [] if field.is_required() else [f"{prefix}{name}"]
+        kinds = [field.annotation, *getattr(field.annotation, "__args__", ())]
+        out += [n for k in kinds if isinstance(k, type) and issubclass(k, BaseModel)
+                for n in required_everywhere(k, f"{prefix}{name}.")]  # fmt: skip
+    return out
 
 
-def test_empty_params_give_the_defaults():
-    p = validate_params({})
-    assert p.train.optimizer.lr == pytest.approx(2e-4)
-    assert (p.train.optimizer.beta1, p.train.optimizer.beta2) == (0.5, 0.999)
+def test_the_models_hold_no_defaults():
+    """params.yaml is the one place a value lives: no field of the models (strategy sections included) has one."""
+    assert required_everywhere(Params) == []
+
+
+def without(data: dict, key: str) -> dict:
+    """`data` with the dotted `key` removed."""
+    *sections, last = key.split(".")
+    inner = data
+    for s in sections:
+        inner = inner[s]
+    del inner[last]
+    return data
+
+
+@pytest.mark.parametrize("key", ["train", "train.optimizer.lr", "prepare.path", "ae_hybrid.lambda_rec", "study.vaegan",
+                                 "report.equivalence.fid", "seeds", "dcgan"])  # fmt: skip
+def test_a_missing_key_is_named_in_one_line(key):
+    with pytest.raises(UserError) as err:
+        validate_params(without(complete(), key), "params.yaml")
+    assert str(err.value) == (f"params.yaml: key '{key}' is missing: state it (the committed params.yaml states every "
+                              "key: `git show HEAD:params.yaml`)")  # fmt: skip
+
+
+def test_an_empty_file_is_one_line(tmp_path):
+    path = tmp_path / "params.yaml"
+    path.write_text("# nothing yet\n")
+    with pytest.raises(UserError) as err:
+        load_params(path)
+    assert str(err.value).startswith(f"{path}: expected a mapping of sections at the top level, got nothing: ")
 
 
 @pytest.mark.parametrize(
@@ -68,7 +97,7 @@ def test_empty_params_give_the_defaults():
 )
 def test_bad_values_are_refused_in_one_line(raw, expected):
     with pytest.raises(UserError) as err:
-        validate_params(raw, "params.yaml")
+        validate_params(complete(raw), "params.yaml")
     msg = str(err.value)
     assert expected in msg
     assert "\n" not in msg
@@ -144,13 +173,13 @@ def test_importing_the_cli_imports_neither_torch_nor_mlflow():
 )
 def test_strings_booleans_and_out_of_range_seeds_are_refused(raw, expected):
     with pytest.raises(UserError) as err:
-        validate_params(raw, "params.yaml")
+        validate_params(complete(raw), "params.yaml")
     assert str(err.value).startswith(f"params.yaml: {expected}") and "\n" not in str(err.value)
 
 
 def test_floats_take_integers_and_the_seed_range_ends_are_valid():
-    p = validate_params({"train": {"optimizer": {"lr": 1}}, "ae_manifold": {"lambda_m": 3},
-                         "seeds": [0, 2**32 - 1], "evaluate": {"sample_seed": 2**32 - 1}})  # fmt: skip
+    p = validate_params(complete({"train": {"optimizer": {"lr": 1}}, "ae_manifold": {"lambda_m": 3},
+                                  "seeds": [0, 2**32 - 1], "evaluate": {"sample_seed": 2**32 - 1}}))  # fmt: skip
     assert p.train.optimizer.lr == 1.0 and isinstance(p.train.optimizer.lr, float)
     assert p.ae_manifold.lambda_m == 3.0 and p.seeds == [0, 2**32 - 1]
 
@@ -185,10 +214,13 @@ def test_duplicate_keys_encoding_and_syntax_are_one_line_errors(tmp_path, text, 
 
 def test_yaml_is_read_as_dvc_reads_it(tmp_path):
     """YAML 1.2 (ruamel.yaml, like DVC): 1e-3 is a number, `yes` is a string (refused for a boolean), a BOM is fine."""
-    p = load_params(_params_file(tmp_path, "\ufefftrain:\n  optimizer: {lr: 1e-3}\n".encode()))
+    text = (REPO / "params.yaml").read_text()
+    lr = "optimizer: {lr: 0.0002, beta1: 0.5"
+    assert text.count(lr) == 1 and text.count("  amp: false") == 1
+    p = load_params(_params_file(tmp_path, ("\ufeff" + text.replace(lr, "optimizer: {lr: 1e-3, beta1: 0.5")).encode()))
     assert p.train.optimizer.lr == pytest.approx(1e-3)
     with pytest.raises(UserError, match="compute.amp = 'yes' is not allowed"):
-        load_params(_params_file(tmp_path, b"compute: {amp: yes}\n"))
+        load_params(_params_file(tmp_path, text.replace("  amp: false", "  amp: yes").encode()))
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate"])

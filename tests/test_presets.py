@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from aegan.params import ALL, load_params
+from aegan.params import load_params
 from aegan.presets import PRESETS, apply_preset
 from aegan.stages.prepare import build_dataset
 from test_data_sources import pattern_images, write_idx
@@ -43,7 +43,7 @@ def test_a_preset_sets_its_values_and_keeps_every_comment(tmp_path, name):
     untouched = [s for s in before if s not in PRESETS[name]]
     assert all(doc[s] == before[s] for s in untouched), "a section the preset does not name changed"
     assert changed and all(key.split(".")[0] in PRESETS[name] for key, _, _ in changed)
-    load_params(path, ALL)
+    load_params(path)
     assert apply_preset(name, path) == [] and path.read_text() == text  # applying it again changes nothing
 
 
@@ -59,7 +59,7 @@ def _preset_params(tmp_path: Path, name: str):
     path = tmp_path / "params.yaml"
     shutil.copy2(REPO / "params.yaml", path)
     apply_preset(name, path)
-    return load_params(path, ALL)
+    return load_params(path)
 
 
 @pytest.mark.parametrize("name, sub", [("mnist", "MNIST"), ("fashion-mnist", "FashionMNIST")])

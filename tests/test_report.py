@@ -6,14 +6,17 @@ import base64
 import json
 import math
 import re
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 from scipy import stats
 
 import fabricate as F
+from params_file import complete, validated
 from browser import chromium, headless
 
 
@@ -23,12 +26,27 @@ def report(tmp_path_factory):
     from aegan.stages.report import run_report
 
     repo = tmp_path_factory.mktemp("report")
+    commit_params(repo)
     with F.in_repo(repo):
         run_report(F.fabricate(repo))
     summary = json.loads((repo / "reports/summary.json").read_text())  # what `dvc metrics show` reads
     md = (repo / "reports/report.md").read_text()
     html = (repo / "reports/report.html").read_text()
     return repo, summary, md, html
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo, check=True,
+                          capture_output=True, text=True).stdout.strip()  # fmt: skip
+
+
+def commit_params(repo: Path, overrides: dict | None = None) -> str:
+    """`repo` as a git checkout whose committed params.yaml is the complete file with `overrides`: its commit."""
+    (repo / "params.yaml").write_text(yaml.safe_dump(complete(overrides)))
+    git(repo, "init", "-q")
+    git(repo, "add", "params.yaml")
+    git(repo, "commit", "-qm", "params")
+    return git(repo, "rev-parse", "HEAD")
 
 
 def row(md: str, first_cell: str, section: str, second_cell: str | None = None) -> list[str]:
@@ -176,7 +194,8 @@ def test_setup_lists_data_scorer_changed_params_and_wall_time(report):
     setup = md.split("## Setup\n", 1)[1].split("\n## ", 1)[0]
     assert "`digits`, 1348 training / 449 held-out images of shape (1, 16, 16)" in setup
     assert "held-out accuracy 0.990" in setup
-    assert "`train.grid_samples` = 16 (default 64)" in setup
+    assert "Parameters changed from params.yaml as committed at `" in setup
+    assert "`train.grid_samples` = 16 (committed: 64)" in setup
     assert "`strategies` = ['dcgan', 'ae_init', 'ae_disc']" in setup
     # 3 single stages + 3 AEs + 9 train + 9 evaluate + the report itself recorded their time
     assert "(25 of 25 stage runs recorded one" in setup
@@ -244,16 +263,16 @@ def test_unit_coverage_and_oscillation():
 
 def test_missing_stage_output_is_a_one_line_error(tmp_path, monkeypatch):
     from aegan.errors import UserError
-    from aegan.params import validate_params
     from aegan.stages.report import run_report
+    from params_file import validated
 
     monkeypatch.chdir(tmp_path)
     with pytest.raises(UserError, match=r"reports/eval/dcgan-0.json: not found: run the stage that writes it first"):
-        run_report(validate_params({"strategies": ["dcgan"], "seeds": [0]}))
+        run_report(validated({"strategies": ["dcgan"], "seeds": [0]}))
     Path("reports/eval").mkdir(parents=True)
     Path("reports/eval/dcgan-0.json").write_text("{not json")
     with pytest.raises(UserError, match="not valid JSON"):
-        run_report(validate_params({"strategies": ["dcgan"], "seeds": [0]}))
+        run_report(validated({"strategies": ["dcgan"], "seeds": [0]}))
     assert not Path("reports/report.md").exists()
 
 
@@ -375,16 +394,37 @@ def test_verdicts_are_provisional_only_while_the_baseline_has_not_flattened(repo
     flattened, no verdict carries the mark."""
     import dataclasses
 
-    from aegan.params import validate_params
     from aegan.report.budget import Plateau
     from aegan.report.findings import claims_table
     from aegan.report.inputs import read_inputs
 
     repo, _, _, _ = report
     monkeypatch.chdir(repo)
-    inputs = read_inputs(validate_params(F.PARAMS))
+    inputs = read_inputs(validated(F.PARAMS))
     marked = claims_table(inputs, 0.05)
     assert any("*(provisional)*" in cell for row in marked.rows for cell in row) and "**Provisional:**" in marked.note
     flat = dataclasses.replace(inputs, plateau=Plateau(True, 20.0, 20.5, 0.02, 0.1))
     table = claims_table(flat, 0.05)
     assert not any("provisional" in cell for row in table.rows for cell in row) and "Provisional" not in table.note
+
+
+# ------------------------------------------------------------------ what the comparison changed
+def test_the_setup_lists_what_changed_from_the_committed_params(tmp_path, monkeypatch):
+    """The committed params.yaml is the default comparison: the report lists every value that differs from it as
+    committed at HEAD, or at an experiment's baseline commit (DVC_EXP_BASELINE_REV), study ranges included; with
+    no committed file it compares nothing."""
+    from aegan.report.inputs import Differences, parameter_differences
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("DVC_EXP_BASELINE_REV", raising=False)
+    assert parameter_differences(validated()) == Differences(None, [])  # not a git checkout
+    first = commit_params(tmp_path)
+    assert parameter_differences(validated()) == Differences(first, [])
+    changed = validated({"train": {"budget": 700}, "study": {"ae_hybrid": {"lambda_rec": {"low": 2.0}}}})
+    both = [("study.ae_hybrid.lambda_rec.low", 2.0, 1.0), ("train.budget", 700, 1000)]
+    assert parameter_differences(changed) == Differences(first, both)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(complete({"train": {"budget": 700}})))
+    git(tmp_path, "commit", "-qam", "a longer budget")
+    assert parameter_differences(changed) == Differences(git(tmp_path, "rev-parse", "HEAD"), both[:1])
+    monkeypatch.setenv("DVC_EXP_BASELINE_REV", first)  # `dvc exp run` on top of the first commit
+    assert parameter_differences(changed) == Differences(first, both)

@@ -37,7 +37,7 @@ def pulled(tmp_path, monkeypatch):
         if record["status"] != "finished":
             continue
         torch.manual_seed(i)  # a generator in the file format every strategy saves (decoder and prior)
-        save_generator(dcgan(dcgan.Params(), shape, params.train.optimizer), run_dir / "generator.pt")
+        save_generator(dcgan(params.dcgan, shape, params.train.optimizer), run_dir / "generator.pt")
         record |= {"mlflow_run_id": f"{i:032x}", "mlflow_model_uri": f"models:/m-{i:032x}",
                    "scored": scored_files(run_dir)}  # fmt: skip
         eval_file.write_text(json.dumps(record))

@@ -116,10 +116,9 @@ def test_an_evaluation_without_provenance_is_refused(good_run):
 
 def test_the_stage_commands_record_the_params_they_declare():
     """train's and evaluate's records name exactly the params they declare: what the report compares."""
-    from aegan.params import validate_params
-    from params_file import stage_values
+    from params_file import stage_values, validated
 
-    params = validate_params({"train": {"budget": 700}, "ae_init": {"latent_prior": "standard"}})
+    params = validated({"train": {"budget": 700}, "ae_init": {"latent_prior": "standard"}})
     recorded = stage_values(params, "train", "ae_init")
     assert recorded["train.budget"] == 700 and recorded["ae_init.latent_prior"] == "standard"
     assert recorded["train.optimizer.lr"] == params.train.optimizer.lr and "prepare.path" not in recorded

@@ -25,6 +25,7 @@ from aegan.checkpoint import read_checkpoint
 from aegan.errors import UserError
 from aegan.loop import seed_everything, train_loop
 from aegan.strategies.dcgan import DCGAN
+from params_file import validated
 from pipeline import TINY, copy_repo, edit_params
 
 STRATEGY, SEED = "ae_manifold", 0  # extra state (its step counter) to restore, and the AE is loaded too
@@ -122,7 +123,7 @@ def test_killed_train_resumes_to_the_uninterrupted_result(repo):
 
 def _dcgan(shape, optim, seed):
     seed_everything(seed)
-    return DCGAN(DCGAN.Params(), shape, optim)
+    return DCGAN(validated().dcgan, shape, optim)
 
 
 def _roundtrip(obj):
@@ -230,7 +231,7 @@ def test_generator_and_ae_of_another_shape_are_refused(tmp_path, small_shape, op
     from aegan.nets import AutoEncoder, NetShape
 
     other = NetShape(**(small_shape.as_dict() | change))
-    save_generator(DCGAN(DCGAN.Params(), small_shape, optim), tmp_path / "generator.pt")
+    save_generator(DCGAN(validated().dcgan, small_shape, optim), tmp_path / "generator.pt")
     save_ae(AutoEncoder(small_shape), tmp_path / "ae.pt")
     for load in (load_generator, load_ae):
         path = tmp_path / ("generator.pt" if load is load_generator else "ae.pt")

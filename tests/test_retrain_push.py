@@ -34,7 +34,7 @@ def test_an_unreachable_remote_still_names_its_url_and_credentials():
 def test_a_failed_push_still_writes_the_markdown_with_the_failure_in_it(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "params.yaml").write_text("")
-    monkeypatch.setattr("aegan.params.check_params_file", lambda path: None)
+    monkeypatch.setattr("aegan.runnable.check_params_file", lambda path: None)
     monkeypatch.setattr(retrain, "default_remote", lambda: "storage")
     monkeypatch.setattr(retrain, "pull", lambda remote: None)
     monkeypatch.setattr("aegan.parallel.run", lambda jobs, echo=print: Outcome(done=["train@dcgan-0"],

@@ -8,8 +8,13 @@ import torch
 from aegan.images import to_uint8
 from aegan.errors import UserError
 from aegan.metrics import Evaluator, UInt8Images, check_feature_extractor, register_scorer
-from aegan.params import EvaluateParams
 from aegan.scorer import ScorerNet, load_scorer, rotate_batch, save_scorer
+from params_file import validated
+
+
+def evaluate_params(**overrides):
+    """The committed evaluate section with `overrides`: what a params.yaml stating them gives evaluate."""
+    return validated({"evaluate": overrides}).evaluate
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def test_corrupt_or_missing_scorer_is_a_user_error(tmp_path):
 
 def test_metrics_separate_real_from_noise(scorer_file, digits16):
     real = to_uint8(digits16[:300])
-    params = EvaluateParams(num_samples=150, kid_subset_size=50, batch_size=100)
+    params = evaluate_params(num_samples=150, kid_subset_size=50, batch_size=100)
     ev = Evaluator(params, scorer_file, real[:150], torch.device("cpu"))
     same = ev.score(real[150:300])
     noise = ev.score(torch.randint(0, 256, (150, 1, 16, 16), dtype=torch.uint8))
@@ -54,11 +59,11 @@ def test_metrics_separate_real_from_noise(scorer_file, digits16):
 def test_inception_without_weights_fails_early_in_one_line(tmp_path, monkeypatch):
     monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path))
     with pytest.raises(UserError) as err:
-        check_feature_extractor(EvaluateParams(feature_extractor="inception"))
+        check_feature_extractor(evaluate_params(feature_extractor="inception"))
     assert "Inception weights not available offline" in str(err.value) and "\n" not in str(err.value)
     with pytest.raises(UserError, match="does not exist"):
-        check_feature_extractor(EvaluateParams(feature_extractor="inception", feature_extractor_weights_path=str(tmp_path / "x.pth")))
-    check_feature_extractor(EvaluateParams())  # the scorer needs nothing from outside
+        check_feature_extractor(evaluate_params(feature_extractor="inception", feature_extractor_weights_path=str(tmp_path / "x.pth")))
+    check_feature_extractor(evaluate_params())  # the scorer needs nothing from outside
 
 
 def test_grayscale_is_repeated_to_rgb_for_inception():

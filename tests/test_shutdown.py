@@ -22,7 +22,7 @@ from typer.testing import CliRunner
 
 from aegan.cli import app
 from perms import file_modes_enforced
-from params_file import write_params
+from params_file import validated, write_params
 
 LONG = {"train_scorer": {"steps": 100_000, "batch_size": 32, "width": 4, "feature_dim": 8}}
 
@@ -37,7 +37,6 @@ def _env(repo: Path) -> dict:
 
 def _prepared_repo(repo: Path, params: dict) -> Path:
     """A folder with params.yaml and the packed digits (prepared in this process: no subprocess start-up)."""
-    from aegan.params import validate_params
     from aegan.stages.prepare import run_prepare
 
     repo.mkdir(parents=True, exist_ok=True)
@@ -45,7 +44,7 @@ def _prepared_repo(repo: Path, params: dict) -> Path:
     cwd = os.getcwd()
     os.chdir(repo)
     try:
-        run_prepare(validate_params(params), track=False)
+        run_prepare(validated(params), track=False)
     finally:
         os.chdir(cwd)
     return repo

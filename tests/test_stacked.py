@@ -15,8 +15,9 @@ import torch
 from aegan import modes
 from aegan.data.packed import load_packed
 from aegan.errors import UserError
-from aegan.params import EvaluateParams, PrepareParams, ReportParams, check_runnable, validate_params
+from aegan.runnable import check_runnable
 from aegan.stages.prepare import build_dataset, write_prepared
+from params_file import validated
 
 STACKED = {"source": "stacked-digits", "channels": 3}
 
@@ -24,8 +25,13 @@ STACKED = {"source": "stacked-digits", "channels": 3}
 pytestmark = pytest.mark.usefixtures("one_torch_thread")  # conftest.py
 
 
+def prepare_params(**overrides):
+    """The committed prepare section with `overrides`: what a params.yaml stating them gives prepare."""
+    return validated({"prepare": overrides}).prepare
+
+
 def stacked(n: int, **kw) -> dict[str, np.ndarray]:
-    return build_dataset(PrepareParams(**STACKED, stacked_images=n, **kw)).arrays
+    return build_dataset(prepare_params(**STACKED, stacked_images=n, **kw)).arrays
 
 
 # ---------------------------------------------------------------- the source
@@ -58,13 +64,13 @@ def test_the_source_is_deterministic_and_seeded():
 
 
 def test_the_packed_file_keeps_the_channel_labels_and_the_card_the_modes(tmp_path):
-    prepared = build_dataset(PrepareParams(**STACKED, stacked_images=400))
+    prepared = build_dataset(prepare_params(**STACKED, stacked_images=400))
     card = write_prepared(prepared, tmp_path / "dataset.npz", tmp_path / "card.json")
     data = load_packed(tmp_path / "dataset.npz")
     assert np.array_equal(data.channel_labels, prepared.arrays["channel_labels"])
     assert data.heldout_channel_labels.shape == (100, 3) and data.train_channel_labels.shape == (300, 3)
     assert card["num_classes"] == 1000 and card["input"]["heldout_digits"] == 449
-    write_prepared(build_dataset(PrepareParams()), tmp_path / "digits.npz", tmp_path / "digits.json")
+    write_prepared(build_dataset(prepare_params()), tmp_path / "digits.npz", tmp_path / "digits.json")
     assert load_packed(tmp_path / "digits.npz").channel_labels is None  # the default data: no new array
 
 
@@ -79,14 +85,14 @@ def test_the_packed_file_keeps_the_channel_labels_and_the_card_the_modes(tmp_pat
 ])  # fmt: skip
 def test_a_bad_stacked_param_is_one_line(prepare, expected):
     with pytest.raises(UserError) as err:
-        validate_params({"prepare": prepare})
+        validated({"prepare": prepare})
     assert expected in str(err.value) and "\n" not in str(err.value)
 
 
 def test_check_params_knows_the_stacked_size():
-    ok = validate_params({"prepare": {**STACKED, "stacked_images": 1000}, "train": {"batch_size": 128}})
+    ok = validated({"prepare": {**STACKED, "stacked_images": 1000}, "train": {"batch_size": 128}})
     check_runnable(ok, "params.yaml")  # 750 training images: room for a batch
-    small = validate_params({"prepare": {**STACKED, "stacked_images": 100}, "train": {"batch_size": 128}})
+    small = validated({"prepare": {**STACKED, "stacked_images": 100}, "train": {"batch_size": 128}})
     with pytest.raises(UserError, match=r"prepare.source stacked-digits: 75 training / 25 held-out images, fewer "
                                         r"training images than train.batch_size = 128"):  # fmt: skip
         check_runnable(small, "params.yaml")
@@ -134,7 +140,7 @@ def scorer(tmp_path_factory):
     from aegan.stages.train_scorer import heldout_scores, training_task
 
     out = tmp_path_factory.mktemp("stacked")
-    write_prepared(build_dataset(PrepareParams(**STACKED, stacked_images=2000)), out / "dataset.npz", out / "card.json")
+    write_prepared(build_dataset(prepare_params(**STACKED, stacked_images=2000)), out / "dataset.npz", out / "card.json")
     data = load_packed(out / "dataset.npz")
     task, tensors, channels, outputs = training_task(data, "cpu")
     seed_everything(0)
@@ -177,8 +183,8 @@ def test_evaluate_counts_the_modes_of_26000_samples(scorer):
     from aegan.stages.reference import heldout_modes
 
     path, data, _, _, _ = scorer
-    evaluator = Evaluator(EvaluateParams(), path, torch.as_tensor(data.heldout_images), torch.device("cpu"))
-    params = validate_params({"prepare": {**STACKED, "stacked_images": 2000}})
+    evaluator = Evaluator(validated().evaluate, path, torch.as_tensor(data.heldout_images), torch.device("cpu"))
+    params = validated({"prepare": {**STACKED, "stacked_images": 2000}})
     real = to_unit_range(modes.restack(data.heldout_images, modes.MODE_SAMPLES, 2020))
     served = iter(real.split(500))  # a "generator" that draws real held-out images: sample_uint8 asks 500 at a time
 
@@ -211,7 +217,7 @@ def test_the_report_tables_carry_the_modes_per_run_and_per_strategy(tmp_path, mo
     runs = tables.collect_runs(["dcgan", "ae_init"], [0, 1])
     assert runs["modes_captured"].tolist()[:3] == [300, 500, 900] and math.isnan(runs["modes_captured"].iloc[3])
     assert runs["mode_kl"].dtype == float
-    stab = tables.stability(runs, {}, {}, ReportParams()).set_index("strategy")
+    stab = tables.stability(runs, {}, {}, validated().report).set_index("strategy")
     assert stab.loc["dcgan", "modes_captured_mean"] == 400 and stab.loc["dcgan", "modes_captured_std"] == pytest.approx(
         math.sqrt(2e4))
     assert stab.loc["dcgan", "mode_kl_mean"] == 1.5 and stab.loc["ae_init", "modes_captured_mean"] == 900

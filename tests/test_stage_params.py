@@ -22,7 +22,7 @@ from pipeline import TINY
 
 from aegan import stage_params
 from aegan.stage_params import EVERYTHING, allowed_keys, declared, handed, values
-from aegan.strategies import get_strategy
+from aegan.params import Params
 
 STRATEGIES = sorted(p.stem for p in (REPO / "src/aegan/strategies").glob("*.py") if p.stem not in ("__init__", "base"))
 # `aegan decide`'s stages run the pipeline's own commands: they must declare what those commands are handed
@@ -55,9 +55,9 @@ def test_a_decide_stage_declares_what_its_command_reads(monkeypatch, stage, comm
 
 
 def test_a_stage_is_handed_its_declared_params_and_nothing_else():
-    from aegan.params import validate_params
+    from params_file import validated
 
-    params = validate_params(yaml.safe_load((REPO / "params.yaml").read_text()), strategies=["ae_disc"])
+    params = validated()
     given = handed(params, ["compute", "train.budget", "train.match_budget", "ae_disc"])
     assert given.train.budget == params.train.budget and given.ae_disc == params.ae_disc
     assert set(values(given)) == {f"compute.{k}" for k in params.compute.model_fields} | {
@@ -170,7 +170,7 @@ def test_every_declared_param_is_read(reads, stage, monkeypatch):
         sections = {r.split(".")[0] for r in seen}
         for section, keys in allowed_keys(declared(stage, strategy)).items():
             if keys is None:
-                if strategy == section and not get_strategy(strategy).Params.model_fields:
+                if strategy == section and not Params.model_fields[section].annotation.model_fields:
                     continue  # a strategy without knobs (dcgan): an empty section, nothing to read
                 assert section in sections, f"{name} declares params section {section!r} but reads none of it"
             else:

@@ -11,6 +11,7 @@ from aegan.generator import LoadedGenerator, fixed_latents, save_generator, load
 from aegan.nets import Decoder, count_parameters
 from aegan.strategies import get_strategy, registry
 
+from params_file import complete, validated
 from tensors import batch, restore_through_bytes, same_state
 
 SIX = {"dcgan", "ae_init", "ae_disc", "ae_hybrid", "ae_manifold", "vaegan"}
@@ -23,7 +24,8 @@ def test_the_six_strategies_are_registered():
 @pytest.fixture(scope="module")
 def built(small_shape, optim, pretrained_ae):
     torch.manual_seed(0)
-    return {name: cls(cls.Params(), small_shape, optim, pretrained_ae) for name, cls in registry().items()}
+    params = validated()
+    return {name: cls(getattr(params, name), small_shape, optim, pretrained_ae) for name, cls in registry().items()}
 
 
 def test_all_generators_have_the_same_architecture_and_parameter_count(built, small_shape):
@@ -71,7 +73,8 @@ def test_checkpoint_round_trip_restores_state_and_the_next_step(name, overrides,
 
     def build(seed):
         torch.manual_seed(seed)
-        return cls(cls.Params(**overrides), small_shape, optim, pretrained_ae if cls.uses_ae else None)
+        params = getattr(validated({name: overrides}), name)
+        return cls(params, small_shape, optim, pretrained_ae if cls.uses_ae else None)
 
     a = build(0)
     a.setup(digits16[:256], pretrained_ae)
@@ -99,42 +102,52 @@ def test_unknown_strategy_is_a_one_line_user_error():
 
 
 def test_a_new_strategy_is_one_module_and_its_params_section(tmp_path, monkeypatch):
-    """Discovery by file name: a module dropped into the package is a strategy, with its own params section."""
-    import aegan.strategies as package
-    from aegan.params import validate_params
-
-    (tmp_path / "toy.py").write_text(
-        "from aegan.strategies.base import NonSaturatingGAN, StrategyParams\n"
-        "class ToyParams(StrategyParams):\n    knob: int = 3\n"
-        "class Toy(NonSaturatingGAN):\n    name = 'toy'\n    Params = ToyParams\n"
-        "STRATEGY = Toy\n"
-    )
+    """Discovery by file name: a module dropped into the package is a strategy. Its params are a section of
+    params.yaml, modelled in aegan.params_strategies as a field of Params and of StudyParams: the strategy modules,
+    those fields and the sections of the committed params.yaml are the same set."""
     import sys
 
-    from aegan.errors import UserError
+    import aegan.strategies as package
+    from aegan.params import Params
+    from aegan.params_sections import Knobs, StudyParams
+    from aegan.params_base import StrategyParams
 
+    (tmp_path / "toy.py").write_text(
+        "from aegan.strategies.base import NonSaturatingGAN\n"
+        "class Toy(NonSaturatingGAN):\n    name = 'toy'\n"
+        "STRATEGY = Toy\n"
+    )
     monkeypatch.setattr(package, "__path__", [*package.__path__, str(tmp_path)])
     try:
         assert "toy" in package.names() and get_strategy("toy").name == "toy"
-        params = validate_params({"strategies": ["dcgan", "toy"], "toy": {"knob": 5}}, strategies=["toy"])
-        assert params.toy.knob == 5 and params.strategies == ["dcgan", "toy"]
-        with pytest.raises(UserError, match="unknown key 'toy.nob'"):
-            validate_params({"toy": {"nob": 5}}, strategies=["toy"])
     finally:
         sys.modules.pop("aegan.strategies.toy", None)
+    monkeypatch.undo()
+
+    names = set(package.names())
+    assert names == SIX
+    fields = Params.model_fields.items()
+    assert {k for k, f in fields if isinstance(f.annotation, type) and issubclass(f.annotation, StrategyParams)} == names
+    assert {k for k, f in StudyParams.model_fields.items() if f.annotation == Knobs} == names
+    raw = complete()
+    assert names <= set(raw) and names <= set(raw["study"])
+    params = validated()
+    assert all(isinstance(getattr(params, n), StrategyParams) for n in names)
 
 
-def test_a_stage_validates_only_the_strategy_sections_it_reads():
-    """`aegan train --strategy dcgan` neither imports nor checks another strategy's section; check-params does."""
+def test_a_strategy_section_is_strict():
+    """An unknown key in a strategy's section is a one-line error naming it; so is a missing one."""
     from aegan.errors import UserError
     from aegan.params import validate_params
 
-    raw = {"ae_disc": {"gama": 0.5}}
-    assert validate_params(raw, strategies=["dcgan"]).ae_disc == {"gama": 0.5}
     with pytest.raises(UserError, match="unknown key 'ae_disc.gama'"):
-        validate_params(raw)
+        validated({"ae_disc": {"gama": 0.5}})
     with pytest.raises(UserError, match="unknown key 'nope'"):
-        validate_params({"nope": {}}, strategies=())
+        validated({"nope": {}})
+    raw = complete()
+    del raw["ae_disc"]["gamma"]
+    with pytest.raises(UserError, match="key 'ae_disc.gamma' is missing"):
+        validate_params(raw, "params.yaml")
 
 
 @pytest.mark.parametrize("name", ["ae_hybrid", "vaegan"])
@@ -145,7 +158,7 @@ def test_the_generator_sees_both_kinds_of_codes_in_one_pass(name, small_shape, o
 
     cls = get_strategy(name)
     torch.manual_seed(0)
-    s = cls(cls.Params(), small_shape, optim, pretrained_ae)
+    s = cls(getattr(validated(), name), small_shape, optim, pretrained_ae)
     before = copy.deepcopy(s.generator).train()
     inputs = []
     s.generator.register_forward_pre_hook(lambda m, args: inputs.append(args[0].detach().clone()))
@@ -164,7 +177,7 @@ def test_vaegan_feature_loss_comes_from_the_passes_the_logits_come_from(small_sh
 
     cls = get_strategy("vaegan")
     torch.manual_seed(0)
-    s = cls(cls.Params(), small_shape, optim, None)
+    s = cls(validated().vaegan, small_shape, optim, None)
     d_before = copy.deepcopy(s.discriminator).train()
     seen = []
     s.discriminator.register_forward_pre_hook(lambda m, args: seen.append(args[0].detach().clone()))

@@ -15,6 +15,7 @@ from aegan.nets import Decoder, count_parameters
 from aegan.strategies import registry
 from aegan.strategies.ae_disc import AEDisc, BEGANAutoEncoder
 from aegan.strategies.dcgan import DCGAN
+from params_file import complete, validated
 
 
 @pytest.fixture(autouse=True)
@@ -31,7 +32,7 @@ KEYS = {"loss_d", "loss_g", "k_t", "convergence_M", "energy_real", "energy_fake"
 
 def make(small_shape, optim, ae, seed=0, **params):
     torch.manual_seed(seed)
-    return AEDisc(AEDisc.Params(**params), small_shape, optim, ae)
+    return AEDisc(validated({"ae_disc": params}).ae_disc, small_shape, optim, ae)
 
 
 def snapshot(module):
@@ -46,13 +47,16 @@ def close(a, b):
     torch.testing.assert_close(torch.as_tensor(a, dtype=torch.float32), torch.as_tensor(b, dtype=torch.float32), rtol=1e-5, atol=1e-6)
 
 
-def test_registered_with_params_defaults_and_validation():
+def test_registered_with_params_yaml_values_and_validation():
+    from aegan.params_strategies import AEDiscParams
+
     assert registry()["ae_disc"] is AEDisc and AEDisc.name == "ae_disc"
-    p = AEDisc.Params()
+    p = validated().ae_disc
     assert (p.gamma, p.lambda_k, p.disc_width, p.disc_hidden) == (0.5, 0.01, 8, 32)
+    assert AEDiscParams.model_validate(complete()["ae_disc"]) == p
     for bad in ({"gamma": 0.0}, {"gamma": 1.5}, {"lambda_k": -0.1}, {"k0": 0.1}, {"init_disc_from_ae": True}):
         with pytest.raises(ValidationError):
-            AEDisc.Params(**bad)
+            AEDiscParams.model_validate(complete()["ae_disc"] | bad)
     with pytest.raises(ValidationError):
         p.gamma = 0.7  # frozen
 
@@ -60,7 +64,7 @@ def test_registered_with_params_defaults_and_validation():
 def test_generator_is_a_decoder_with_dcgans_parameter_count(small_shape, optim, pretrained_ae):
     s = make(small_shape, optim, pretrained_ae)
     assert isinstance(s.generator, Decoder) and isinstance(s.discriminator, BEGANAutoEncoder)
-    assert count_parameters(s.generator) == count_parameters(DCGAN(DCGAN.Params(), small_shape, optim).generator)
+    assert count_parameters(s.generator) == count_parameters(DCGAN(validated().dcgan, small_shape, optim).generator)
 
 
 @pytest.mark.parametrize("size, channels", [(16, 1), (32, 3), (64, 1)])
@@ -201,14 +205,14 @@ def test_uses_no_pretrained_ae():
 
 
 def test_k_moves_off_zero_within_a_few_hundred_steps_on_digits(optim, digits16):
-    """With the default controller and the default shapes (params.yaml), k_t leaves 0 and stays off it within a few
+    """With the committed controller and the committed shapes (params.yaml), k_t leaves 0 and stays off it within a few
     hundred steps on the embedded digits; the paper's lambda_k = 0.001 would barely move it at this budget."""
     from aegan.loop import train_loop
     from aegan.nets import NetShape
 
     shape = NetShape(image_size=16, channels=1, z_dim=32, width=32)
     torch.manual_seed(0)
-    s = AEDisc(AEDisc.Params(), shape, optim, None)
+    s = AEDisc(validated().ae_disc, shape, optim, None)
     res = train_loop(s.train_step, [digits16], steps=300, batch_size=64, seed=0, log_every=50, progress=False)
     ks = [row["k_t"] for row in res.history]
     assert ks[-1] > 0.005 and all(0.0 <= k <= 1.0 for k in ks), ks

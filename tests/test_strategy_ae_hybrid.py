@@ -10,9 +10,9 @@ import torch
 
 from aegan.losses import bce
 from aegan.nets import AutoEncoder, Decoder, count_parameters
-from aegan.params import OptimizerParams
 from aegan.strategies.ae_hybrid import AEHybrid, moment_penalty
 from aegan.strategies.dcgan import DCGAN
+from params_file import complete, validated
 from tensors import batch, same_state
 
 LOGGED = {"loss_d", "loss_g", "loss_rec", "loss_lat"}
@@ -20,16 +20,18 @@ LOGGED = {"loss_d", "loss_g", "loss_rec", "loss_lat"}
 
 def make(shape, optim, ae, seed=0, **params) -> AEHybrid:
     torch.manual_seed(seed)
-    return AEHybrid(AEHybrid.Params(**params), shape, optim, ae)
+    return AEHybrid(validated({"ae_hybrid": params}).ae_hybrid, shape, optim, ae)
 
 
 def test_params_are_strict():
-    p = AEHybrid.Params()
+    from aegan.params_strategies import AEHybridParams
+
+    p = validated().ae_hybrid
     assert (p.lambda_rec, p.lambda_lat, p.latent_reg) == (10.0, 1.0, "adversarial")
     with pytest.raises(pydantic.ValidationError):
-        AEHybrid.Params(lamda_rec=1.0)  # typo: unknown key
+        AEHybridParams.model_validate(complete()["ae_hybrid"] | {"lamda_rec": 1.0})  # typo: unknown key
     with pytest.raises(pydantic.ValidationError):
-        AEHybrid.Params(latent_reg="kl")
+        AEHybridParams.model_validate(complete()["ae_hybrid"] | {"latent_reg": "kl"})
     with pytest.raises(pydantic.ValidationError):
         p.lambda_rec = 1.0  # frozen
 
@@ -37,7 +39,7 @@ def test_params_are_strict():
 def test_needs_the_ae(small_shape, optim):
     assert AEHybrid.uses_ae
     with pytest.raises(ValueError, match="autoencoder"):
-        AEHybrid(AEHybrid.Params(), small_shape, optim, None)
+        AEHybrid(validated().ae_hybrid, small_shape, optim, None)
 
 
 def test_starts_as_the_ae_and_never_changes_it(small_shape, optim, pretrained_ae, digits16):
@@ -125,7 +127,7 @@ def test_step_follows_the_formulas(small_shape, optim, pretrained_ae, digits16, 
 def test_short_run_learns_to_reconstruct(small_shape, digits16):
     """From an untrained AE, 20 steps cut mean|x - G(E(x))| to < 0.85x (~0.77x; with lambda_rec = 0 it stays ~0.92x)."""
     torch.manual_seed(0)
-    s = make(small_shape, OptimizerParams(lr=1e-3), AutoEncoder(small_shape))
+    s = make(small_shape, validated({"train": {"optimizer": {"lr": 1e-3}}}).train.optimizer, AutoEncoder(small_shape))
     x = batch(digits16, 256, seed=1)
 
     def rec() -> float:
@@ -141,7 +143,7 @@ def test_short_run_learns_to_reconstruct(small_shape, digits16):
 def test_generator_is_the_shared_decoder(small_shape, optim, pretrained_ae):
     s = make(small_shape, optim, pretrained_ae)
     assert isinstance(s.generator, Decoder)
-    assert count_parameters(s.generator) == count_parameters(DCGAN(DCGAN.Params(), small_shape, optim).generator)
+    assert count_parameters(s.generator) == count_parameters(DCGAN(validated().dcgan, small_shape, optim).generator)
     eps = torch.randn(5, small_shape.z_dim)
     assert s.generate(eps).shape == (5, 1, 16, 16)
     assert torch.equal(s.prior.mean, torch.zeros(small_shape.z_dim))  # samples from the standard normal

@@ -12,11 +12,12 @@ from aegan.nets import Decoder, count_parameters
 from aegan.strategies import registry
 from aegan.strategies.ae_init import AEInit
 from aegan.strategies.dcgan import DCGAN
+from params_file import complete, validated
 
 
 def make(small_shape, optim, ae, seed=0, **params):
     torch.manual_seed(seed)
-    return AEInit(AEInit.Params(**params), small_shape, optim, ae)
+    return AEInit(validated({"ae_init": params}).ae_init, small_shape, optim, ae)
 
 
 def snapshot(module):
@@ -32,22 +33,26 @@ def test_registered_and_params_strict():
 
     assert AEInit.name == "ae_init" and AEInit.uses_ae
     assert registry()["ae_init"] is AEInit
-    assert AEInit.Params() == AEInit.Params(latent_prior="fitted", init_disc_from_encoder=False)
+    from aegan.params_strategies import AEInitParams
+
+    assert validated().ae_init == AEInitParams(latent_prior="fitted", init_disc_from_encoder=False)
     with pytest.raises(ValidationError):
-        AEInit.Params(latent_prior="gaussian")
+        AEInitParams.model_validate(complete()["ae_init"] | {"latent_prior": "gaussian"})
     with pytest.raises(ValidationError):
-        AEInit.Params(lambda_m=1.0)
+        AEInitParams.model_validate(complete()["ae_init"] | {"lambda_m": 1.0})
+    with pytest.raises(ValidationError):
+        AEInitParams(latent_prior="fitted")  # no defaults: params.yaml states every key
 
 
 def test_needs_the_ae(small_shape, optim):
     with pytest.raises(ValueError, match="autoencoder"):
-        AEInit(AEInit.Params(), small_shape, optim, None)
+        AEInit(validated().ae_init, small_shape, optim, None)
 
 
 def test_generator_starts_as_the_decoder(small_shape, optim, pretrained_ae):
     s = make(small_shape, optim, pretrained_ae)
     assert type(s.generator) is Decoder
-    assert count_parameters(s.generator) == count_parameters(DCGAN(DCGAN.Params(), small_shape, optim).generator)
+    assert count_parameters(s.generator) == count_parameters(DCGAN(validated().dcgan, small_shape, optim).generator)
     assert same(snapshot(s.generator), snapshot(pretrained_ae.decoder))  # weights and BN running stats
     # a copy, trainable although the fixture's AE is frozen, sharing no storage with it
     assert all(p.requires_grad for p in s.generator.parameters())

@@ -11,15 +11,20 @@ from pydantic import ValidationError
 from aegan.loop import BatchSampler
 from aegan.nets import Decoder, count_parameters
 from aegan.strategies import registry
-from aegan.strategies.ae_manifold import AEManifold
+from aegan.params_strategies import AEManifoldParams
+from aegan.strategies.ae_manifold import AEManifold, lambda_at
 from aegan.strategies.dcgan import DCGAN
+from params_file import complete, validated
 
-P = AEManifold.Params
+
+def P(**overrides) -> AEManifoldParams:
+    """The committed params.yaml's ae_manifold section with `overrides`, validated as that section."""
+    return AEManifoldParams.model_validate(complete()["ae_manifold"] | overrides)
 
 
 def make(small_shape, optim, ae, seed=0, **params):
     torch.manual_seed(seed)
-    return AEManifold(P(**params), small_shape, optim, ae)
+    return AEManifold(validated({"ae_manifold": params}).ae_manifold, small_shape, optim, ae)
 
 
 def snapshot(module):
@@ -33,7 +38,8 @@ def same(a, b):
 def test_registered_and_params_validated():
     assert AEManifold.name == "ae_manifold" and AEManifold.uses_ae
     assert registry()["ae_manifold"] is AEManifold
-    assert P().lambda_m > 0 and P().lambda_at(0) == P().lambda_m == P().lambda_at(10**6)
+    p = validated().ae_manifold
+    assert p == P() and p.lambda_m > 0 and lambda_at(p, 0) == p.lambda_m == lambda_at(p, 10**6)
     for bad in [
         dict(lambda_m=-1.0),
         dict(warmup_steps=-1),
@@ -49,19 +55,19 @@ def test_registered_and_params_validated():
 
 def test_schedule_values():
     p = P(lambda_m=2.0, warmup_steps=10, decay="linear", decay_start=20, decay_end=30)
-    got = [p.lambda_at(t) for t in (0, 5, 10, 15, 20, 25, 30, 1000)]
+    got = [lambda_at(p, t) for t in (0, 5, 10, 15, 20, 25, 30, 1000)]
     assert got == pytest.approx([0.0, 1.0, 2.0, 2.0, 2.0, 1.0, 0.0, 0.0])
     c = P(lambda_m=2.0, decay="cosine", decay_start=20, decay_end=30)
-    got = [c.lambda_at(t) for t in (0, 20, 25, 30, 40)]
+    got = [lambda_at(c, t) for t in (0, 20, 25, 30, 40)]
     assert got == pytest.approx([2.0, 2.0, 1.0, 0.0, 0.0])
-    assert c.lambda_at(22) == pytest.approx(1.0 + math.cos(math.pi * 0.2))
-    assert P(lambda_m=3.0, warmup_steps=4).lambda_at(1) == pytest.approx(0.75)
+    assert lambda_at(c, 22) == pytest.approx(1.0 + math.cos(math.pi * 0.2))
+    assert lambda_at(P(lambda_m=3.0, warmup_steps=4), 1) == pytest.approx(0.75)
 
 
 def test_networks(small_shape, optim, pretrained_ae):
     s = make(small_shape, optim, pretrained_ae)
     assert type(s.generator) is Decoder
-    assert count_parameters(s.generator) == count_parameters(DCGAN(DCGAN.Params(), small_shape, optim).generator)
+    assert count_parameters(s.generator) == count_parameters(DCGAN(validated().dcgan, small_shape, optim).generator)
     assert same(snapshot(s.q), snapshot(pretrained_ae))  # Q = the pretrained AE ...
     ae_ptrs = {p.data_ptr() for p in pretrained_ae.parameters()}
     assert not ae_ptrs & {p.data_ptr() for p in s.parameters()}  # ... as a copy

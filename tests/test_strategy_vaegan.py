@@ -9,9 +9,9 @@ import pytest
 import torch
 
 from aegan.nets import Decoder, count_parameters
-from aegan.params import OptimizerParams
 from aegan.strategies.dcgan import DCGAN
 from aegan.strategies.vaegan import VAEGAN, kl_standard_normal
+from params_file import complete, validated
 from tensors import batch, same_state
 
 LOGGED = {"loss_d", "loss_g", "kl", "loss_llike", "loss_enc", "loss_dec"}
@@ -20,7 +20,7 @@ GROUPS = {"encoder": "opt_enc", "generator": "opt_dec", "discriminator": "opt_d"
 
 def make(shape, optim, seed=0, **params) -> VAEGAN:
     torch.manual_seed(seed)
-    return VAEGAN(VAEGAN.Params(**params), shape, optim, None)
+    return VAEGAN(validated({"vaegan": params}).vaegan, shape, optim, None)
 
 
 def grads(loss, module):
@@ -36,10 +36,12 @@ def close(a, b) -> bool:
 
 def test_params_and_no_ae(small_shape, optim):
     assert not VAEGAN.uses_ae
-    p = VAEGAN.Params()
+    from aegan.params_strategies import VAEGANParams
+
+    p = validated().vaegan
     assert (p.beta, p.gamma) == (1.0, 0.01)
     with pytest.raises(pydantic.ValidationError):
-        VAEGAN.Params(lambda_rec=1.0)
+        VAEGANParams.model_validate(complete()["vaegan"] | {"lambda_rec": 1.0})
     s = make(small_shape, optim)  # no AE needed: it trains its own VAE
     assert s.encoder.out_dim == 2 * small_shape.z_dim
     assert set(s.optimizers()) == set(GROUPS.values())
@@ -118,7 +120,7 @@ def test_short_run_learns_feature_reconstruction(small_shape, digits16):
     """Against a fixed D (its optimizer off), 50 steps cut the feature reconstruction error L_llike on a fixed batch
     by more than 10%, and the encoder's objective KL + L_llike with it (the KL grows from ~0 as the codes get used;
     D_l(x) and D_l(x~) come from D's real and fake passes, each with its own batch statistics)."""
-    s = make(small_shape, OptimizerParams(lr=1e-3))
+    s = make(small_shape, validated({"train": {"optimizer": {"lr": 1e-3}}}).train.optimizer)
     for g in s.opt_d.param_groups:
         g["lr"] = 0.0
     x = batch(digits16, 128, seed=1)
@@ -140,5 +142,5 @@ def test_short_run_learns_feature_reconstruction(small_shape, digits16):
 def test_generator_is_the_shared_decoder(small_shape, optim):
     s = make(small_shape, optim)
     assert isinstance(s.generator, Decoder)
-    assert count_parameters(s.generator) == count_parameters(DCGAN(DCGAN.Params(), small_shape, optim).generator)
+    assert count_parameters(s.generator) == count_parameters(DCGAN(validated().dcgan, small_shape, optim).generator)
     assert s.generate(torch.randn(5, small_shape.z_dim)).shape == (5, 1, 16, 16)

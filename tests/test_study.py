@@ -4,7 +4,6 @@ statements on synthetic study results where the answer is known."""
 from __future__ import annotations
 
 import math
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -231,22 +230,6 @@ def test_study_findings_say_better_only_where_the_fresh_seeds_show_it():
     p = params_with({"settings": [1, 2], "seeds": [0, 1], "fresh_seeds": [2, 3]})
     lines = study_findings(study, p)
     assert "better than `dcgan` at its best setting: `good`; worse: none" in lines[0]
-
-
-def test_the_reports_parameter_list_names_study_changes_but_not_knob_ranges_it_cannot_judge(tmp_path, monkeypatch):
-    """The report loads no strategy code, so study.<strategy> ranges have no default there: not listed as changed
-    (the study's section lists them); the study's own keys are compared as any other."""
-    from aegan.report.inputs import parameter_differences
-    from aegan.stage_params import load
-
-    monkeypatch.chdir(tmp_path)
-    shutil.copy(REPO / "dvc.yaml", tmp_path / "dvc.yaml")
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    assert not [d for d in parameter_differences(load("params.yaml", "report")) if d[0].startswith("study.")]
-    raw["study"]["draw_seed"] = 5
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(raw))
-    assert ("study.draw_seed", 5, 0) in parameter_differences(load("params.yaml", "report"))
 
 
 def test_with_no_difference_the_study_calls_a_strategy_less_or_more_stable_at_about_the_nominal_rate():

@@ -211,7 +211,7 @@ for _spec in STAGE_COMMANDS:
 @_user_errors
 def check_params(params: Path = ParamsOpt) -> None:
     """Validate params.yaml: every section, every key stated, nothing that can only fail later (0: valid, 2: the first problem, in one line)."""
-    from aegan.params import check_params_file
+    from aegan.runnable import check_params_file
 
     check_params_file(params)
     typer.echo(f"{params}: ok")

@@ -21,7 +21,7 @@ from torch.utils.data import Dataset
 from aegan import paths
 from aegan.errors import UserError, one_line
 from aegan.images import to_unit_range
-from aegan.params import EvaluateParams
+from aegan.params_sections import EvaluateParams
 from aegan.scorer import CLASSIFYING_TASKS, load_scorer, scorer_hash
 
 SCORER_FEATURES = ("features", "logits")

@@ -1,4 +1,4 @@
-"""Pydantic bases shared by params.py and every strategy's `Params`: a leaf module, so neither imports the other."""
+"""Pydantic bases shared by params.py, params_strategies.py and the strategies: a leaf module."""
 
 from __future__ import annotations
 
@@ -36,6 +36,6 @@ class StrategyParams(StrictModel):
 
 
 class OptimizerParams(StrictModel):
-    lr: float = Field(2e-4, gt=0.0, le=1.0)
-    beta1: float = Field(0.5, ge=0.0, lt=1.0)
-    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    lr: float = Field(gt=0.0, le=1.0)
+    beta1: float = Field(ge=0.0, lt=1.0)
+    beta2: float = Field(ge=0.0, lt=1.0)

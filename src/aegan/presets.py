@@ -118,7 +118,7 @@ def write_values(values: dict[str, Any], path: Path, what: str) -> list[tuple[st
     from ruamel.yaml.comments import CommentedMap
 
     from aegan.atomic import write_text
-    from aegan.params import ALL, validate_params
+    from aegan.params import validate_params
 
     if not path.is_file():
         raise UserError(f"{path}: not found: run the command inside the workspace (a folder holding dvc.yaml or params.yaml), or pass --params PATH")
@@ -132,6 +132,6 @@ def write_values(values: dict[str, Any], path: Path, what: str) -> list[tuple[st
     yaml.dump(doc, out)
     import yaml as pyyaml
 
-    validate_params(pyyaml.safe_load(out.getvalue()), f"{path} with {what}", ALL)  # one line if it cannot work
+    validate_params(pyyaml.safe_load(out.getvalue()), f"{path} with {what}")  # one line if it cannot work
     write_text(path, out.getvalue())
     return changed

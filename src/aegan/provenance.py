@@ -25,10 +25,10 @@ def scored_files(run_dir: Path) -> dict[str, str | None]:
     return {name: file_sha256(run_dir / name) if (run_dir / name).is_file() else None for name in ("run.json", "generator.pt")}
 
 
-def _changed(recorded: dict[str, Any], current: dict[str, Any], defaults: dict[str, Any]) -> str | None:
+def _changed(recorded: dict[str, Any], current: dict[str, Any]) -> str | None:
     """The first recorded key whose value params.yaml no longer gives, said as 'key = was (params.yaml: now)'."""
     for key in sorted(recorded):
-        now = current.get(key, defaults.get(key, "<not set>"))
+        now = current.get(key, "<not set>")
         if now != recorded[key]:
             return f"{key} = {recorded[key]!r} (params.yaml: {now!r})"
     return None
@@ -41,7 +41,7 @@ def why_stale(evaluation: dict, current: dict[str, Any], strategy: str, seed: in
     """
     if "params" not in evaluation or "scored" not in evaluation:
         return "it records no provenance (written by an older aegan)"
-    changed = _changed(evaluation["params"], current, {})
+    changed = _changed(evaluation["params"], current)
     if changed:
         return f"it was scored with {changed}"
     run_dir = run_dir or paths.run_dir(strategy, seed)
@@ -60,9 +60,7 @@ def why_stale(evaluation: dict, current: dict[str, Any], strategy: str, seed: in
         return f"{run_dir} was trained again after it was scored"
     if "params" not in info:
         return f"{run_dir}/run.json records no params (written by an older aegan)"
-    # a strategy key params.yaml leaves out trains at its default, which the run recorded
-    defaults = flatten(info.get("strategy_defaults") or {}, strategy)
-    changed = _changed(info["params"], current, defaults)
+    changed = _changed(info["params"], current)
     return f"its generator was trained with {changed}" if changed else None
 
 

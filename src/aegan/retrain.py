@@ -86,7 +86,7 @@ def push(remote: str) -> None:
 
 
 def retrain(out: Path, base: str | None, jobs: int | None, push_results: bool = True, echo=print) -> Retrained:
-    from aegan.params import check_params_file
+    from aegan.runnable import check_params_file
     from aegan.parallel import failure_message, run
 
     if out.exists() and out.is_dir():

@@ -19,14 +19,14 @@ STRATEGY = "${item.strategy}"  # the strategy's own section, as dvc.yaml's matri
 EVERYTHING = "params.yaml"  # `- params.yaml:` with no keys (the report): every section
 DVC_FILE = Path("dvc.yaml")
 
-# what each stage command of this process was handed (params file, declared names, strategy, values), checked as it ends
-_LOADED: list[tuple[Any, tuple[str, ...], str | None, dict[str, Any]]] = []
+# what each stage command of this process was handed (params file, declared names, values), checked as it ends
+_LOADED: list[tuple[Any, tuple[str, ...], dict[str, Any]]] = []
 
 
 def declared(stage: str, strategy: str | None = None, dvc_file: Path = DVC_FILE) -> tuple[str, ...]:
     """dvc.yaml's params of `stage` (a foreach stage: of its `do:`), `${item.strategy}` replaced by `strategy`."""
     from aegan.errors import UserError
-    from aegan.params import read_yaml
+    from aegan.yaml_file import read_yaml
 
     restore = "restore it (git checkout dvc.yaml) and run the command in the workspace (the folder holding dvc.yaml)"
     if not dvc_file.is_file():
@@ -90,18 +90,12 @@ def values(params: BaseModel) -> dict[str, Any]:
 
 
 def load(path, stage: str, strategy: str | None = None) -> BaseModel:
-    """params.yaml at `path`, validated (the stage sections and `strategy`'s), as stage `stage` of dvc.yaml gets it.
-
-    Every declared key must be stated in the file, as `dvc repro` requires too: run directly, a stage must not
-    compute from defaults DVC does not track (`aegan check-params` requires the whole file).
-    """
-    from aegan.params import check_complete, load_params_and_text, required_names
+    """params.yaml at `path`, validated, as stage `stage` of dvc.yaml gets it (`strategy`: of a matrix stage)."""
+    from aegan.params import load_params
 
     names = declared(stage, strategy)
-    params, raw = load_params_and_text(path, [strategy] if strategy else [])
-    check_complete(raw, required_names(params, None if EVERYTHING in names else names), str(path))
-    given = handed(params, names)
-    _LOADED.append((path, names, strategy, given.model_dump(mode="json")))
+    given = handed(load_params(path), names)
+    _LOADED.append((path, names, given.model_dump(mode="json")))
     return given
 
 
@@ -117,13 +111,13 @@ def check_unchanged() -> None:
     run-cache would hand them out for the new one. Failing here keeps DVC from recording them.
     """
     from aegan.errors import UserError
-    from aegan.params import flatten, load_params_and_text
+    from aegan.params import flatten, load_params
 
     loaded = list(_LOADED)
     _LOADED.clear()
-    for path, names, strategy, before in loaded:
+    for path, names, before in loaded:
         try:
-            params, _ = load_params_and_text(path, [strategy] if strategy else [])
+            params = load_params(path)
         except UserError as err:
             raise UserError(f"{path} changed while this stage ran and no longer validates ({err}); its outputs are "
                             "not recorded: fix the file, then run the stage again (`aegan run` or `dvc repro`)") from None

@@ -58,22 +58,18 @@ def scale(u: float, r) -> float:
 
 
 def setting(study, strategy: str, index: int, optimizer: OptimizerParams, knobs: StrategyParams) -> Setting:
-    """Setting `index` of `strategy`; `optimizer` and `knobs` are its own (train.optimizer, its section).
-
-    `study` is the params' study section (a stage view: only the ranges it reads are its dependencies).
-    """
-    # plain models from the stage's views (model_dump reads through the view, so the reads are recorded)
-    knobs_cls = type(getattr(knobs, "_model", knobs))
+    """Setting `index` of `strategy`; `optimizer` and `knobs` are its own (train.optimizer, its section), `study`
+    the params' study section."""
     own_opt, own_knobs = optimizer.model_dump(), knobs.model_dump()
     if index == 0:
-        return Setting(strategy, 0, OptimizerParams.model_validate(own_opt), knobs_cls.model_validate(own_knobs))
+        return Setting(strategy, 0, OptimizerParams.model_validate(own_opt), knobs.model_validate(own_knobs))
     u = sobol_point(2, index, [study.draw_seed])
     opt = own_opt | {"lr": scale(u[0], study.lr), "beta1": scale(u[1], study.beta1)}
     space = getattr(study, strategy)
     knobs_u = sobol_point(len(space), index, [study.draw_seed, zlib.crc32(strategy.encode())]) if space else []
     drawn: dict[str, Any] = {knob: scale(v, space[knob]) for knob, v in zip(sorted(space), knobs_u)}
     try:  # validated: a range may reach outside what the knob allows (e.g. gamma <= 1)
-        return Setting(strategy, index, OptimizerParams.model_validate(opt), knobs_cls.model_validate(own_knobs | drawn))
+        return Setting(strategy, index, OptimizerParams.model_validate(opt), knobs.model_validate(own_knobs | drawn))
     except ValueError as err:
         first = str(err).splitlines()[1] if len(str(err).splitlines()) > 1 else str(err)
         raise UserError(f"study setting {index} of {strategy} draws {drawn}, which {strategy} refuses ({first.strip()}): "

@@ -80,6 +80,11 @@ def _git(*args: str) -> str | None:
     return out.stdout.strip() if out.returncode == 0 else None
 
 
+def committed_text(path: str, rev: str = "HEAD") -> str | None:
+    """The file at `path` (relative to the working directory) as committed at `rev`; None where there is none."""
+    return _git("show", f"{rev}:./{path}")
+
+
 def git_commit() -> str:
     """The checked-out commit (full sha), or "unknown" outside a git checkout."""
     return _git("rev-parse", "HEAD") or "unknown"

@@ -63,7 +63,7 @@ from aegan.data.bounded import MIB, read_idx, read_npz
 from aegan.data.folder import EXTENSIONS, Listing, decode_image, list_folder
 from aegan.errors import UserError, one_line
 from aegan.modes import CHANNELS, NUM_MODES, mode_index
-from aegan.params import PrepareParams
+from aegan.params_sections import PrepareParams
 from aegan.paths import RAW_DIR
 
 MAX_NAMES_IN_WARNING = 20

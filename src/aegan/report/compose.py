@@ -102,11 +102,13 @@ def setup_section(doc: Document, inputs: ReportInputs, wall: WallTime) -> None:
     ]
     if skipped := skipped_inputs(card):
         items.insert(1, skipped)
-    if diffs:
-        shown = ", ".join(f"`{k}` = {v!r} (default {d!r})" for k, v, d in diffs)
-        items.append(f"Parameters that differ from the defaults: {shown}.")
+    if diffs.rev is None:
+        items.append("Parameters: not compared with a committed params.yaml (not a git checkout, or not committed).")
+    elif diffs.changed:
+        shown = ", ".join(f"`{k}` = {v!r} (committed: {c!r})" for k, v, c in diffs.changed)
+        items.append(f"Parameters changed from params.yaml as committed at `{diffs.rev[:12]}`: {shown}.")
     else:
-        items.append("Parameters: all at their defaults.")
+        items.append(f"Parameters: params.yaml as committed at `{diffs.rev[:12]}`.")
     doc.add(Bullets(items))
     if fid_name(reference.get("feature_extractor", "")) == "FID (scorer features)":
         doc.add(Paragraph("Scores use the scorer's features: they compare strategies with each other here, and are "

@@ -8,8 +8,8 @@ visible in its code and no section can change what another one sees.
 
 from __future__ import annotations
 
-import json
 import math
+import os
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -17,7 +17,7 @@ import pandas as pd
 
 from aegan import paths
 from aegan.errors import UserError
-from aegan.params import StageParams, StudyParams, differences_from_defaults, flatten
+from aegan.params import Params, flatten
 from aegan.provenance import stale_evaluations
 from aegan.report import tables as T
 from aegan.report.budget import Plateau, budget_curve, plateau, rankings
@@ -26,14 +26,14 @@ from aegan.report.comparison import Comparison
 from aegan.report.decided import decided
 from aegan.report.sequential import Outcome
 from aegan.report.study import Study, read_study
-from aegan.tracking import git_commit, git_dirty
+from aegan.tracking import committed_text, git_commit, git_dirty
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: DataFrames have no single truth value to compare by
 class ReportInputs:
     """What every section and figure of the report reads: built once by `read_inputs`, then only read."""
 
-    params: StageParams  # or the stage's view of them (stage_params.py): read the same way
+    params: Params  # or the stage's view of them (stage_params.py): read the same way
     runs: pd.DataFrame  # one row per (strategy, seed): status, metrics, costs (tables.collect_runs)
     histories: dict[tuple[str, int], pd.DataFrame]  # (strategy, seed): its logged losses and FID curve
     table: pd.DataFrame  # one row per strategy: the main table (tables.aggregate)
@@ -46,7 +46,7 @@ class ReportInputs:
     curves: dict[str, pd.DataFrame]  # per strategy: mean small-sample FID over seeds on the budget axis
     plateau: Plateau  # has the baseline's curve flattened
     rankings: dict  # small-sample FID rankings at the matched budget and at equal own steps
-    differences: list[tuple[str, Any, Any]]  # (key, value, default) of every parameter not at its default
+    differences: Differences  # the parameters that differ from params.yaml as committed
     commit: str  # the checked-out commit, as the Setup section writes it
     claims: Claims | None = None  # better, faster, more stable: every measure against the baseline (claims.py)
     study: Study | None = None  # the equal-budget study, where params.yaml runs one (report/study.py)
@@ -109,21 +109,30 @@ def check_current(params) -> None:
                         f"edited), force them: `dvc repro --force --single-item {stage}`, then `aegan run`")  # fmt: skip
 
 
-def parameter_differences(params) -> list[tuple]:
-    """Every parameter that differs from its default: the stage sections from params.yaml, each strategy's
-    from what its runs recorded (run.json), so the report needs no strategy code."""
-    # the study's knob ranges (study.<strategy>) have their defaults in the strategy modules, which the report does
-    # not import: the study's section lists the ranges it used instead
-    diffs = [d for d in differences_from_defaults(params)
-             if not (d[0].startswith("study.") and d[0].split(".")[1] not in StudyParams.model_fields)]  # fmt: skip
-    for s in params.strategies:
-        if not isinstance(getattr(params, s, None), dict):
-            continue  # validated with params.yaml: already compared
-        infos = [paths.run_dir(s, seed) / "run.json" for seed in params.seeds]
-        info = next((json.loads(p.read_text()) for p in infos if p.is_file()), {})
-        ran, defaults = flatten(info.get("strategy_params") or {}, s), flatten(info.get("strategy_defaults") or {}, s)
-        diffs += [(k, ran.get(k), defaults.get(k)) for k in sorted(set(ran) | set(defaults)) if ran.get(k) != defaults.get(k)]
-    return sorted(diffs, key=lambda d: d[0])
+class Differences(NamedTuple):
+    """What this comparison changed from params.yaml as committed at `rev` (None: no committed file to compare with)."""
+
+    rev: str | None
+    changed: list[tuple[str, Any, Any]]  # (key, value here, value committed), sorted by key
+
+
+def parameter_differences(params) -> Differences:
+    """The parameters that differ from params.yaml as committed at the comparison's baseline commit (an experiment's,
+    DVC_EXP_BASELINE_REV, else HEAD), as `dvc params diff` lists them: the committed file is the default comparison."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    rev = os.environ.get("DVC_EXP_BASELINE_REV") or git_commit()
+    text = committed_text(str(paths.PARAMS_FILE), rev) if rev != "unknown" else None
+    try:
+        committed = YAML(typ="safe").load(text) if text is not None else None
+    except YAMLError:
+        committed = None
+    if not isinstance(committed, dict):
+        return Differences(None, [])
+    ours, theirs = flatten(params.model_dump(mode="json")), flatten(committed)
+    keys = sorted(set(ours) | set(theirs))
+    return Differences(rev, [(k, ours.get(k), theirs.get(k)) for k in keys if ours.get(k) != theirs.get(k)])
 
 
 def commit_line() -> str:

@@ -17,7 +17,8 @@ from aegan.data.arrays import finish_images, heldout_mask
 from aegan.data.packed import FORMAT_VERSION, file_sha256, write_packed
 from aegan.data.sources import SOURCES
 from aegan.errors import UserError
-from aegan.params import PrepareParams, check_inside_raw, too_few_for_a_batch, too_few_to_score
+from aegan.params_sections import PrepareParams
+from aegan.runnable import check_inside_raw, too_few_for_a_batch, too_few_to_score
 from aegan.stage_params import load
 
 

@@ -157,8 +157,7 @@ def run_train(params, strategy_name: str, seed: int, target: Target, progress: b
         "seconds_at_eval": {str(k): t for k, t in result.eval_times},  # own step -> training seconds: the wall axis
         "images_per_second": result.images_per_second, "generator_parameters": count_parameters(strategy.generator),
         "uses_ae": uses_ae, "mlflow_run_id": run.run_id, "wall_seconds": wall_seconds(),
-        # what this run trained with, and the defaults: the report lists the differences without importing strategies
-        "strategy_params": strategy_params.model_dump(), "strategy_defaults": cls.Params().model_dump(),
+        "strategy_params": strategy_params.model_dump(),  # its own knobs: the study's table reads them
         "params": target.declared,  # what the report checks it still matches
         "generator_sha256": file_sha256(out_dir / "generator.pt"),  # evaluate scores only these bytes
     } | target.extra  # fmt: skip

@@ -2,7 +2,8 @@
 
 Each strategy is one module of this package, named after the strategy, that
 defines one `Strategy` subclass as `STRATEGY`. Adding a strategy = adding a
-module here (and its section in params.yaml, defaults as in its `Params`).
+module here, its section's model in params_strategies.py (a field of
+params.Params and of params_sections.StudyParams) and its section in params.yaml.
 Names come from the module files, without importing them: a stage imports
 only the strategy it runs, so only that module is part of the stage's code.
 """

@@ -24,18 +24,10 @@ from __future__ import annotations
 import math
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from aegan.nets import Decoder, NetShape
-from aegan.strategies.base import Strategy, StrategyParams
-
-
-class AEDiscParams(StrategyParams):
-    gamma: float = Field(0.5, gt=0.0, le=1.0, description="diversity ratio E[L(G(z))] / E[L(x)] at equilibrium")
-    lambda_k: float = Field(0.01, ge=0.0, description="learning rate of the control variable k_t (paper: 0.001)")
-    disc_width: int = Field(8, ge=4, le=1024, description="n: channels of D's first scale (then 2n, 3n, ...)")
-    disc_hidden: int = Field(32, ge=2, le=4096, description="h: size of D's bottleneck")
+from aegan.strategies.base import Strategy
 
 
 def conv_elu(cin: int, cout: int, stride: int = 1) -> list[nn.Module]:
@@ -64,11 +56,7 @@ class BEGANAutoEncoder(nn.Module):
 
 
 class AEDisc(Strategy):
-    # gamma, BEGAN's diversity knob, from the paper's 0.3 up to 1.0 (fakes as hard to reconstruct as real images);
-    # lambda_k from the paper's 0.001 to 30x (our short budget)
-    knob_space = {"gamma": {"low": 0.3, "high": 1.0}, "lambda_k": {"low": 0.001, "high": 0.03, "log": True}}
     name = "ae_disc"
-    Params = AEDiscParams
 
     def __init__(self, params, shape, optimizer, ae=None):
         super().__init__(params, shape, optimizer, ae)

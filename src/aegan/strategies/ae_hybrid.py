@@ -17,24 +17,13 @@ real and fake weigh as in `dcgan`. L_lat pulls E(x) towards N(0, I), where prior
 from __future__ import annotations
 
 import copy
-from typing import Literal
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from aegan.losses import bce
 from aegan.nets import Discriminator
-from aegan.strategies.base import Strategy, StrategyParams
-
-
-class AEHybridParams(StrategyParams):
-    # lambda_rec puts the L1 anchor at the scale of one GAN term, so neither the reconstructions nor the adversarial
-    # signal drowns the other (`python bench/loss_scales.py` prints both terms on the data at hand).
-    lambda_rec: float = Field(10.0, ge=0.0, description="weight of the L1 reconstruction term mean|x - G(E(x))|")
-    lambda_lat: float = Field(1.0, ge=0.0, description="weight of the latent regulariser pulling E(x) towards N(0, I)")
-    latent_reg: Literal["adversarial", "moments"] = "adversarial"
-    latent_disc_width: int = Field(128, ge=4, le=4096, description="hidden units of the latent discriminator")
+from aegan.strategies.base import Strategy
 
 
 def moment_penalty(z: torch.Tensor) -> torch.Tensor:
@@ -56,9 +45,7 @@ def latent_discriminator(z_dim: int, width: int) -> nn.Sequential:
 
 
 class AEHybrid(Strategy):
-    knob_space = {"lambda_rec": {"low": 1.0, "high": 30.0, "log": True}, "lambda_lat": {"low": 0.1, "high": 3.0, "log": True}}
     name = "ae_hybrid"
-    Params = AEHybridParams
     uses_ae = True
 
     def __init__(self, params, shape, optimizer, ae):

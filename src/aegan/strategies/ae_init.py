@@ -15,21 +15,13 @@ The caller's AE is only read: G and D get copies of its weights.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import torch
 
-from aegan.strategies.base import NonSaturatingGAN, StrategyParams
-
-
-class AEInitParams(StrategyParams):
-    latent_prior: Literal["fitted", "standard"] = "fitted"
-    init_disc_from_encoder: bool = False
+from aegan.strategies.base import NonSaturatingGAN
 
 
 class AEInit(NonSaturatingGAN):
     name = "ae_init"
-    Params = AEInitParams
     uses_ae = True
 
     def __init__(self, params, shape, optimizer, ae):

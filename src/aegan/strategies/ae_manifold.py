@@ -22,41 +22,23 @@ from __future__ import annotations
 
 import copy
 import math
-from typing import Any, Literal
+from typing import Any
 
 import torch
-from pydantic import Field, model_validator
 
-from aegan.strategies.base import NonSaturatingGAN, StrategyParams
+from aegan.strategies.base import NonSaturatingGAN
 
 
-class AEManifoldParams(StrategyParams):
-    lambda_m: float = Field(10.0, ge=0.0, description="weight of the manifold penalty ||G(z) - Q(G(z))||^2")
-    warmup_steps: int = Field(0, ge=0, description="linear ramp of lambda_m from 0 over this many steps")
-    decay: Literal["none", "linear", "cosine"] = "none"
-    decay_start: int = Field(0, ge=0, description="step where the decay to 0 begins")
-    decay_end: int = Field(0, ge=0, description="step where lambda_m reaches 0")
-
-    @model_validator(mode="after")
-    def _valid_schedule(self) -> "AEManifoldParams":
-        if self.decay != "none" and self.decay_end <= self.decay_start:
-            raise ValueError(f"decay_end ({self.decay_end}) must be > decay_start ({self.decay_start})")
-        if self.decay == "none" and (self.decay_start or self.decay_end):
-            raise ValueError("decay_start/decay_end are set but decay is 'none': choose linear or cosine")
-        return self
-
-    def lambda_at(self, step: int) -> float:
-        """The penalty weight after `step` generator updates."""
-        warm = min(1.0, step / self.warmup_steps) if self.warmup_steps else 1.0
-        frac = min(1.0, max(0.0, (step - self.decay_start) / max(1, self.decay_end - self.decay_start)))
-        decay = {"none": 1.0, "linear": 1.0 - frac, "cosine": 0.5 * (1.0 + math.cos(math.pi * frac))}[self.decay]
-        return self.lambda_m * warm * decay
+def lambda_at(p, step: int) -> float:
+    """The penalty weight after `step` generator updates, under the schedule of section `p` (params.yaml ae_manifold)."""
+    warm = min(1.0, step / p.warmup_steps) if p.warmup_steps else 1.0
+    frac = min(1.0, max(0.0, (step - p.decay_start) / max(1, p.decay_end - p.decay_start)))
+    decay = {"none": 1.0, "linear": 1.0 - frac, "cosine": 0.5 * (1.0 + math.cos(math.pi * frac))}[p.decay]
+    return p.lambda_m * warm * decay
 
 
 class AEManifold(NonSaturatingGAN):
-    knob_space = {"lambda_m": {"low": 0.3, "high": 30.0, "log": True}}
     name = "ae_manifold"
-    Params = AEManifoldParams
     uses_ae = True
     cuda_graph_safe = False  # lambda_m's schedule follows a Python step counter: a replayed graph would freeze it
 
@@ -74,7 +56,7 @@ class AEManifold(NonSaturatingGAN):
         return (x - self.q(x)).pow(2).mean()
 
     def generator_penalty(self, fake: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        lambda_m = self.params.lambda_at(self.step)
+        lambda_m = lambda_at(self.params, self.step)
         self.step += 1  # this step's generator update is the one the penalty goes into
         penalty = self.manifold_penalty(fake)
         return lambda_m * penalty, {

@@ -26,13 +26,10 @@ from aegan.params_base import OptimizerParams, StrategyParams
 
 class Strategy(nn.Module, ABC):
     name: ClassVar[str] = ""
-    Params: ClassVar[type[StrategyParams]] = StrategyParams
     # whether `compute.cuda_graphs` may replay train_step as a captured graph: no host sync, no per-step Python state
     cuda_graph_safe: ClassVar[bool] = False
     # whether the strategy uses the pretrained AE (then it is loaded, and its cost charged to the strategy)
     uses_ae: ClassVar[bool] = False
-    # the study's default ranges of this strategy's own float knobs: {knob: {low, high, log}} (params.yaml study.<name>)
-    knob_space: ClassVar[dict[str, dict[str, Any]]] = {}
     generator: Decoder
 
     def __init__(self, params: StrategyParams, shape: NetShape, optimizer: OptimizerParams, ae: AutoEncoder | None):

@@ -10,16 +10,11 @@ is `NonSaturatingGAN.train_step` (strategies/base.py), which `ae_init` and
 
 from __future__ import annotations
 
-from aegan.strategies.base import NonSaturatingGAN, StrategyParams
-
-
-class DCGANParams(StrategyParams):
-    pass
+from aegan.strategies.base import NonSaturatingGAN
 
 
 class DCGAN(NonSaturatingGAN):
     name = "dcgan"
-    Params = DCGANParams
 
 
 STRATEGY = DCGAN

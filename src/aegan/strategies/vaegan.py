@@ -15,24 +15,19 @@ Updates, all from one forward pass and applied together as in the paper:
     Enc <- grad_Enc(beta L_prior + L_llike)        (no GAN gradient reaches the encoder)
     Dec <- grad_Dec(gamma L_llike + L_G)
     D   <- grad_D(L_GAN)                           (D never sees L_llike)
+
+L_llike is a per-image sum over all of D_l's features, so it is far larger than L_G: gamma puts gamma L_llike at
+the scale of L_G, the balance Larsen's 1e-6 strikes between their summed losses (`python bench/loss_scales.py`).
 """
 
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import nn
 
 from aegan.losses import bce
 from aegan.nets import Decoder, Discriminator, Encoder
-from aegan.strategies.base import Strategy, StrategyParams
-
-
-class VAEGANParams(StrategyParams):
-    beta: float = Field(1.0, ge=0.0, description="weight of the KL prior term in the encoder's loss")
-    # L_llike is a per-image sum over all of D_l's features, so it is far larger than L_G: gamma puts gamma L_llike at
-    # the scale of L_G, the balance Larsen's 1e-6 strikes between their summed losses (`python bench/loss_scales.py`).
-    gamma: float = Field(0.01, ge=0.0, description="weight of L_llike against L_GAN in the decoder's loss")
+from aegan.strategies.base import Strategy
 
 
 def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -41,9 +36,7 @@ def kl_standard_normal(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
 
 
 class VAEGAN(Strategy):
-    knob_space = {"beta": {"low": 0.3, "high": 3.0, "log": True}, "gamma": {"low": 0.001, "high": 0.1, "log": True}}
     name = "vaegan"
-    Params = VAEGANParams
 
     def __init__(self, params, shape, optimizer, ae=None):
         super().__init__(params, shape, optimizer, ae)
