@@ -1,7 +1,10 @@
 """A complete params.yaml for tests: the committed file (the default comparison), with a test's overrides.
 
 The code holds no defaults: a params file states every key, so a test that changes a few values writes
-`complete({...})`, or validates it with `validated({...})`, instead of those values alone.
+`complete({...})`, or validates it with `validated({...})`, instead of those values alone. The file is
+params.yaml as committed at HEAD (the working file outside a git checkout): a preset or a `dvc exp run -S`
+applied in the workspace does not change what the tests run with. A change that adds or removes a key
+commits params.yaml with it.
 """
 
 from __future__ import annotations
@@ -20,11 +23,19 @@ def merged(base: dict, overrides: dict) -> dict:
     return out
 
 
+def committed_text() -> str:
+    """params.yaml as committed at HEAD; the working file where there is no commit to read."""
+    import subprocess
+
+    out = subprocess.run(["git", "show", "HEAD:./params.yaml"], cwd=REPO, capture_output=True, text=True)
+    return out.stdout if out.returncode == 0 else (REPO / "params.yaml").read_text()
+
+
 def complete(overrides: dict[str, Any] | None = None) -> dict[str, Any]:
     """The committed params.yaml's data with `overrides` merged in."""
-    from aegan.yaml_file import read_yaml
+    from ruamel.yaml import YAML
 
-    return merged(read_yaml(REPO / "params.yaml"), overrides or {})
+    return merged(YAML(typ="safe").load(committed_text()), overrides or {})
 
 
 def validated(overrides: dict[str, Any] | None = None):

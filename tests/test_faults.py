@@ -290,7 +290,9 @@ def test_train_does_not_start_when_the_tracking_db_cannot_be_written(tmp_path):
 
 
 def _committed() -> dict:
-    return yaml.safe_load((Path(__file__).parents[1] / "params.yaml").read_text())
+    from params_file import complete
+
+    return complete()
 
 
 def _with(section: str, key: str, value) -> str:

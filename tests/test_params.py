@@ -12,21 +12,15 @@ import yaml
 
 from aegan.errors import UserError
 from aegan.params import Params, load_params, validate_params
-from params_file import complete
+from params_file import committed_text, complete
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def shipped_params() -> dict:
-    """params.yaml as committed (a researcher's local edits or `aegan preset` do not count), else the file."""
-    out = subprocess.run(["git", "show", "HEAD:params.yaml"], cwd=REPO, capture_output=True, text=True)
-    return yaml.safe_load(out.stdout if out.returncode == 0 else (REPO / "params.yaml").read_text())
 
 
 def test_repo_params_are_valid():
     """The working params.yaml validates whatever preset was applied; the committed one is the default comparison."""
     assert "dcgan" in load_params(REPO / "params.yaml").strategies
-    shipped = validate_params(shipped_params())
+    shipped = validate_params(complete())
     assert "dcgan" in shipped.strategies and shipped.seeds == [0, 1, 2, 3]
 
 
@@ -120,8 +114,7 @@ def _aegan(*args, cwd=None):
 
 
 def test_cli_bad_params_exit_2_one_line_no_traceback(tmp_path):
-    params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["train"]["optimizer"]["lr"] = -1.0
+    params = complete({"train": {"optimizer": {"lr": -1.0}}})
     bad = tmp_path / "params.yaml"
     bad.write_text(yaml.safe_dump(params))
     r = _aegan("check-params", "--params", str(bad))
@@ -214,7 +207,7 @@ def test_duplicate_keys_encoding_and_syntax_are_one_line_errors(tmp_path, text, 
 
 def test_yaml_is_read_as_dvc_reads_it(tmp_path):
     """YAML 1.2 (ruamel.yaml, like DVC): 1e-3 is a number, `yes` is a string (refused for a boolean), a BOM is fine."""
-    text = (REPO / "params.yaml").read_text()
+    text = committed_text()
     lr = "optimizer: {lr: 0.0002, beta1: 0.5"
     assert text.count(lr) == 1 and text.count("  amp: false") == 1
     p = load_params(_params_file(tmp_path, ("\ufeff" + text.replace(lr, "optimizer: {lr: 1e-3, beta1: 0.5")).encode()))

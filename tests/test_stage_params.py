@@ -18,6 +18,7 @@ import yaml
 from pydantic import BaseModel
 
 from imports import REPO, STAGES
+from params_file import complete
 from pipeline import TINY
 
 from aegan import stage_params
@@ -88,7 +89,7 @@ def reads(tmp_path_factory):
     mp = pytest.MonkeyPatch()
     repo = tmp_path_factory.mktemp("stage_params")
     (repo / "data" / "raw").mkdir(parents=True)
-    doc = yaml.safe_load((REPO / "params.yaml").read_text())
+    doc = complete()
     for key, value in TINY.items():
         doc[key] = {**doc[key], **value}
     mp.setenv("AEGAN_CHECKPOINT_EVERY", "20")  # the checkpoint path runs too

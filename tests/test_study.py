@@ -20,13 +20,14 @@ from aegan.report.claims import spread_tests
 from aegan.report.comparison import compare_with_baseline
 from aegan.stages.study_best import best_setting
 from aegan.study import setting
+from params_file import committed_text, complete
 
 REPO = Path(__file__).resolve().parents[1]
 ON = {"settings": [1, 2, 3, 4, 5], "seeds": [0, 1], "fresh_seeds": [2, 3]}
 
 
 def params_with(study: dict, **top):
-    raw = yaml.safe_load((REPO / "params.yaml").read_text())
+    raw = complete()
     raw["study"] = {**raw["study"], **study}
     raw.update(top)
     raw.setdefault("seeds", [0, 1, 2, 3])
@@ -149,7 +150,7 @@ def test_the_preset_turns_the_study_on_and_the_command_is_one_line_on_bad_input(
     from aegan.presets import apply_preset
 
     path = tmp_path / "params.yaml"
-    path.write_text((REPO / "params.yaml").read_text())
+    path.write_text(committed_text())
     apply_preset("study", path)
     doc = yaml.safe_load(path.read_text())
     assert doc["study"]["settings"] and doc["study"]["fresh_seeds"]
